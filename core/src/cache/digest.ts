@@ -1,0 +1,99 @@
+import { createHash, type Hash } from 'node:crypto';
+import fs from 'node:fs';
+
+export const DIGEST_ALGORITHM = 'sha256';
+
+/** Builds cache keys from labelled parts, so that ["ab","c"] and ["a","bc"] never collide. */
+export class KeyHasher {
+  private readonly hash: Hash = createHash(DIGEST_ALGORITHM);
+
+  add(label: string, value: string | Buffer | number | boolean | undefined): this {
+    const data = value === undefined ? '\u0000undefined' : typeof value === 'string' || Buffer.isBuffer(value) ? value : String(value);
+    const len = Buffer.byteLength(data);
+    this.hash.update(`${label}:${len}:`);
+    this.hash.update(data);
+    return this;
+  }
+
+  addList(label: string, values: readonly string[]): this {
+    this.add(label, values.length);
+    values.forEach((v, i) => this.add(`${label}[${i}]`, v));
+    return this;
+  }
+
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+export function digestBuffer(data: Buffer): string {
+  return createHash(DIGEST_ALGORITHM).update(data).digest('hex');
+}
+
+interface Memo {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly digest: string;
+  readonly timeMacros: boolean;
+}
+
+const TIME_MACROS = ['__DATE__', '__TIME__', '__TIMESTAMP__'];
+
+export interface FileDigest {
+  readonly digest: string;
+  readonly size: number;
+  /** mtime or ctime, whichever is later, in ms: lets callers refuse files changed during a compile. */
+  readonly changedMs: number;
+  /** The file mentions __DATE__, __TIME__ or __TIMESTAMP__: its output changes with the clock. */
+  readonly timeMacros: boolean;
+}
+
+/**
+ * Content digests of files, remembered by (device, inode, size, mtime, ctime) so that a warm
+ * lookup costs one stat. A file changed within the last two seconds is never remembered: within
+ * one timestamp tick an edit could leave every stat field the same.
+ */
+export class FileDigestCache {
+  private readonly memo = new Map<string, Memo>();
+
+  constructor(private readonly maxEntries = 200_000) {}
+
+  /** Returns undefined when the file cannot be read (missing, a directory, no permission). */
+  get(file: string): FileDigest | undefined {
+    let st: fs.BigIntStats;
+    try {
+      st = fs.statSync(file, { bigint: true });
+    } catch {
+      return undefined;
+    }
+    if (!st.isFile()) return undefined;
+    const changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
+    const known = this.memo.get(file);
+    if (
+      known &&
+      known.ino === st.ino &&
+      known.dev === st.dev &&
+      known.size === st.size &&
+      known.mtimeNs === st.mtimeNs &&
+      known.ctimeNs === st.ctimeNs
+    ) {
+      return { digest: known.digest, size: Number(st.size), changedMs, timeMacros: known.timeMacros };
+    }
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(file);
+    } catch {
+      return undefined;
+    }
+    const digest = digestBuffer(data);
+    const timeMacros = TIME_MACROS.some((m) => data.includes(m));
+    if (Date.now() - changedMs > 2000 && data.length === Number(st.size)) {
+      if (this.memo.size >= this.maxEntries) this.memo.clear();
+      this.memo.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, digest, timeMacros });
+    }
+    return { digest, size: data.length, changedMs, timeMacros };
+  }
+}

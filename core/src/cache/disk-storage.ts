@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import type { EntryKind, Storage } from './storage.js';
+
+const KINDS: readonly EntryKind[] = ['r', 'm'];
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+interface FileInfo {
+  readonly file: string;
+  readonly size: number;
+  readonly usedMs: number;
+}
+
+/**
+ * Content-addressed files under `<dir>/{r,m}/<2 hex>/<key>`. Writes go to `<dir>/tmp` and are
+ * renamed into place, so concurrent daemons and a crash mid-write never leave a half entry.
+ * A hit refreshes the file's mtime, which is what eviction orders by (least recently used first).
+ */
+export class DiskStorage implements Storage {
+  private bytes = 0;
+  private evicting = false;
+  private readonly tmpDir: string;
+
+  constructor(
+    readonly dir: string,
+    private readonly limit: number,
+    private readonly log: Logger,
+  ) {
+    this.tmpDir = path.join(dir, 'tmp');
+  }
+
+  private pathOf(kind: EntryKind, key: string): string {
+    return path.join(this.dir, kind, key.slice(0, 2), key);
+  }
+
+  get(kind: EntryKind, key: string): Buffer | undefined {
+    const file = this.pathOf(kind, key);
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(file);
+    } catch {
+      return undefined;
+    }
+    try {
+      const now = new Date();
+      fs.utimesSync(file, now, now);
+    } catch {
+      // A read-only cache still serves hits; it just cannot record recency.
+    }
+    return data;
+  }
+
+  put(kind: EntryKind, key: string, data: Buffer): void {
+    const file = this.pathOf(kind, key);
+    fs.mkdirSync(this.tmpDir, { recursive: true });
+    const tmp = path.join(this.tmpDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    try {
+      fs.writeFileSync(tmp, data, { mode: 0o644 });
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    this.bytes += data.length;
+    if (this.bytes > this.limit) void this.evict();
+  }
+
+  remove(kind: EntryKind, key: string): void {
+    fs.rmSync(this.pathOf(kind, key), { force: true });
+  }
+
+  size(): number {
+    return this.bytes;
+  }
+
+  private async listEntries(): Promise<FileInfo[]> {
+    const out: FileInfo[] = [];
+    for (const kind of KINDS) {
+      let buckets: string[];
+      try {
+        buckets = await fs.promises.readdir(path.join(this.dir, kind));
+      } catch {
+        continue;
+      }
+      for (const bucket of buckets) {
+        const bucketDir = path.join(this.dir, kind, bucket);
+        let names: string[];
+        try {
+          names = await fs.promises.readdir(bucketDir);
+        } catch {
+          continue;
+        }
+        for (const name of names) {
+          const file = path.join(bucketDir, name);
+          try {
+            const st = await fs.promises.stat(file);
+            out.push({ file, size: st.size, usedMs: st.mtimeMs });
+          } catch {
+            // Removed by another process meanwhile.
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Counts what is on disk (other processes share the directory) and removes stale temp files. */
+  async rescan(): Promise<number> {
+    const entries = await this.listEntries();
+    this.bytes = entries.reduce((sum, e) => sum + e.size, 0);
+    try {
+      for (const name of await fs.promises.readdir(this.tmpDir)) {
+        const file = path.join(this.tmpDir, name);
+        const st = await fs.promises.stat(file).catch(() => undefined);
+        if (st && Date.now() - st.mtimeMs > STALE_TEMP_MS) await fs.promises.rm(file, { force: true });
+      }
+    } catch {
+      // No tmp dir yet.
+    }
+    return this.bytes;
+  }
+
+  /** Removes least recently used entries until the cache is at 90% of its limit. */
+  async evict(): Promise<void> {
+    if (this.evicting) return;
+    this.evicting = true;
+    try {
+      const entries = await this.listEntries();
+      let total = entries.reduce((sum, e) => sum + e.size, 0);
+      const target = Math.floor(this.limit * 0.9);
+      if (total > this.limit) {
+        entries.sort((a, b) => a.usedMs - b.usedMs);
+        let removed = 0;
+        for (const e of entries) {
+          if (total <= target) break;
+          await fs.promises.rm(e.file, { force: true });
+          total -= e.size;
+          removed++;
+        }
+        this.log.info(`evicted ${removed} entries; cache now ${total} bytes`);
+      }
+      this.bytes = total;
+    } catch (err) {
+      this.log.warn(`eviction failed: ${(err as Error).message}`);
+    } finally {
+      this.evicting = false;
+    }
+  }
+}

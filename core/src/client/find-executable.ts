@@ -1,0 +1,58 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+function realpathOrUndefined(file: string): string | undefined {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    if (!fs.statSync(file).isFile()) return false;
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds the program `name` the way execvp would, skipping every candidate that resolves to one of
+ * `skip` (kiln itself, reached through a masquerade symlink such as /usr/local/lib/kiln/gcc).
+ * A name with a slash is used as given unless it is kiln itself, in which case its basename is
+ * looked up. Returns undefined when nothing matches.
+ */
+export function findExecutable(
+  name: string,
+  pathEnv: string | undefined,
+  cwd: string,
+  skip: ReadonlySet<string>,
+): string | undefined {
+  const isKiln = (file: string) => {
+    const real = realpathOrUndefined(file);
+    return real !== undefined && skip.has(real);
+  };
+  if (name.includes('/')) {
+    const file = path.resolve(cwd, name);
+    if (!isKiln(file)) return isExecutableFile(file) ? file : undefined;
+    name = path.basename(name);
+  }
+  for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    const file = path.resolve(cwd, dir || '.', name);
+    if (isExecutableFile(file) && !isKiln(file)) return file;
+  }
+  return undefined;
+}
+
+/** The real paths a client may run as: the native client and the Node CLI. */
+export function kilnSelfPaths(...paths: string[]): Set<string> {
+  const out = new Set<string>();
+  for (const p of paths) {
+    const real = realpathOrUndefined(p);
+    if (real) out.add(real);
+  }
+  return out;
+}

@@ -1,0 +1,333 @@
+/**
+ * Argument parsing for gcc and clang: decides whether a call is cacheable (and if not, why), and
+ * extracts what the cache needs: the source, its language, every output file, the arguments that
+ * make up the key and the arguments of the matching `-E` run.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { expandResponseFiles } from './response-file.js';
+
+export type Family = 'gcc' | 'clang';
+
+export const Languages = {
+  c: { preprocessed: 'cpp-output' },
+  'c++': { preprocessed: 'c++-cpp-output' },
+  'objective-c': { preprocessed: 'objective-c-cpp-output' },
+  'objective-c++': { preprocessed: 'objective-c++-cpp-output' },
+  'assembler-with-cpp': { preprocessed: 'assembler' },
+  'cpp-output': { preprocessed: undefined },
+  'c++-cpp-output': { preprocessed: undefined },
+  'objective-c-cpp-output': { preprocessed: undefined },
+  'objective-c++-cpp-output': { preprocessed: undefined },
+  assembler: { preprocessed: undefined },
+} as const;
+export type Language = keyof typeof Languages;
+
+const EXTENSIONS: Record<string, Language> = {
+  '.c': 'c',
+  '.cc': 'c++',
+  '.cp': 'c++',
+  '.cpp': 'c++',
+  '.CPP': 'c++',
+  '.cxx': 'c++',
+  '.c++': 'c++',
+  '.C': 'c++',
+  '.m': 'objective-c',
+  '.mm': 'objective-c++',
+  '.M': 'objective-c++',
+  '.S': 'assembler-with-cpp',
+  '.sx': 'assembler-with-cpp',
+  '.s': 'assembler',
+  '.i': 'cpp-output',
+  '.ii': 'c++-cpp-output',
+  '.mi': 'objective-c-cpp-output',
+  '.mii': 'objective-c++-cpp-output',
+};
+
+/** The language group that `--show-stats` reports per language. */
+export function languageGroup(lang: Language): string {
+  if (lang.startsWith('objective-c++')) return 'Objective-C++';
+  if (lang.startsWith('objective-c')) return 'Objective-C';
+  if (lang.startsWith('c++')) return 'C++';
+  if (lang.startsWith('assembler')) return 'Assembler';
+  return 'C';
+}
+
+/** Options whose value is the next argument when not attached. */
+const SEPARATE_ARG = new Set([
+  '-o', '-x', '-MF', '-MT', '-MQ', '-I', '-isystem', '-iquote', '-idirafter', '-include', '-imacros',
+  '-iprefix', '-iwithprefix', '-iwithprefixbefore', '-isysroot', '-imultilib', '-imultiarch', '-iframework',
+  '-D', '-U', '-A', '-Xpreprocessor', '-Xassembler', '-Xlinker', '-Xclang', '-arch', '-target', '-aux-info',
+  '--param', '-u', '-L', '-l', '-T', '-z', '-F', '-mllvm', '-gcc-toolchain', '-Xanalyzer', '-ivfsoverlay',
+  '--sysroot', '-B', '-specs', '-dumpbase', '-dumpdir', '-Xarch_host', '-Xarch_device', '-Xopenmp-target',
+  '-include-pch', '-working-directory', '--serialize-diagnostics', '-index-store-path',
+]);
+
+/** Prefixes of options that write files kiln does not know how to cache. */
+const EXTRA_OUTPUT_PREFIXES = [
+  '-save-temps', '-fdump-', '-fstack-usage', '-fcallgraph-info', '-aux-info', '-ftime-trace',
+  '--serialize-diagnostics', '-index-store-path', '-fopt-info', '-fsave-optimization-record',
+];
+
+const DEP_FLAGS = new Set(['-MD', '-MMD', '-MP', '-MG']);
+const DEP_WITH_ARG = new Set(['-MF', '-MT', '-MQ']);
+const COLOR_FLAGS = /^-f(no-)?(diagnostics-color(=.*)?|color-diagnostics)$/;
+
+export type Color = 'always' | 'never' | 'auto';
+
+export interface ExtraOutput {
+  readonly kind: 'dwo' | 'gcno';
+  readonly path: string;
+}
+
+export interface CacheableCompile {
+  readonly cacheable: true;
+  readonly family: Family;
+  /** The arguments after response-file expansion, in order, as the compiler will see them. */
+  readonly args: readonly string[];
+  readonly input: string;
+  readonly language: Language;
+  /** False when the input needs no preprocessor run (.i, .ii, .s): its bytes are the key. */
+  readonly needsPreprocessor: boolean;
+  readonly output: string;
+  /** Where the depfile lands, when -MD/-MMD asks for one. */
+  readonly depFile: string | undefined;
+  readonly extraOutputs: readonly ExtraOutput[];
+  /** Arguments for the preprocessor-only run (outputs and dependency options removed, -E added). */
+  readonly preprocessArgs: readonly string[];
+  /** Arguments that go into the preprocessor-mode key. */
+  readonly keyArgs: readonly string[];
+  /** The object embeds the working directory (-g, coverage, profiling): it joins the key. */
+  readonly keyCwd: boolean;
+  /** -march=native and friends: the host CPU joins the key. */
+  readonly keyHostCpu: boolean;
+  /** Files whose content affects the output though no -E run shows it (profile data). */
+  readonly keyFiles: readonly string[];
+  readonly color: Color;
+}
+
+export interface NotCacheable {
+  readonly cacheable: false;
+  readonly reason: string;
+}
+
+export type ParsedArgs = CacheableCompile | NotCacheable;
+
+const no = (reason: string): NotCacheable => ({ cacheable: false, reason });
+
+function withoutExtension(file: string): string {
+  const ext = path.extname(file);
+  return ext ? file.slice(0, -ext.length) : file;
+}
+
+function profileFile(option: string, value: string, cwd: string): string | NotCacheable {
+  const file = path.resolve(cwd, value);
+  try {
+    if (fs.statSync(file).isFile()) return file;
+  } catch {
+    return no(`${option} file missing`);
+  }
+  return no(`${option} names a directory`);
+}
+
+/**
+ * Parses one gcc/clang command line (`args` excludes the compiler itself). Never throws: anything
+ * it does not understand well enough to cache correctly is reported as not cacheable.
+ */
+export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: string): ParsedArgs {
+  const args = expandResponseFiles(rawArgs, cwd);
+  if (!args) return no('unreadable response file');
+
+  let compileOnly = false;
+  let output: string | undefined;
+  let currentLang: Language | undefined;
+  let input: { file: string; index: number; language: Language } | undefined;
+  let deps = false;
+  let depFile: string | undefined;
+  let explicitTarget = false;
+  let splitDwarf = false;
+  let gcno = false;
+  let keyCwd = false;
+  let keyOutput = false;
+  let keyHostCpu = false;
+  let color: Color = 'auto';
+  const keyFiles: string[] = [];
+  /** Indices into args that the -E run must not see (outputs, dependency options, -c). */
+  const notForPreprocessor = new Set<number>();
+  let outputIndex: number | undefined;
+  let depFileIndex: number | undefined;
+
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-c') {
+      compileOnly = true;
+      notForPreprocessor.add(i);
+      continue;
+    }
+    if (a === '-E') return no('preprocessor only (-E)');
+    if (a === '-S') return no('assembly output (-S)');
+    if (a === '-M' || a === '-MM') return no('dependency listing only (-M/-MM)');
+    if (a === '-fsyntax-only') return no('no output (-fsyntax-only)');
+    if (a === '-') return no('input from stdin');
+    if (a === '-fmodules' || a.startsWith('-fmodules-') || a.startsWith('-fmodule-')) return no('clang modules');
+    if (a.startsWith('-fplugin')) return no('compiler plugin');
+    if (a.startsWith('-specs=') || a.startsWith('--specs=') || a === '-specs') return no('spec file');
+    if (EXTRA_OUTPUT_PREFIXES.some((p) => a.startsWith(p))) return no(`extra output files (${a})`);
+    if (a.startsWith('-Wp,') && /(^|,)-M/.test(a.slice(4))) return no('dependency options through -Wp');
+    if (a.startsWith('-Wa,') && /(^|,)-a/.test(a.slice(4))) return no('assembler listing (-Wa,-a)');
+
+    if (DEP_FLAGS.has(a)) {
+      if (a === '-MD' || a === '-MMD') deps = true;
+      notForPreprocessor.add(i);
+      continue;
+    }
+    const depOpt = a.slice(0, 3);
+    if (DEP_WITH_ARG.has(depOpt)) {
+      let value: string | undefined;
+      notForPreprocessor.add(i);
+      if (a.length > 3) value = a.slice(3);
+      else {
+        value = args[i + 1];
+        if (value === undefined) return no(`${a} without a value`);
+        notForPreprocessor.add(++i);
+      }
+      if (depOpt === '-MF') {
+        depFile = value;
+        depFileIndex = a.length > 3 ? undefined : i;
+      } else explicitTarget = true;
+      continue;
+    }
+    if (a === '-o' || (a.startsWith('-o') && a.length > 2)) {
+      notForPreprocessor.add(i);
+      if (a === '-o') {
+        output = args[i + 1];
+        if (output === undefined) return no('-o without a value');
+        notForPreprocessor.add(++i);
+        outputIndex = i;
+      } else {
+        output = a.slice(2);
+        outputIndex = undefined;
+      }
+      continue;
+    }
+    if (a === '-x' || (a.startsWith('-x') && a.length > 2)) {
+      const value = a === '-x' ? args[++i] : a.slice(2);
+      if (value === undefined) return no('-x without a value');
+      if (value === 'none') currentLang = undefined;
+      else if (value in Languages) currentLang = value as Language;
+      else return no(`unsupported language (-x ${value})`);
+      continue;
+    }
+    if (a === '-Xclang') {
+      const next = args[i + 1] ?? '';
+      if (/^-(load|plugin|add-plugin|plugin-arg-)/.test(next)) return no('clang plugin (-Xclang)');
+      i++;
+      continue;
+    }
+    if (COLOR_FLAGS.test(a)) {
+      if (a === '-fno-diagnostics-color' || a === '-fno-color-diagnostics' || a === '-fdiagnostics-color=never') {
+        color = 'never';
+      } else if (a === '-fdiagnostics-color=auto') color = 'auto';
+      else color = 'always';
+      continue;
+    }
+    if (a.startsWith('-g') && a !== '-gcc-toolchain') {
+      keyCwd = a !== '-g0';
+      if (a === '-gsplit-dwarf') {
+        splitDwarf = true;
+        keyOutput = true;
+      }
+      continue;
+    }
+    if (a === '--coverage' || a === '-coverage' || a === '-ftest-coverage') {
+      gcno = true;
+      keyCwd = true;
+      keyOutput = true;
+      continue;
+    }
+    if (a === '-fprofile-arcs' || a.startsWith('-fprofile-generate') || a.startsWith('-fprofile-instr-generate')) {
+      keyCwd = true;
+      keyOutput = true;
+      continue;
+    }
+    if (a === '-fprofile-use' || a === '-fprofile-instr-use' || a === '-fauto-profile') {
+      return no(`${a} without its file`);
+    }
+    const profileOpt = /^(-fprofile-use|-fprofile-instr-use|-fprofile-sample-use|-fauto-profile)=(.+)$/.exec(a);
+    if (profileOpt) {
+      const file = profileFile(profileOpt[1]!, profileOpt[2]!, cwd);
+      if (typeof file !== 'string') return file;
+      keyFiles.push(file);
+      continue;
+    }
+    if (/^-m(arch|cpu|tune)=native$/.test(a)) {
+      keyHostCpu = true;
+      continue;
+    }
+    if (a === '-include-pch') return no('precompiled header');
+    if (a === '-include' || a === '-imacros') {
+      const header = args[i + 1];
+      if (header !== undefined && fs.existsSync(path.resolve(cwd, `${header}.gch`))) return no('precompiled header');
+    }
+    if (SEPARATE_ARG.has(a)) {
+      if (i + 1 >= args.length) return no(`${a} without a value`);
+      i++;
+      continue;
+    }
+    if (a.startsWith('-') && a.length > 1) continue;
+
+    // Not an option: an input file.
+    const language = currentLang ?? EXTENSIONS[path.extname(a)];
+    if (!language) return no('non-source input (linking)');
+    if (input) return no('multiple source files');
+    input = { file: a, index: i, language };
+  }
+
+  if (!compileOnly) return no('linking');
+  if (!input) return no('no input file');
+  if (output === '-') return no('output to stdout');
+
+  const objectPath = output ?? `${withoutExtension(path.basename(input.file))}.o`;
+  const base = withoutExtension(objectPath);
+  const depPath = deps ? (depFile ?? `${base}.d`) : undefined;
+  if (deps && !explicitTarget) keyOutput = true; // the depfile's target is the object path
+  const extraOutputs: ExtraOutput[] = [];
+  if (splitDwarf) extraOutputs.push({ kind: 'dwo', path: `${base}.dwo` });
+  if (gcno) extraOutputs.push({ kind: 'gcno', path: `${base}.gcno` });
+
+  if (input.language === 'assembler') {
+    try {
+      const text = fs.readFileSync(path.resolve(cwd, input.file), 'latin1');
+      if (/^\s*\.(include|incbin)\b/m.test(text)) return no('assembler .include');
+    } catch {
+      return no('unreadable source file');
+    }
+  }
+
+  const keyArgs = args.map((a, i) => {
+    if (i === input!.index) return '<input>';
+    if (i === outputIndex && !keyOutput) return '<output>';
+    if (i === depFileIndex) return '<depfile>';
+    if (a.startsWith('-MF') && a.length > 3) return '-MF<depfile>';
+    if (a.startsWith('-o') && a.length > 2 && !keyOutput) return '-o<output>';
+    return a;
+  });
+
+  return {
+    cacheable: true,
+    family,
+    args,
+    input: input.file,
+    language: input.language,
+    needsPreprocessor: Languages[input.language].preprocessed !== undefined,
+    output: objectPath,
+    depFile: depPath,
+    extraOutputs,
+    preprocessArgs: [...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)), '-E'],
+    keyArgs: keyArgs.filter((a) => !COLOR_FLAGS.test(a)),
+    keyCwd,
+    keyHostCpu,
+    keyFiles,
+    color,
+  };
+}

@@ -1,0 +1,332 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { findExecutable } from '../client/find-executable.js';
+import { Action, type Response } from '../client/protocol.js';
+import { type FileDigestCache, KeyHasher } from '../cache/digest.js';
+import { EnvelopeKind, open, seal } from '../cache/envelope.js';
+import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
+import { EntryKind, type Storage } from '../cache/storage.js';
+import { detectFamily, looksLikeCCompiler } from '../compiler/detect.js';
+import { type CacheableCompile, type Family, parseGccArgs } from '../compiler/gcc-args.js';
+import { includedFiles } from '../compiler/linemarkers.js';
+import { runCaptured } from '../compiler/run.js';
+import type { ClientConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Stats } from '../stats/stats.js';
+
+/** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
+const KEY_VERSION = 'kiln-cc-1';
+const MAX_MANIFEST_ENTRIES = 32;
+
+/** Environment variables that change what gcc/clang produce or print. */
+const KEY_ENV = [
+  'SOURCE_DATE_EPOCH', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_MESSAGES', 'LC_CTYPE', 'CPATH', 'C_INCLUDE_PATH',
+  'CPLUS_INCLUDE_PATH', 'OBJC_INCLUDE_PATH', 'OBJCPLUS_INCLUDE_PATH', 'GCC_COMPARE_DEBUG', 'GCC_EXEC_PREFIX',
+  'COMPILER_PATH', 'GCC_COLORS', 'CCC_OVERRIDE_OPTIONS', 'TERM_PROGRAM',
+];
+
+export interface CompileRequest {
+  readonly cwd: string;
+  /** [compiler as typed, ...args] */
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** Real paths that are kiln itself and must never be taken for the compiler. */
+  readonly skip: ReadonlySet<string>;
+  readonly stderrTty: boolean;
+}
+
+interface CompilerIdentity {
+  readonly signature: string;
+  readonly digest: string;
+  readonly family: Family | undefined;
+}
+
+interface ResultHeader {
+  readonly exitCode: number;
+  /** One name per blob after stdout and stderr: object, dep, dwo, gcno. */
+  readonly files: readonly string[];
+}
+
+interface ManifestHeader {
+  readonly entries: readonly { readonly files: readonly (readonly [string, string])[]; readonly result: string }[];
+}
+
+interface CachedResult {
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  readonly files: ReadonlyMap<string, Buffer>;
+}
+
+const ANSI = /\x1b\[[0-9;]*[mK]/g;
+
+/**
+ * Answers one compiler call: a cached result, a fresh compile that gets stored, or "run it
+ * yourself" for calls kiln does not cache. Every internal failure turns into a local run.
+ */
+export class CompileService {
+  private readonly identities = new Map<string, CompilerIdentity>();
+
+  constructor(
+    private readonly config: ClientConfig,
+    private readonly storage: Storage,
+    private readonly stats: Stats,
+    private readonly digests: FileDigestCache,
+    private readonly log: Logger,
+  ) {}
+
+  async handle(req: CompileRequest): Promise<Response> {
+    this.stats.count('requests');
+    const [name = '', ...args] = req.argv;
+    const program = findExecutable(name, req.env.PATH, req.cwd, req.skip);
+    if (!program) return this.uncached('compiler not found', { action: Action.FALLBACK });
+    const runAsIs = (reason: string) =>
+      this.uncached(reason, { action: Action.EXEC, program, argv: [name, ...args] });
+    try {
+      if (!looksLikeCCompiler(name, program)) return runAsIs('unsupported compiler');
+      const identity = await this.identify(program, name, req);
+      if (!identity.family) return runAsIs('unsupported compiler');
+      const parsed = parseGccArgs(identity.family, args, req.cwd);
+      if (!parsed.cacheable) return runAsIs(parsed.reason);
+      if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES) return runAsIs('dependency output via environment');
+      return await this.compileCached(program, name, identity, parsed, req);
+    } catch (err) {
+      this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
+      this.stats.error('internal');
+      return { action: Action.EXEC, program, argv: [name, ...args] };
+    }
+  }
+
+  private uncached(reason: string, response: Response): Response {
+    this.stats.nonCacheable(reason);
+    this.log.debug(`not cached: ${reason}`);
+    return response;
+  }
+
+  private async identify(program: string, name: string, req: CompileRequest): Promise<CompilerIdentity> {
+    const st = fs.statSync(program, { bigint: true });
+    const signature = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const known = this.identities.get(program);
+    if (known?.signature === signature) return known;
+    const version = await runCaptured(program, name, ['--version'], req.cwd, req.env);
+    const banner = version.stdout.toString();
+    const identity: CompilerIdentity = {
+      signature,
+      digest: new KeyHasher().add('binary', fs.readFileSync(program)).add('version', banner).digest(),
+      family: version.exitCode === 0 ? detectFamily(name, program, banner) : undefined,
+    };
+    this.identities.set(program, identity);
+    return identity;
+  }
+
+  /** The key parts shared by direct and preprocessor mode. */
+  private commonKey(identity: CompilerIdentity, parsed: CacheableCompile, req: CompileRequest): KeyHasher {
+    const h = new KeyHasher()
+      .add('version', KEY_VERSION)
+      .add('compiler', identity.digest)
+      .add('family', parsed.family)
+      .add('language', parsed.language)
+      .addList('args', parsed.keyArgs);
+    for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
+    if (parsed.keyCwd) h.add('cwd', req.cwd);
+    if (parsed.keyHostCpu) h.add('cpu', `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`);
+    for (const file of parsed.keyFiles) h.add(`file:${file}`, this.digests.get(file)?.digest);
+    for (const file of (req.env.KILN_EXTRAFILES ?? '').split(':').filter(Boolean)) {
+      h.add(`extra:${file}`, this.digests.get(path.resolve(req.cwd, file))?.digest ?? 'missing');
+    }
+    return h;
+  }
+
+  private async compileCached(
+    program: string,
+    name: string,
+    identity: CompilerIdentity,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+  ): Promise<Response> {
+    const startedMs = Date.now();
+    const source = this.digests.get(path.resolve(req.cwd, parsed.input));
+    if (!source) {
+      return this.uncached('unreadable source file', { action: Action.EXEC, program, argv: [name, ...parsed.args] });
+    }
+    const common = () => this.commonKey(identity, parsed, req);
+    const directKey = this.config.directMode && parsed.needsPreprocessor
+      ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
+      : undefined;
+
+    if (directKey) {
+      const hit = this.lookupManifest(directKey, req.cwd);
+      if (hit) {
+        const response = this.replay(hit.result, parsed, req);
+        if (response) {
+          this.stats.count('hitsDirect');
+          return response;
+        }
+      }
+    }
+
+    let resultKey: string;
+    let headers: string[] = [];
+    if (parsed.needsPreprocessor) {
+      const cpp = await runCaptured(program, name, parsed.preprocessArgs, req.cwd, req.env);
+      if (cpp.exitCode !== 0 || cpp.failure) {
+        return this.uncached('preprocessor error', { action: Action.EXEC, program, argv: [name, ...parsed.args] });
+      }
+      resultKey = common().add('mode', 'cpp').add('preprocessed', cpp.stdout).digest();
+      headers = includedFiles(cpp.stdout);
+    } else {
+      resultKey = common().add('mode', 'preprocessed-input').add('input', parsed.input).add('source', source.digest).digest();
+    }
+
+    const cached = this.readResult(resultKey);
+    if (cached) {
+      const response = this.replay(cached, parsed, req);
+      if (response) {
+        this.stats.count('hitsPreprocessed');
+        if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
+        return response;
+      }
+    }
+
+    const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
+    const run = await runCaptured(program, name, [...parsed.args, ...forceColor], req.cwd, req.env);
+    if (run.failure) {
+      // A crash or a missing program: let the client run it, so the user sees exactly that.
+      this.stats.error('compiler crashed');
+      return { action: Action.EXEC, program, argv: [name, ...parsed.args] };
+    }
+    const stderr = this.stderrFor(run.stderr, parsed, req);
+    if (run.exitCode !== 0) {
+      this.stats.count('compileFailed');
+      return { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr };
+    }
+    this.stats.count('misses');
+    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+    if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
+    return { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr };
+  }
+
+  private stderrFor(stderr: Buffer, parsed: CacheableCompile, req: CompileRequest): Buffer {
+    const wantsColor = req.stderrTty && req.env.TERM !== 'dumb';
+    if (parsed.color !== 'auto' || wantsColor || !stderr.includes(0x1b)) return stderr;
+    return Buffer.from(stderr.toString('latin1').replace(ANSI, ''), 'latin1');
+  }
+
+  private outputFiles(parsed: CacheableCompile): [string, string][] {
+    const files: [string, string][] = [['object', parsed.output]];
+    if (parsed.depFile) files.push(['dep', parsed.depFile]);
+    for (const extra of parsed.extraOutputs) files.push([extra.kind, extra.path]);
+    return files;
+  }
+
+  private store(key: string, stdout: Buffer, stderr: Buffer, parsed: CacheableCompile, cwd: string): void {
+    const names: string[] = [];
+    const blobs: Buffer[] = [stdout, stderr];
+    for (const [kind, file] of this.outputFiles(parsed)) {
+      const data = readOutputFile(cwd, file);
+      if (data) {
+        names.push(kind);
+        blobs.push(data);
+      } else if (kind === 'object' || kind === 'dep') {
+        this.stats.error('missing output');
+        this.log.warn(`not storing: ${kind} ${file} was not produced`);
+        return;
+      }
+    }
+    const header: ResultHeader = { exitCode: 0, files: names };
+    try {
+      this.storage.put(EntryKind.RESULT, key, seal(EnvelopeKind.RESULT, header, blobs));
+    } catch (err) {
+      this.stats.error('cache write');
+      this.log.warn(`cannot store ${key}: ${(err as Error).message}`);
+    }
+  }
+
+  private readResult(key: string): CachedResult | undefined {
+    const data = this.storage.get(EntryKind.RESULT, key);
+    if (!data) return undefined;
+    const env = open<ResultHeader>(EnvelopeKind.RESULT, data);
+    if (!env || !Array.isArray(env.header.files) || env.blobs.length !== env.header.files.length + 2) {
+      this.stats.error('corrupt entry');
+      this.log.warn(`removing corrupt result ${key}`);
+      this.storage.remove(EntryKind.RESULT, key);
+      return undefined;
+    }
+    const files = new Map<string, Buffer>();
+    env.header.files.forEach((kind, i) => files.set(kind, env.blobs[i + 2]!));
+    return { stdout: env.blobs[0]!, stderr: env.blobs[1]!, files };
+  }
+
+  /** Writes a cached result's files; undefined when they cannot be written (the caller compiles). */
+  private replay(result: CachedResult, parsed: CacheableCompile, req: CompileRequest): Response | undefined {
+    const wanted = this.outputFiles(parsed);
+    if (!result.files.has('object') || (parsed.depFile && !result.files.has('dep'))) return undefined;
+    try {
+      for (const [kind, file] of wanted) {
+        const data = result.files.get(kind);
+        if (data) writeOutputFile(req.cwd, file, data);
+      }
+    } catch (err) {
+      this.stats.error('output write');
+      this.log.info(`cannot write outputs: ${(err as Error).message}`);
+      return undefined;
+    }
+    return { action: Action.RESULT, exitCode: 0, stdout: result.stdout, stderr: this.stderrFor(result.stderr, parsed, req) };
+  }
+
+  private readManifest(key: string): ManifestHeader | undefined {
+    const data = this.storage.get(EntryKind.MANIFEST, key);
+    if (!data) return undefined;
+    const env = open<ManifestHeader>(EnvelopeKind.MANIFEST, data);
+    if (!env || !Array.isArray(env.header.entries)) {
+      this.stats.error('corrupt entry');
+      this.storage.remove(EntryKind.MANIFEST, key);
+      return undefined;
+    }
+    return env.header;
+  }
+
+  private lookupManifest(directKey: string, cwd: string): { result: CachedResult } | undefined {
+    const manifest = this.readManifest(directKey);
+    if (!manifest) return undefined;
+    for (const entry of manifest.entries) {
+      const matches = entry.files.every(([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest);
+      if (!matches) continue;
+      const result = this.readResult(entry.result);
+      if (result) return { result };
+    }
+    return undefined;
+  }
+
+  /**
+   * Remembers which headers led to `resultKey`, unless their content makes direct mode unsafe:
+   * a header changed while compiling (or just before), or one that expands __DATE__/__TIME__.
+   */
+  private recordManifest(directKey: string, resultKey: string, headers: readonly string[], req: CompileRequest, startedMs: number): void {
+    const cwd = req.cwd;
+    const files: [string, string][] = [];
+    for (const file of headers) {
+      const abs = path.resolve(cwd, file);
+      const d = this.digests.get(abs);
+      if (!d) {
+        this.log.debug(`direct mode off for ${directKey}: cannot read ${file}`);
+        return;
+      }
+      if (d.timeMacros && req.env.SOURCE_DATE_EPOCH === undefined) return;
+      if (d.changedMs >= startedMs - 1000) {
+        this.log.debug(`direct mode off: ${file} is too new`);
+        return;
+      }
+      if (fs.existsSync(`${abs}.gch`)) return;
+      files.push([file, d.digest]);
+    }
+    const old = this.readManifest(directKey)?.entries ?? [];
+    const entries = [{ files, result: resultKey }, ...old.filter((e) => e.result !== resultKey)].slice(0, MAX_MANIFEST_ENTRIES);
+    try {
+      this.storage.put(EntryKind.MANIFEST, directKey, seal(EnvelopeKind.MANIFEST, { entries }, []));
+    } catch (err) {
+      this.stats.error('cache write');
+      this.log.warn(`cannot store manifest: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The daemon's entry point, started in the background by a thin client. A config error is written
+ * to daemon.err (the client shows it) and the daemon exits with status 2.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FileDigestCache } from '../cache/digest.js';
+import { DiskStorage } from '../cache/disk-storage.js';
+import { loadClientConfig } from '../config.js';
+import { KilnError } from '../errors.js';
+import { fileLogger } from '../log.js';
+import { daemonErrorPath, daemonLogPath, runtimeDir, socketPath } from '../paths.js';
+import { Stats } from '../stats/stats.js';
+import { CompileService } from './compile-service.js';
+import { Daemon } from './daemon.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const NODE_CLI = path.join(here, '..', 'cli', 'kiln.js');
+const NATIVE_CLIENT = path.join(here, '..', '..', 'bin', 'kiln');
+
+async function main(): Promise<number> {
+  const env = process.env;
+  fs.mkdirSync(runtimeDir(env), { recursive: true, mode: 0o700 });
+  let config: ReturnType<typeof loadClientConfig>;
+  try {
+    config = loadClientConfig(env);
+    fs.mkdirSync(config.cacheDir, { recursive: true });
+  } catch (err) {
+    const message = err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
+    fs.writeFileSync(daemonErrorPath(env), `${message}\n`);
+    return 2;
+  }
+  fs.rmSync(daemonErrorPath(env), { force: true });
+  const log = fileLogger(daemonLogPath(env), config.logLevel);
+  const storage = new DiskStorage(config.cacheDir, config.cacheSize, log);
+  const stats = new Stats(config.cacheDir);
+  const service = new CompileService(config, storage, stats, new FileDigestCache(), log);
+  const daemon = new Daemon({
+    socket: socketPath(env),
+    config,
+    service,
+    storage,
+    stats,
+    log,
+    selfPaths: [NODE_CLI, NATIVE_CLIENT],
+  });
+  if (!(await daemon.start())) return 0;
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.on(signal, () => void daemon.stop(true));
+  }
+  await daemon.stopped;
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    try {
+      fs.writeFileSync(daemonErrorPath(process.env), `${err.message}\n`);
+    } catch {
+      // Nowhere left to report.
+    }
+    process.exit(1);
+  },
+);

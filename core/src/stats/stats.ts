@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface StatsData {
+  /** Compiler calls seen, cacheable or not. */
+  requests: number;
+  hitsDirect: number;
+  hitsPreprocessed: number;
+  misses: number;
+  /** Calls run unchanged, by reason (linking, -E, multiple source files…). */
+  nonCacheable: Record<string, number>;
+  /** Cacheable calls whose compile failed: the user's code, not kiln. */
+  compileFailed: number;
+  /** Things that went wrong inside kiln, by kind; each one ended in a correct local compile. */
+  errors: Record<string, number>;
+  since: string;
+}
+
+export const emptyStats = (): StatsData => ({
+  requests: 0,
+  hitsDirect: 0,
+  hitsPreprocessed: 0,
+  misses: 0,
+  nonCacheable: {},
+  compileFailed: 0,
+  errors: {},
+  since: new Date().toISOString(),
+});
+
+function addInto(target: StatsData, delta: StatsData): StatsData {
+  target.requests += delta.requests;
+  target.hitsDirect += delta.hitsDirect;
+  target.hitsPreprocessed += delta.hitsPreprocessed;
+  target.misses += delta.misses;
+  target.compileFailed += delta.compileFailed;
+  for (const [k, v] of Object.entries(delta.nonCacheable)) target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
+  return target;
+}
+
+function isStats(value: unknown): value is StatsData {
+  const v = value as StatsData;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.requests === 'number' &&
+    typeof v.nonCacheable === 'object' &&
+    typeof v.errors === 'object'
+  );
+}
+
+/**
+ * Counters kept in memory and added to `<cacheDir>/stats.json` on flush, so they survive daemon
+ * restarts and several daemons sharing a cache dir add up instead of overwriting each other.
+ */
+export class Stats {
+  private delta = emptyStats();
+  private readonly file: string;
+
+  constructor(cacheDir: string) {
+    this.file = path.join(cacheDir, 'stats.json');
+  }
+
+  get pending(): Readonly<StatsData> {
+    return this.delta;
+  }
+
+  count(field: 'requests' | 'hitsDirect' | 'hitsPreprocessed' | 'misses' | 'compileFailed'): void {
+    this.delta[field]++;
+  }
+
+  nonCacheable(reason: string): void {
+    this.delta.nonCacheable[reason] = (this.delta.nonCacheable[reason] ?? 0) + 1;
+  }
+
+  error(kind: string): void {
+    this.delta.errors[kind] = (this.delta.errors[kind] ?? 0) + 1;
+  }
+
+  private readPersisted(): StatsData {
+    try {
+      const parsed: unknown = JSON.parse(fs.readFileSync(this.file, 'utf8'));
+      if (isStats(parsed)) return { ...emptyStats(), ...parsed };
+    } catch {
+      // Missing or damaged: start counting afresh rather than fail.
+    }
+    return emptyStats();
+  }
+
+  private write(data: StatsData): void {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    try {
+      fs.writeFileSync(tmp, JSON.stringify(data, null, 1));
+      fs.renameSync(tmp, this.file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** The persisted totals plus what this process has not flushed yet. */
+  snapshot(): StatsData {
+    return addInto(this.readPersisted(), this.delta);
+  }
+
+  /** Adds pending counts to the file. Throws when the cache dir is not writable; counts are kept. */
+  flush(): void {
+    if (this.delta.requests === 0 && Object.keys(this.delta.errors).length === 0) return;
+    this.write(addInto(this.readPersisted(), this.delta));
+    this.delta = emptyStats();
+  }
+
+  zero(): void {
+    this.delta = emptyStats();
+    this.write(emptyStats());
+  }
+}
