@@ -134,7 +134,7 @@ function runLocally(argv: readonly string[], env: Env, self: string): number {
     process.stderr.write(`kiln: ${compiler}: command not found\n`);
     return 127;
   }
-  return runInherited(program, [compiler, ...argv.slice(1)]);
+  return runInherited(program, [program, ...argv.slice(1)]);
 }
 
 /**

@@ -151,6 +151,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   let keyOutput = false;
   let keyHostCpu = false;
   let color: Color = 'auto';
+  let nonSourceInput = false;
   const keyFiles: string[] = [];
   /** Indices into args that the -E run must not see (outputs, dependency options, -c). */
   const notForPreprocessor = new Set<number>();
@@ -278,12 +279,16 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
 
     // Not an option: an input file.
     const language = currentLang ?? EXTENSIONS[path.extname(a)];
-    if (!language) return no('non-source input (linking)');
+    if (!language) {
+      nonSourceInput = true;
+      continue;
+    }
     if (input) return no('multiple source files');
     input = { file: a, index: i, language };
   }
 
   if (!compileOnly) return no('linking');
+  if (nonSourceInput) return no('non-source input');
   if (!input) return no('no input file');
   if (output === '-') return no('output to stdout');
 

@@ -81,7 +81,7 @@ export class CompileService {
     const program = findExecutable(name, req.env.PATH, req.cwd, req.skip);
     if (!program) return this.uncached('compiler not found', { action: Action.FALLBACK });
     const runAsIs = (reason: string) =>
-      this.uncached(reason, { action: Action.EXEC, program, argv: [name, ...args] });
+      this.uncached(reason, { action: Action.EXEC, program, argv: [program, ...args] });
     try {
       if (!looksLikeCCompiler(name, program)) return runAsIs('unsupported compiler');
       const identity = await this.identify(program, name, req);
@@ -89,11 +89,11 @@ export class CompileService {
       const parsed = parseGccArgs(identity.family, args, req.cwd);
       if (!parsed.cacheable) return runAsIs(parsed.reason);
       if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES) return runAsIs('dependency output via environment');
-      return await this.compileCached(program, name, identity, parsed, req);
+      return await this.compileCached(program, identity, parsed, req);
     } catch (err) {
       this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
       this.stats.error('internal');
-      return { action: Action.EXEC, program, argv: [name, ...args] };
+      return { action: Action.EXEC, program, argv: [program, ...args] };
     }
   }
 
@@ -108,7 +108,7 @@ export class CompileService {
     const signature = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     const known = this.identities.get(program);
     if (known?.signature === signature) return known;
-    const version = await runCaptured(program, name, ['--version'], req.cwd, req.env);
+    const version = await runCaptured(program, program, ['--version'], req.cwd, req.env);
     const banner = version.stdout.toString();
     const identity: CompilerIdentity = {
       signature,
@@ -139,7 +139,6 @@ export class CompileService {
 
   private async compileCached(
     program: string,
-    name: string,
     identity: CompilerIdentity,
     parsed: CacheableCompile,
     req: CompileRequest,
@@ -147,7 +146,7 @@ export class CompileService {
     const startedMs = Date.now();
     const source = this.digests.get(path.resolve(req.cwd, parsed.input));
     if (!source) {
-      return this.uncached('unreadable source file', { action: Action.EXEC, program, argv: [name, ...parsed.args] });
+      return this.uncached('unreadable source file', { action: Action.EXEC, program, argv: [program, ...parsed.args] });
     }
     const common = () => this.commonKey(identity, parsed, req);
     const directKey = this.config.directMode && parsed.needsPreprocessor
@@ -168,9 +167,9 @@ export class CompileService {
     let resultKey: string;
     let headers: string[] = [];
     if (parsed.needsPreprocessor) {
-      const cpp = await runCaptured(program, name, parsed.preprocessArgs, req.cwd, req.env);
+      const cpp = await runCaptured(program, program, parsed.preprocessArgs, req.cwd, req.env);
       if (cpp.exitCode !== 0 || cpp.failure) {
-        return this.uncached('preprocessor error', { action: Action.EXEC, program, argv: [name, ...parsed.args] });
+        return this.uncached('preprocessor error', { action: Action.EXEC, program, argv: [program, ...parsed.args] });
       }
       resultKey = common().add('mode', 'cpp').add('preprocessed', cpp.stdout).digest();
       headers = includedFiles(cpp.stdout);
@@ -189,11 +188,11 @@ export class CompileService {
     }
 
     const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
-    const run = await runCaptured(program, name, [...parsed.args, ...forceColor], req.cwd, req.env);
+    const run = await runCaptured(program, program, [...parsed.args, ...forceColor], req.cwd, req.env);
     if (run.failure) {
       // A crash or a missing program: let the client run it, so the user sees exactly that.
       this.stats.error('compiler crashed');
-      return { action: Action.EXEC, program, argv: [name, ...parsed.args] };
+      return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
     }
     const stderr = this.stderrFor(run.stderr, parsed, req);
     if (run.exitCode !== 0) {
