@@ -20,7 +20,7 @@ interface FileInfo {
  */
 export class DiskStorage implements Storage {
   private bytes = 0;
-  private evicting = false;
+  private eviction: Promise<void> | undefined;
   private readonly tmpDir: string;
 
   constructor(
@@ -124,9 +124,14 @@ export class DiskStorage implements Storage {
   }
 
   /** Removes least recently used entries until the cache is at 90% of its limit. */
-  async evict(): Promise<void> {
-    if (this.evicting) return;
-    this.evicting = true;
+  evict(): Promise<void> {
+    this.eviction ??= this.runEviction().finally(() => {
+      this.eviction = undefined;
+    });
+    return this.eviction;
+  }
+
+  private async runEviction(): Promise<void> {
     try {
       const entries = await this.listEntries();
       let total = entries.reduce((sum, e) => sum + e.size, 0);
@@ -145,8 +150,6 @@ export class DiskStorage implements Storage {
       this.bytes = total;
     } catch (err) {
       this.log.warn(`eviction failed: ${(err as Error).message}`);
-    } finally {
-      this.evicting = false;
     }
   }
 }

@@ -18,6 +18,12 @@ import type { Stats } from '../stats/stats.js';
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
 const KEY_VERSION = 'kiln-cc-1';
 const MAX_MANIFEST_ENTRIES = 32;
+/**
+ * A header whose mtime/ctime is this close to the compile's start (or later) may have changed
+ * while the compiler read it. File timestamps come from the kernel's coarse clock, which lags
+ * the real time by at most a tick (1–10 ms), so 50 ms catches every change made during a compile.
+ */
+const TOO_NEW_MARGIN_MS = 50;
 
 /** Environment variables that change what gcc/clang produce or print. */
 const KEY_ENV = [
@@ -177,7 +183,9 @@ export class CompileService {
       resultKey = common().add('mode', 'preprocessed-input').add('input', parsed.input).add('source', source.digest).digest();
     }
 
+    this.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
     const cached = this.readResult(resultKey);
+    this.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
     if (cached) {
       const response = this.replay(cached, parsed, req);
       if (response) {
@@ -287,10 +295,14 @@ export class CompileService {
 
   private lookupManifest(directKey: string, cwd: string): { result: CachedResult } | undefined {
     const manifest = this.readManifest(directKey);
+    this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.entries.length} entries` : 'absent'}`);
     if (!manifest) return undefined;
     for (const entry of manifest.entries) {
       const matches = entry.files.every(([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest);
-      if (!matches) continue;
+      if (!matches) {
+        this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
+        continue;
+      }
       const result = this.readResult(entry.result);
       if (result) return { result };
     }
@@ -303,6 +315,7 @@ export class CompileService {
    */
   private recordManifest(directKey: string, resultKey: string, headers: readonly string[], req: CompileRequest, startedMs: number): void {
     const cwd = req.cwd;
+    this.log.debug(`recording manifest ${directKey} with ${headers.length} files`);
     const files: [string, string][] = [];
     for (const file of headers) {
       const abs = path.resolve(cwd, file);
@@ -311,9 +324,12 @@ export class CompileService {
         this.log.debug(`direct mode off for ${directKey}: cannot read ${file}`);
         return;
       }
-      if (d.timeMacros && req.env.SOURCE_DATE_EPOCH === undefined) return;
-      if (d.changedMs >= startedMs - 1000) {
-        this.log.debug(`direct mode off: ${file} is too new`);
+      if (d.timeMacros && req.env.SOURCE_DATE_EPOCH === undefined) {
+        this.log.debug(`direct mode off: ${file} uses __DATE__/__TIME__`);
+        return;
+      }
+      if (d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
+        this.log.debug(`direct mode off: ${file} is too new (${d.changedMs} vs ${startedMs})`);
         return;
       }
       if (fs.existsSync(`${abs}.gch`)) return;

@@ -68,7 +68,8 @@ export class Daemon {
     const { socket } = this.opts;
     const listen = () =>
       new Promise<net.Server>((resolve, reject) => {
-        const server = net.createServer((conn) => this.onConnection(conn));
+        // Clients half-close after sending their request; the answer still has to go back.
+        const server = net.createServer({ allowHalfOpen: true }, (conn) => this.onConnection(conn));
         server.once('error', reject);
         server.listen(socket, () => {
           server.off('error', reject);
@@ -85,6 +86,7 @@ export class Daemon {
     }
     fs.chmodSync(socket, 0o600);
     this.socketIno = fs.statSync(socket).ino;
+    fs.writeFileSync(`${socket.replace(/\.sock$/, '')}.pid`, `${process.pid}\n`);
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
     void this.opts.storage.rescan().then((bytes) => {
       if (bytes > this.opts.config.cacheSize) void this.opts.storage.evict();

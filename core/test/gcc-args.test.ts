@@ -1,0 +1,148 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type CacheableCompile, parseGccArgs } from '../src/compiler/gcc-args.js';
+import { splitResponseFile } from '../src/compiler/response-file.js';
+
+const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-args-'));
+fs.writeFileSync(path.join(cwd, 'prof.gcda'), 'x');
+fs.writeFileSync(path.join(cwd, 'plain.s'), '.text\nnop\n');
+fs.writeFileSync(path.join(cwd, 'inc.s'), '.include "other.s"\n');
+fs.writeFileSync(path.join(cwd, 'pch.h'), '');
+fs.writeFileSync(path.join(cwd, 'pch.h.gch'), '');
+
+const parse = (...args: string[]) => parseGccArgs('gcc', args, cwd);
+const ok = (...args: string[]): CacheableCompile => {
+  const r = parse(...args);
+  if (!r.cacheable) throw new Error(`expected cacheable, got: ${r.reason}`);
+  return r;
+};
+
+describe('parseGccArgs: not cacheable, with a reason', () => {
+  it.each([
+    [['a.c', '-o', 'a'], 'linking'],
+    [['a.o', 'b.o', '-o', 'prog'], 'linking'],
+    [['-c', 'a.c', 'x.o'], 'non-source input'],
+    [['-E', 'a.c'], 'preprocessor only (-E)'],
+    [['-S', 'a.c'], 'assembly output (-S)'],
+    [['-M', 'a.c'], 'dependency listing only (-M/-MM)'],
+    [['-MM', '-c', 'a.c'], 'dependency listing only (-M/-MM)'],
+    [['-c', 'a.c', 'b.c'], 'multiple source files'],
+    [['-c', '-x', 'c', '-'], 'input from stdin'],
+    [['-c', 'a.c', '-fprofile-use'], '-fprofile-use without its file'],
+    [['-c', 'a.c', '-fprofile-use=missing.gcda'], '-fprofile-use file missing'],
+    [['-c', 'a.c', '-Xclang', '-load', '-Xclang', 'p.so'], 'clang plugin (-Xclang)'],
+    [['-c', 'a.c', '-fplugin=foo.so'], 'compiler plugin'],
+    [['-c', 'a.c', '-save-temps'], 'extra output files (-save-temps)'],
+    [['-c', 'a.c', '-fdump-tree-all'], 'extra output files (-fdump-tree-all)'],
+    [['-c', 'a.c', '-fsyntax-only'], 'no output (-fsyntax-only)'],
+    [['-c', 'a.c', '-o', '-'], 'output to stdout'],
+    [['-c', '-x', 'fortran', 'a.f'], 'unsupported language (-x fortran)'],
+    [['-c', 'a.c', '-Wp,-MD,a.d'], 'dependency options through -Wp'],
+    [['-c'], 'no input file'],
+    [['-c', '@missing.rsp'], 'unreadable response file'],
+    [['-c', 'inc.s'], 'assembler .include'],
+    [['-c', 'a.c', '-include', 'pch.h'], 'precompiled header'],
+    [['-c', 'a.c', '-o'], '-o without a value'],
+  ])('%j → %s', (args, reason) => {
+    expect(parse(...args)).toEqual({ cacheable: false, reason });
+  });
+});
+
+describe('parseGccArgs: cacheable calls', () => {
+  it('finds input, language and default output', () => {
+    const r = ok('-c', 'src/foo.cpp', '-O2');
+    expect(r.input).toBe('src/foo.cpp');
+    expect(r.language).toBe('c++');
+    expect(r.output).toBe('foo.o');
+    expect(r.depFile).toBeUndefined();
+    expect(r.preprocessArgs).toEqual(['src/foo.cpp', '-O2', '-E']);
+  });
+
+  it('takes -x for inputs after it and attached -o', () => {
+    const r = ok('-x', 'c++', '-c', 'weird.txt', '-oout/w.o');
+    expect(r.language).toBe('c++');
+    expect(r.output).toBe('out/w.o');
+    expect(r.preprocessArgs).toEqual(['-x', 'c++', 'weird.txt', '-E']);
+  });
+
+  it('does not take option values for inputs', () => {
+    const r = ok('-c', '-I', 'inc', '-include', 'config.h', '-isystem', 'sys', '-D', 'X=1', 'a.c', '-MF', 'a.d', '-MD');
+    expect(r.input).toBe('a.c');
+    expect(r.depFile).toBe('a.d');
+    expect(r.preprocessArgs).toEqual(['-I', 'inc', '-include', 'config.h', '-isystem', 'sys', '-D', 'X=1', 'a.c', '-E']);
+  });
+
+  it('derives the depfile from -o, and puts the object path in the key when it is the target', () => {
+    const r = ok('-c', 'a.c', '-o', 'obj/a.o', '-MMD');
+    expect(r.depFile).toBe('obj/a.d');
+    expect(r.keyArgs).toContain('obj/a.o');
+    const explicit = ok('-c', 'a.c', '-o', 'obj/a.o', '-MD', '-MF', 'deps/a.d', '-MT', 'target');
+    expect(explicit.depFile).toBe('deps/a.d');
+    expect(explicit.keyArgs).not.toContain('obj/a.o');
+    expect(explicit.keyArgs).not.toContain('deps/a.d');
+    expect(explicit.keyArgs).toContain('target');
+  });
+
+  it('leaves output paths out of the key when the object does not embed them', () => {
+    const a = ok('-c', 'a.c', '-o', 'x/a.o', '-O2');
+    const b = ok('-c', 'a.c', '-o', 'y/b.o', '-O2');
+    expect(a.keyArgs).toEqual(b.keyArgs);
+    expect(a.keyCwd).toBe(false);
+  });
+
+  it('knows the extra outputs of -gsplit-dwarf and --coverage', () => {
+    const r = ok('-c', 'a.c', '-o', 'out/a.o', '-g', '-gsplit-dwarf', '--coverage');
+    expect(r.extraOutputs).toEqual([
+      { kind: 'dwo', path: 'out/a.dwo' },
+      { kind: 'gcno', path: 'out/a.gcno' },
+    ]);
+    expect(r.keyCwd).toBe(true);
+    expect(r.keyArgs).toContain('out/a.o');
+  });
+
+  it('puts cwd in the key for -g but not -g0', () => {
+    expect(ok('-c', 'a.c', '-g').keyCwd).toBe(true);
+    expect(ok('-c', 'a.c', '-g0').keyCwd).toBe(false);
+    expect(ok('-c', 'a.c', '-gcc-toolchain', '/opt/gcc').keyCwd).toBe(false);
+  });
+
+  it('reads color options and keeps them out of key and -E run', () => {
+    expect(ok('-c', 'a.c').color).toBe('auto');
+    expect(ok('-c', 'a.c', '-fcolor-diagnostics').color).toBe('always');
+    const never = ok('-c', 'a.c', '-fdiagnostics-color=never');
+    expect(never.color).toBe('never');
+    expect(never.keyArgs).toEqual(ok('-c', 'a.c').keyArgs);
+    expect(never.preprocessArgs).not.toContain('-fdiagnostics-color=never');
+  });
+
+  it('hashes profile data and the host CPU where they matter', () => {
+    expect(ok('-c', 'a.c', '-fprofile-use=prof.gcda').keyFiles).toEqual([path.join(cwd, 'prof.gcda')]);
+    expect(ok('-c', 'a.c', '-march=native').keyHostCpu).toBe(true);
+  });
+
+  it('caches preprocessed and plain assembler input without a preprocessor run', () => {
+    expect(ok('-c', 'a.i').needsPreprocessor).toBe(false);
+    expect(ok('-c', 'plain.s').needsPreprocessor).toBe(false);
+    expect(ok('-c', 'a.S').needsPreprocessor).toBe(true);
+  });
+
+  it('expands response files, quotes and all', () => {
+    fs.writeFileSync(path.join(cwd, 'args.rsp'), '-c "my file.c" -DNAME=\'a b\' -o out\\ dir/x.o\n');
+    const r = ok('@args.rsp');
+    expect(r.input).toBe('my file.c');
+    expect(r.output).toBe('out dir/x.o');
+    expect(r.args).toEqual(['-c', 'my file.c', '-DNAME=a b', '-o', 'out dir/x.o']);
+  });
+
+  it('accepts -Xclang options that are not plugins', () => {
+    expect(ok('-c', 'a.c', '-Xclang', '-fno-pch-timestamp').input).toBe('a.c');
+  });
+});
+
+describe('splitResponseFile', () => {
+  it('splits like libiberty', () => {
+    expect(splitResponseFile(' a  "b c"\n\'d"e\' f\\ g ""')).toEqual(['a', 'b c', 'd"e', 'f g', '']);
+  });
+});

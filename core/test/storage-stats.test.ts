@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FileDigestCache } from '../src/cache/digest.js';
+import { DiskStorage } from '../src/cache/disk-storage.js';
+import { includedFiles } from '../src/compiler/linemarkers.js';
+import { silentLogger } from '../src/log.js';
+import { Stats } from '../src/stats/stats.js';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-unit-'));
+
+describe('DiskStorage', () => {
+  it('stores, reads and removes entries without leaving temp files', () => {
+    const s = new DiskStorage(tmp(), 1 << 20, silentLogger);
+    s.put('r', 'ab12', Buffer.from('hello'));
+    expect(s.get('r', 'ab12')?.toString()).toBe('hello');
+    expect(s.get('m', 'ab12')).toBeUndefined();
+    expect(fs.readdirSync(path.join(s.dir, 'tmp'))).toEqual([]);
+    s.remove('r', 'ab12');
+    expect(s.get('r', 'ab12')).toBeUndefined();
+  });
+
+  it('evicts the least recently used entries down to 90% of the limit', async () => {
+    const s = new DiskStorage(tmp(), 10_000, silentLogger);
+    for (let i = 0; i < 9; i++) {
+      s.put('r', `k${i}`, Buffer.alloc(1000));
+      const t = new Date(Date.now() - (100 - i) * 1000);
+      fs.utimesSync(path.join(s.dir, 'r', `k${i}`.slice(0, 2), `k${i}`), t, t);
+    }
+    expect(s.get('r', 'k0')).toBeDefined(); // refreshes k0: now the most recent
+    s.put('r', 'k9', Buffer.alloc(3000));
+    await s.evict();
+    expect(s.size()).toBeLessThanOrEqual(9000);
+    expect(s.get('r', 'k0')).toBeDefined();
+    expect(s.get('r', 'k1')).toBeUndefined();
+    expect(s.get('r', 'k9')).toBeDefined();
+  });
+
+  it('throws on a write it cannot make, leaving nothing behind', () => {
+    const dir = tmp();
+    const s = new DiskStorage(dir, 1 << 20, silentLogger);
+    fs.writeFileSync(path.join(dir, 'r'), 'not a directory');
+    expect(() => s.put('r', 'ab', Buffer.from('x'))).toThrow();
+    expect(fs.readdirSync(path.join(dir, 'tmp'))).toEqual([]);
+  });
+});
+
+describe('Stats', () => {
+  it('adds up across instances sharing one cache dir and survives restarts', () => {
+    const dir = tmp();
+    const a = new Stats(dir);
+    const b = new Stats(dir);
+    a.count('requests');
+    a.count('misses');
+    a.nonCacheable('linking');
+    b.count('requests');
+    b.count('hitsDirect');
+    b.nonCacheable('linking');
+    a.flush();
+    b.flush();
+    const snap = new Stats(dir).snapshot();
+    expect(snap).toMatchObject({ requests: 2, misses: 1, hitsDirect: 1, nonCacheable: { linking: 2 } });
+    new Stats(dir).zero();
+    expect(new Stats(dir).snapshot().requests).toBe(0);
+  });
+
+  it('starts afresh from a damaged file', () => {
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 'stats.json'), '{"requests": ');
+    expect(new Stats(dir).snapshot().requests).toBe(0);
+  });
+});
+
+describe('FileDigestCache', () => {
+  it('notices a changed file even with the same size', () => {
+    const dir = tmp();
+    const file = path.join(dir, 'h.h');
+    fs.writeFileSync(file, 'aaaa');
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(file, old, old);
+    const cache = new FileDigestCache();
+    const first = cache.get(file)!;
+    fs.writeFileSync(file, 'bbbb');
+    fs.utimesSync(file, old, old); // same size, same mtime: ctime still moves
+    expect(cache.get(file)!.digest).not.toBe(first.digest);
+    expect(cache.get(path.join(dir, 'missing.h'))).toBeUndefined();
+    expect(cache.get(dir)).toBeUndefined();
+  });
+
+  it('flags __DATE__ and __TIME__', () => {
+    const file = path.join(tmp(), 'd.c');
+    fs.writeFileSync(file, 'const char *d = __DATE__;');
+    expect(new FileDigestCache().get(file)!.timeMacros).toBe(true);
+  });
+});
+
+describe('includedFiles', () => {
+  it('lists real files from line markers only', () => {
+    const cpp = Buffer.from(
+      '# 0 "a.c"\n# 0 "<built-in>"\n# 0 "<command-line>"\n# 1 "/src//"\n# 1 "inc/x \\"q\\".h" 1\nint x;\n#pragma once\n# 2 "a.c" 2\n',
+    );
+    expect(includedFiles(cpp)).toEqual(['a.c', 'inc/x "q".h']);
+  });
+});

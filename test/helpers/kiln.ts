@@ -1,0 +1,150 @@
+import { type SpawnSyncOptions, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const NATIVE_CLIENT = path.join(root, 'core', 'bin', 'kiln');
+export const NODE_CLIENT = path.join(root, 'core', 'dist', 'cli', 'kiln.js');
+export type ClientKind = 'native' | 'node';
+
+export interface Run {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface StatsJson {
+  stats: {
+    requests: number;
+    hitsDirect: number;
+    hitsPreprocessed: number;
+    misses: number;
+    compileFailed: number;
+    nonCacheable: Record<string, number>;
+    errors: Record<string, number>;
+  };
+  cacheSize: number;
+}
+
+/**
+ * An isolated kiln installation for one test: its own runtime dir (so its own daemon), cache dir
+ * and HOME, and a work dir. The daemon is real and is stopped by dispose().
+ */
+export class KilnSandbox {
+  readonly dir: string;
+  readonly work: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly client: string;
+
+  constructor(
+    readonly kind: ClientKind = 'native',
+    extraEnv: NodeJS.ProcessEnv = {},
+  ) {
+    // Short paths: unix socket paths are limited to 108 bytes.
+    this.dir = fs.mkdtempSync(path.join('/tmp', 'kt-'));
+    this.work = path.join(this.dir, 'work');
+    fs.mkdirSync(this.work);
+    this.client = kind === 'native' ? NATIVE_CLIENT : NODE_CLIENT;
+    const { NODE_EXTRA_CA_CERTS: _, ...base } = process.env;
+    this.env = {
+      ...base,
+      HOME: this.dir,
+      XDG_CONFIG_HOME: path.join(this.dir, 'config'),
+      KILN_RUNTIME_DIR: path.join(this.dir, 'rt'),
+      KILN_CACHE_DIR: path.join(this.dir, 'cache'),
+      KILN_LOG_LEVEL: 'debug',
+      LANG: 'C',
+      LC_ALL: 'C',
+      ...extraEnv,
+    };
+  }
+
+  get cacheDir(): string {
+    return this.env.KILN_CACHE_DIR!;
+  }
+
+  private lastWrite = 0;
+
+  file(rel: string, content: string | Buffer): string {
+    const file = path.join(this.work, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, content);
+    this.lastWrite = Date.now();
+    return file;
+  }
+
+  /**
+   * kiln keeps a header out of direct mode when it changed within 50 ms of a compile (it may have
+   * changed while being read). Tests that expect direct hits wait that long after writing files.
+   */
+  private settle(): void {
+    const wait = this.lastWrite + 80 - Date.now();
+    if (wait > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+  }
+
+  read(rel: string): Buffer {
+    return fs.readFileSync(path.join(this.work, rel));
+  }
+
+  run(argv: readonly string[], opts: SpawnSyncOptions = {}): Run {
+    const r = spawnSync(argv[0]!, argv.slice(1), {
+      cwd: this.work,
+      env: this.env,
+      encoding: 'utf8',
+      timeout: 120_000,
+      ...opts,
+    });
+    if (r.error) throw r.error;
+    return { status: r.status, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) };
+  }
+
+  kiln(args: readonly string[], opts: SpawnSyncOptions = {}): Run {
+    this.settle();
+    return this.run([this.client, ...args], opts);
+  }
+
+  /** Runs a command asynchronously (for concurrent builds). */
+  runAsync(argv: readonly string[], cwd = this.work, env = this.env): Promise<Run> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), { cwd, env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      child.on('error', reject);
+      child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+    });
+  }
+
+  stats(): StatsJson {
+    const r = this.kiln(['--show-stats', '--stats-format', 'json']);
+    if (r.status !== 0) throw new Error(`--show-stats failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as StatsJson;
+  }
+
+  daemonPid(): number | undefined {
+    try {
+      return Number(fs.readFileSync(path.join(this.env.KILN_RUNTIME_DIR!, 'daemon.pid'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  log(): string {
+    try {
+      return fs.readFileSync(path.join(this.env.KILN_RUNTIME_DIR!, 'daemon.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  dispose(): void {
+    this.kiln(['--stop-server']);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export const tmpDir = (prefix = 'kt-') => fs.mkdtempSync(path.join(os.tmpdir(), prefix));
