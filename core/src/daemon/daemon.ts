@@ -137,6 +137,10 @@ export class Daemon {
       if (!handled) conn.destroy();
     });
     conn.on('error', () => conn.destroy());
+    // A client that stops sending before a whole frame arrived will never complete it.
+    conn.on('end', () => {
+      if (!handled) conn.destroy();
+    });
     conn.on('data', (chunk: Buffer) => {
       if (handled) return;
       let body: Buffer | undefined;
