@@ -1,0 +1,158 @@
+/**
+ * The daemon's life cycle and the `kiln` commands: start on demand, idle out, many clients at
+ * once, stats that survive restarts, loud config errors, masquerade links, make and CMake.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ClientKind, KilnSandbox } from './helpers/kiln.js';
+import { have } from './helpers/prereq.js';
+
+have('gcc');
+let sb: KilnSandbox;
+afterEach(() => sb?.dispose());
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
+  it('starts the daemon on demand and the daemon idles out', async () => {
+    sb = new KilnSandbox(kind, { KILN_IDLE_TIMEOUT: '1' });
+    sb.file('a.c', 'int a;\n');
+    expect(sb.daemonPid()).toBeUndefined();
+    expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
+    const pid = sb.daemonPid()!;
+    expect(alive(pid)).toBe(true);
+    const deadline = Date.now() + 10_000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(pid)).toBe(false);
+    expect(fs.existsSync(path.join(sb.env.KILN_RUNTIME_DIR!, 'daemon.sock'))).toBe(false);
+  });
+
+  it('serves many concurrent clients (a cold start included) with correct objects', async () => {
+    sb = new KilnSandbox(kind);
+    const n = 32;
+    for (let i = 0; i < n; i++) sb.file(`f${i}.c`, `int f${i}(int x) { return x + ${i % 8}; }\n`);
+    const runs = await Promise.all(
+      Array.from({ length: n }, (_, i) => sb.runAsync([sb.client, 'gcc', '-O2', '-c', `f${i}.c`])),
+    );
+    expect(runs.map((r) => r.status)).toEqual(Array(n).fill(0));
+    for (let i = 0; i < n; i++) {
+      expect(sb.run(['gcc', '-O2', '-c', `f${i}.c`, '-o', 'ref.o']).status).toBe(0);
+      expect(sb.read(`f${i}.o`).equals(sb.read('ref.o'))).toBe(true);
+    }
+    const { stats } = sb.stats();
+    expect(stats.requests).toBe(n);
+    expect(stats.errors).toEqual({});
+    // Only one daemon survives the start-up race.
+    expect(sb.kiln(['--stop-server']).stdout).toMatch(/stopped/);
+  });
+});
+
+describe('commands', () => {
+  it('--help, --version and unknown options', () => {
+    sb = new KilnSandbox();
+    expect(sb.kiln(['--help']).stdout).toMatch(/--show-stats/);
+    expect(sb.kiln([]).stdout).toMatch(/Usage/);
+    expect(sb.kiln(['--version']).stdout).toMatch(/^kiln \d+\.\d+\.\d+/);
+    const bad = sb.kiln(['--frobnicate']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toBe('kiln: unknown option --frobnicate (see kiln --help)\n');
+    expect(sb.kiln(['-s', '--stats-format', 'xml']).stderr).toMatch(/text or json/);
+  });
+
+  it('stats in text and JSON, non-cacheable reasons, zeroing, and persistence across restarts', () => {
+    sb = new KilnSandbox();
+    sb.file('a.c', 'int main(void) { return 0; }\n');
+    sb.file('b.c', 'int b;\n');
+    const calls: [string[], string | undefined][] = [
+      [['-c', 'a.c'], undefined],
+      [['-c', 'a.c'], undefined],
+      [['a.c', '-o', 'prog'], 'linking'],
+      [['-E', 'a.c'], 'preprocessor only (-E)'],
+      [['-M', 'a.c'], 'dependency listing only (-M/-MM)'],
+      [['-c', 'a.c', 'b.c'], 'multiple source files'],
+    ];
+    for (const [args] of calls) {
+      const got = sb.kiln(['gcc', ...args]);
+      const want = sb.run(['gcc', ...args]);
+      expect([got.status, got.stdout, got.stderr]).toEqual([want.status, want.stdout, want.stderr]);
+    }
+    const text = sb.kiln(['--show-stats']).stdout;
+    expect(text).toMatch(/Compile requests\s+6\n/);
+    expect(text).toMatch(/Cache hits\s+1\n/);
+    expect(text).toMatch(/ {2}linking\s+1\n/);
+    const { stats } = sb.stats();
+    for (const [, reason] of calls) if (reason) expect(stats.nonCacheable[reason], reason).toBe(1);
+    sb.kiln(['--stop-server']);
+    expect(sb.stats().stats.requests).toBe(6); // read back from disk by a new daemon
+    expect(sb.kiln(['--zero-stats']).status).toBe(0);
+    expect(sb.stats().stats.requests).toBe(0);
+  });
+
+  it('a config mistake is loud, and the build still succeeds', () => {
+    sb = new KilnSandbox();
+    sb.file('a.c', 'int a;\n');
+    sb.file('../config/kiln/config.toml', 'cache_dri = "/tmp/x"\n');
+    const r = sb.kiln(['gcc', '-c', 'a.c']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/kiln: the daemon could not start: unknown config key "cache_dri"/);
+    expect(fs.existsSync(path.join(sb.work, 'a.o'))).toBe(true);
+    const s = sb.kiln(['--show-stats']);
+    expect(s.status).toBe(2);
+    expect(s.stderr).toMatch(/^kiln: unknown config key "cache_dri" in .*config.toml \(known keys: cache_dir/);
+    expect(s.stderr).not.toMatch(/at .*\.js/); // no stack trace
+    const bad = sb.kiln(['--start-server'], { env: { ...sb.env, KILN_CACHE_SIZE: 'huge' } });
+    expect(bad.status).toBe(2);
+  });
+
+  it('--install-bins makes masquerade links that skip themselves in PATH', () => {
+    sb = new KilnSandbox();
+    sb.file('a.c', 'int a;\n');
+    sb.file('b.cpp', 'int b() { return 1; }\n');
+    const bin = path.join(sb.dir, 'masq');
+    expect(sb.kiln(['--install-bins', bin]).status).toBe(0);
+    for (const name of ['gcc', 'g++', 'cc', 'c++', 'clang', 'clang++']) {
+      expect(fs.realpathSync(path.join(bin, name))).toBe(fs.realpathSync(sb.client));
+    }
+    const env = { ...sb.env, PATH: `${bin}:${sb.env.PATH}` };
+    for (let i = 0; i < 2; i++) {
+      expect(sb.run(['gcc', '-c', 'a.c'], { env }).status).toBe(0);
+      expect(sb.run(['c++', '-c', 'b.cpp'], { env }).status).toBe(0);
+      // `kiln gcc` with the masquerade dir first in PATH must not loop into itself.
+      expect(sb.run([sb.client, 'cc', '-c', 'a.c'], { env }).status).toBe(0);
+    }
+    // cc and gcc are the same binary but keep separate entries: driver messages carry the name.
+    expect(sb.stats().stats).toMatchObject({ requests: 6, misses: 3, hitsDirect: 3 });
+  });
+
+  it('works as CC="kiln gcc" in make and as CMAKE_C_COMPILER_LAUNCHER', () => {
+    sb = new KilnSandbox();
+    sb.file('src/main.c', '#include "lib.h"\nint main(void) { return lib() - 42; }\n');
+    sb.file('src/lib.c', '#include "lib.h"\nint lib(void) { return 42; }\n');
+    sb.file('src/lib.h', 'int lib(void);\n');
+    sb.file('src/Makefile', 'prog: main.o lib.o\n\t$(CC) $^ -o $@\n%.o: %.c lib.h\n\t$(CC) -O2 -MMD -c $< -o $@\n');
+    sb.file('src/CMakeLists.txt', 'cmake_minimum_required(VERSION 3.13)\nproject(demo C)\nadd_executable(prog main.c lib.c)\n');
+    for (let i = 0; i < 2; i++) {
+      expect(sb.run(['make', '-C', 'src', '-B', `CC=${sb.client} gcc`]).status).toBe(0);
+    }
+    expect(sb.run([path.join(sb.work, 'src', 'prog')]).status).toBe(0);
+    if (have('cmake')) {
+      for (let i = 0; i < 2; i++) {
+        const build = path.join(sb.work, `build${i}`);
+        const conf = sb.run(['cmake', '-S', 'src', '-B', build, `-DCMAKE_C_COMPILER_LAUNCHER=${sb.client}`]);
+        expect(conf.status, conf.stderr).toBe(0);
+        expect(sb.run(['cmake', '--build', build]).status).toBe(0);
+      }
+    }
+    const { stats } = sb.stats();
+    expect(stats.hitsDirect).toBeGreaterThanOrEqual(2);
+    expect(stats.nonCacheable.linking).toBeGreaterThanOrEqual(2);
+  });
+});
