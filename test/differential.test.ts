@@ -1,0 +1,86 @@
+/**
+ * Differential test on a real project: zlib (Debian's source package) built with and without
+ * kiln — cold, warm, after a header edit and after a -D change — gives byte-identical objects.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KilnSandbox } from './helpers/kiln.js';
+import { have } from './helpers/prereq.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const zlibSrc = path.join(root, 'bench', '.work', 'src', 'zlib');
+
+let sb: KilnSandbox;
+let dir: string;
+
+beforeAll(() => {
+  have('gcc');
+  have('make');
+  if (!fs.existsSync(zlibSrc)) {
+    const r = spawnSync('bash', [path.join(root, 'bench', 'fetch-sources.sh'), 'zlib'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cannot fetch zlib's Debian source: ${r.stderr}`);
+  }
+  sb = new KilnSandbox();
+  dir = path.join(sb.work, 'zlib');
+  fs.cpSync(zlibSrc, dir, { recursive: true });
+  const conf = sb.run(['./configure', '--static'], { cwd: dir, env: { ...sb.env, CC: 'gcc' } });
+  expect(conf.status, conf.stdout + conf.stderr).toBe(0);
+}, 120_000);
+
+afterAll(() => sb?.dispose());
+
+/** Builds libz.a from clean and returns every object file by name. */
+function build(cflags: string, viaKiln: boolean): Map<string, Buffer> {
+  expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+  const cc = viaKiln ? `${sb.client} gcc` : 'gcc';
+  const r = sb.run(['make', '-j2', 'libz.a', `CC=${cc}`, `CFLAGS=${cflags}`], { cwd: dir });
+  expect(r.status, r.stderr).toBe(0);
+  const objects = new Map<string, Buffer>();
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o'))) objects.set(f, fs.readFileSync(path.join(dir, f)));
+  expect(objects.size).toBeGreaterThan(10);
+  return objects;
+}
+
+function expectIdentical(got: Map<string, Buffer>, want: Map<string, Buffer>): void {
+  expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+  const differing = [...want].filter(([name, data]) => !got.get(name)!.equals(data)).map(([name]) => name);
+  expect(differing).toEqual([]);
+}
+
+describe('zlib, plain vs kiln', () => {
+  const cflags = '-O2 -g -D_LARGEFILE64_SOURCE=1';
+
+  it('cold and warm builds are byte-identical to a plain build, and warm is all hits', () => {
+    const plain = build(cflags, false);
+    sb.kiln(['--zero-stats']);
+    expectIdentical(build(cflags, true), plain);
+    const cold = sb.stats().stats;
+    expect(cold.misses).toBe(plain.size);
+    expectIdentical(build(cflags, true), plain);
+    const warm = sb.stats().stats;
+    expect(warm.hitsDirect - cold.hitsDirect).toBe(plain.size);
+    expect(warm.misses).toBe(cold.misses);
+  });
+
+  it('after a header edit', () => {
+    fs.appendFileSync(path.join(dir, 'zutil.h'), '\n#define KILN_DIFFERENTIAL_EDIT 1\nextern int kiln_differential_edit;\n');
+    const before = sb.stats().stats;
+    const plain = build(cflags, false);
+    expectIdentical(build(cflags, true), plain);
+    const after = sb.stats().stats;
+    expect(after.misses - before.misses).toBeGreaterThan(0); // files including zutil.h
+    expect(after.hitsDirect - before.hitsDirect).toBeGreaterThan(0); // the rest
+  });
+
+  it('after a -D change', () => {
+    const changed = `${cflags} -DKILN_DIFFERENTIAL_FLAG=2`;
+    const before = sb.stats().stats;
+    const plain = build(changed, false);
+    expectIdentical(build(changed, true), plain);
+    expect(sb.stats().stats.misses - before.misses).toBe(plain.size);
+    expectIdentical(build(changed, true), plain);
+  });
+});
