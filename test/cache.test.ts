@@ -13,7 +13,8 @@ const compilers = ['gcc', 'clang'].filter(have) as ('gcc' | 'clang')[];
 let sb: KilnSandbox;
 afterEach(() => sb?.dispose());
 
-const SOURCE = '#include <stdio.h>\n#include "inc/config.h"\nint main(void) { printf("%d\\n", VALUE); return 0; }\n';
+const SOURCE =
+  '#include <stdio.h>\n#include "inc/config.h"\nint main(void) { printf("%d\\n", VALUE); return 0; }\n';
 
 function project(s: KilnSandbox) {
   s.file('main.c', SOURCE);
@@ -118,10 +119,10 @@ describe.each(compilers)('%s', (cc) => {
     sb = new KilnSandbox();
     sb.file('warn.c', 'int f(void) { int unused; return 0; }\n');
     const base = [cc, '-c', 'warn.c', '-Wall'];
-    for (let i = 0; i < 2; i++) expect(sb.kiln(base).stderr).not.toMatch(/\x1b\[/);
+    for (let i = 0; i < 2; i++) expect(sb.kiln(base).stderr).not.toContain('\u001b[');
     const colorFlag = cc === 'gcc' ? '-fdiagnostics-color=always' : '-fcolor-diagnostics';
     const colored = sb.run([...base, colorFlag]).stderr;
-    expect(colored).toMatch(/\x1b\[/);
+    expect(colored).toContain('\u001b[');
     for (let i = 0; i < 2; i++) expect(sb.kiln([...base, colorFlag]).stderr).toBe(colored);
   });
 
@@ -137,7 +138,7 @@ describe.each(compilers)('%s', (cc) => {
     const missed = outputs.map((f) => sb.read(f));
     for (const f of outputs) fs.rmSync(path.join(sb.work, f));
     expect(sb.kiln(args).status).toBe(0);
-    outputs.forEach((f, i) => expect(sb.read(f).equals(missed[i]!), f).toBe(true));
+    for (const [i, f] of outputs.entries()) expect(sb.read(f).equals(missed[i]!), f).toBe(true);
     expect(sb.stats().stats).toMatchObject({ misses: 1, hitsDirect: 1 });
     // Without coverage the split-DWARF pair is deterministic: compare with a plain compile.
     const dwarfArgs = ['-c', 'main.c', '-o', 'out/p.o', '-g', '-gsplit-dwarf'];
@@ -147,7 +148,10 @@ describe.each(compilers)('%s', (cc) => {
       fs.rmSync(path.join(sb.work, 'out/p.o'));
       fs.rmSync(path.join(sb.work, 'out/p.dwo'));
       expect(sb.kiln([cc, ...dwarfArgs]).status).toBe(0);
-      expect([sb.read('out/p.o').equals(ref[0]!), sb.read('out/p.dwo').equals(ref[1]!)]).toEqual([true, true]);
+      expect([sb.read('out/p.o').equals(ref[0]!), sb.read('out/p.dwo').equals(ref[1]!)]).toEqual([
+        true,
+        true,
+      ]);
     }
   });
 
@@ -172,7 +176,11 @@ describe.each(compilers)('%s', (cc) => {
     sb.file('b.S', '#define RET ret\n.globl g\ng:\n  RET\n');
     sb.file('c.i', 'int h(void) { return 7; }\n');
     const cxx = cc === 'gcc' ? 'g++' : 'clang++';
-    for (const [compiler, file] of [[cxx, 'a.cpp'], [cc, 'b.S'], [cc, 'c.i']] as const) {
+    for (const [compiler, file] of [
+      [cxx, 'a.cpp'],
+      [cc, 'b.S'],
+      [cc, 'c.i'],
+    ] as const) {
       for (let i = 0; i < 2; i++) expect(sb.kiln([compiler, '-c', file, '-o', 'out.o']).status).toBe(0);
       expect(sb.read('out.o').equals(plain(sb, compiler, ['-c', file]))).toBe(true);
     }
@@ -235,12 +243,16 @@ describe('direct and preprocessor mode (gcc)', () => {
   it('puts the working directory in the key for -g but shares objects without it', () => {
     sb = new KilnSandbox();
     for (const d of ['one', 'two']) sb.file(`${d}/s.c`, 'int s(void) { return 1; }\n');
-    for (const d of ['one', 'two']) expect(sb.kiln(['gcc', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
+    for (const d of ['one', 'two'])
+      expect(sb.kiln(['gcc', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
     expect(sb.stats().stats).toMatchObject({ misses: 1, hitsDirect: 1 });
-    for (const d of ['one', 'two']) expect(sb.kiln(['gcc', '-g', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
+    for (const d of ['one', 'two'])
+      expect(sb.kiln(['gcc', '-g', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
     expect(sb.stats().stats).toMatchObject({ misses: 3, hitsDirect: 1 });
     const two = sb.read('two/s.o');
-    expect(sb.run(['gcc', '-g', '-c', 's.c', '-o', 'ref.o'], { cwd: path.join(sb.work, 'two') }).status).toBe(0);
+    expect(sb.run(['gcc', '-g', '-c', 's.c', '-o', 'ref.o'], { cwd: path.join(sb.work, 'two') }).status).toBe(
+      0,
+    );
     expect(two.equals(sb.read('two/ref.o'))).toBe(true);
   });
 });

@@ -106,7 +106,9 @@ describe('commands', () => {
     expect(fs.existsSync(path.join(sb.work, 'a.o'))).toBe(true);
     const s = sb.kiln(['--show-stats']);
     expect(s.status).toBe(2);
-    expect(s.stderr).toMatch(/^kiln: unknown config key "cache_dri" in .*config.toml \(known keys: cache_dir/);
+    expect(s.stderr).toMatch(
+      /^kiln: unknown config key "cache_dri" in .*config.toml \(known keys: cache_dir/,
+    );
     expect(s.stderr).not.toMatch(/at .*\.js/); // no stack trace
     const bad = sb.kiln(['--start-server'], { env: { ...sb.env, KILN_CACHE_SIZE: 'huge' } });
     expect(bad.status).toBe(2);
@@ -137,8 +139,14 @@ describe('commands', () => {
     sb.file('src/main.c', '#include "lib.h"\nint main(void) { return lib() - 42; }\n');
     sb.file('src/lib.c', '#include "lib.h"\nint lib(void) { return 42; }\n');
     sb.file('src/lib.h', 'int lib(void);\n');
-    sb.file('src/Makefile', 'prog: main.o lib.o\n\t$(CC) $^ -o $@\n%.o: %.c lib.h\n\t$(CC) -O2 -MMD -c $< -o $@\n');
-    sb.file('src/CMakeLists.txt', 'cmake_minimum_required(VERSION 3.13)\nproject(demo C)\nadd_executable(prog main.c lib.c)\n');
+    sb.file(
+      'src/Makefile',
+      'prog: main.o lib.o\n\t$(CC) $^ -o $@\n%.o: %.c lib.h\n\t$(CC) -O2 -MMD -c $< -o $@\n',
+    );
+    sb.file(
+      'src/CMakeLists.txt',
+      'cmake_minimum_required(VERSION 3.13)\nproject(demo C)\nadd_executable(prog main.c lib.c)\n',
+    );
     for (let i = 0; i < 2; i++) {
       expect(sb.run(['make', '-C', 'src', '-B', `CC=${sb.client} gcc`]).status).toBe(0);
     }

@@ -39,7 +39,8 @@ function build(cflags: string, viaKiln: boolean): Map<string, Buffer> {
   const r = sb.run(['make', '-j2', 'libz.a', `CC=${cc}`, `CFLAGS=${cflags}`], { cwd: dir });
   expect(r.status, r.stderr).toBe(0);
   const objects = new Map<string, Buffer>();
-  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o'))) objects.set(f, fs.readFileSync(path.join(dir, f)));
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o')))
+    objects.set(f, fs.readFileSync(path.join(dir, f)));
   expect(objects.size).toBeGreaterThan(10);
   return objects;
 }
@@ -66,7 +67,10 @@ describe('zlib, plain vs kiln', () => {
   });
 
   it('after a header edit', () => {
-    fs.appendFileSync(path.join(dir, 'zutil.h'), '\n#define KILN_DIFFERENTIAL_EDIT 1\nextern int kiln_differential_edit;\n');
+    fs.appendFileSync(
+      path.join(dir, 'zutil.h'),
+      '\n#define KILN_DIFFERENTIAL_EDIT 1\nextern int kiln_differential_edit;\n',
+    );
     const before = sb.stats().stats;
     const plain = build(cflags, false);
     expectIdentical(build(cflags, true), plain);

@@ -30,7 +30,8 @@ const same = (got: Run, want: Run) => {
 function mount(args: string[], target: string): void {
   fs.mkdirSync(target, { recursive: true });
   const r = spawnSync('mount', [...args, target], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mount ${args.join(' ')} ${target} failed (the fault tests need root): ${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`mount ${args.join(' ')} ${target} failed (the fault tests need root): ${r.stderr}`);
   mounts.push(target);
 }
 
@@ -51,7 +52,7 @@ function expectNoHalfEntries(cacheDir: string): void {
 }
 
 describe('bad input', () => {
-  it('garbage arguments, no arguments and unreadable sources give the compiler\'s own answer', () => {
+  it("garbage arguments, no arguments and unreadable sources give the compiler's own answer", () => {
     sb = new KilnSandbox();
     sb.file('a.c', 'int a;\n');
     for (const args of [
@@ -117,7 +118,10 @@ describe('cache faults', () => {
     const [bucket] = fs.readdirSync(rdir);
     const [name] = fs.readdirSync(path.join(rdir, bucket!));
     const entry = path.join(rdir, bucket!, name!);
-    for (const damage of [(d: Buffer) => d.subarray(0, d.length - 10), (d: Buffer) => Buffer.from(d).fill(0x41, 100, 101)]) {
+    for (const damage of [
+      (d: Buffer) => d.subarray(0, d.length - 10),
+      (d: Buffer) => Buffer.from(d).fill(0x41, 100, 101),
+    ]) {
       fs.writeFileSync(entry, damage(fs.readFileSync(entry)));
       fs.rmSync(path.join(sb.work, 'a.o'));
       expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
@@ -136,10 +140,14 @@ describe('cache faults', () => {
     sb.file('big.c', big);
     const r = sb.kiln(['gcc', '-g', '-c', 'big.c']);
     expect(r.status, r.stderr).toBe(0);
-    expect(sb.read('big.o').equals((() => {
-      expect(sb.run(['gcc', '-g', '-c', 'big.c', '-o', 'ref.o']).status).toBe(0);
-      return sb.read('ref.o');
-    })())).toBe(true);
+    expect(
+      sb.read('big.o').equals(
+        (() => {
+          expect(sb.run(['gcc', '-g', '-c', 'big.c', '-o', 'ref.o']).status).toBe(0);
+          return sb.read('ref.o');
+        })(),
+      ),
+    ).toBe(true);
     expect(sb.stats().stats.errors['cache write']).toBeGreaterThanOrEqual(1);
     expectNoHalfEntries(sb.cacheDir);
   });
@@ -155,7 +163,8 @@ describe('cache faults', () => {
       fs.rmSync(path.join(sb.work, `${f}.o`), { force: true });
       const r = sb.kiln(['gcc', '-c', `${f}.c`]);
       expect(r.status, r.stderr).toBe(0);
-      expect(sb.read(`${f}.o`).equals((sb.run(['gcc', '-c', `${f}.c`, '-o', 'ref.o']), sb.read('ref.o')))).toBe(true);
+      expect(sb.run(['gcc', '-c', `${f}.c`, '-o', 'ref.o']).status).toBe(0);
+      expect(sb.read(`${f}.o`).equals(sb.read('ref.o'))).toBe(true);
     }
     expect(sb.log()).toMatch(/cannot store/);
   });
@@ -164,9 +173,13 @@ describe('cache faults', () => {
     sb = new KilnSandbox();
     const files = 12;
     for (const d of ['p1', 'p2']) {
-      for (let i = 0; i < files; i++) sb.file(`${d}/f${i}.c`, `#include "h.h"\nint f${i}(void) { return H + ${i % 4}; }\n`);
+      for (let i = 0; i < files; i++)
+        sb.file(`${d}/f${i}.c`, `#include "h.h"\nint f${i}(void) { return H + ${i % 4}; }\n`);
       sb.file(`${d}/h.h`, `#define H ${d === 'p1' ? 1 : 2}\n`);
-      sb.file(`${d}/Makefile`, `OBJS=${Array.from({ length: files }, (_, i) => `f${i}.o`).join(' ')}\nall: $(OBJS)\n%.o: %.c h.h\n\t$(CC) -O2 -c $< -o $@\n`);
+      sb.file(
+        `${d}/Makefile`,
+        `OBJS=${Array.from({ length: files }, (_, i) => `f${i}.o`).join(' ')}\nall: $(OBJS)\n%.o: %.c h.h\n\t$(CC) -O2 -c $< -o $@\n`,
+      );
     }
     const build = (d: string) => sb.runAsync(['make', '-j4', `CC=${sb.client} gcc`], path.join(sb.work, d));
     const [a, b] = await Promise.all([build('p1'), build('p2')]);
@@ -185,7 +198,10 @@ describe('cache faults', () => {
 describe('daemon faults', () => {
   it('a daemon killed mid-build: the build completes with correct objects', async () => {
     sb = new KilnSandbox();
-    const big = Array.from({ length: 1500 }, (_, i) => `static int g${i}(int x) { return x ^ ${i}; } int f${i}(int x) { return g${i}(x) * 3; }`).join('\n');
+    const big = Array.from(
+      { length: 1500 },
+      (_, i) => `static int g${i}(int x) { return x ^ ${i}; } int f${i}(int x) { return g${i}(x) * 3; }`,
+    ).join('\n');
     sb.file('slow.c', big);
     expect(sb.kiln(['--start-server']).status).toBe(0);
     const pid = sb.daemonPid()!;
@@ -208,7 +224,12 @@ describe('daemon faults', () => {
     sb.file('a.c', 'int a;\n');
     expect(sb.kiln(['--start-server']).status).toBe(0);
     const sock = path.join(sb.env.KILN_RUNTIME_DIR!, 'daemon.sock');
-    for (const garbage of ['GET / HTTP/1.1\r\n\r\n', 'KLN1\xff\xff\xff\xff', 'KLN1\x04\x00\x00\x00\x00\x00\x00\x00', '']) {
+    for (const garbage of [
+      'GET / HTTP/1.1\r\n\r\n',
+      'KLN1\xff\xff\xff\xff',
+      'KLN1\x04\x00\x00\x00\x00\x00\x00\x00',
+      '',
+    ]) {
       await new Promise<void>((resolve) => {
         const c = net.connect(sock, () => c.end(Buffer.from(garbage, 'latin1')));
         c.on('data', () => {});

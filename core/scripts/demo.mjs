@@ -18,11 +18,18 @@ const env = {
 const src = path.join(dir, 'project');
 fs.mkdirSync(src);
 const names = ['parse', 'eval', 'print', 'util', 'main'];
-fs.writeFileSync(path.join(src, 'demo.h'), names.filter((n) => n !== 'main').map((n) => `int ${n}(int);`).join('\n') + '\n');
+fs.writeFileSync(
+  path.join(src, 'demo.h'),
+  `${names
+    .filter((n) => n !== 'main')
+    .map((n) => `int ${n}(int);`)
+    .join('\n')}\n`,
+);
 for (const n of names) {
-  const body = n === 'main'
-    ? '#include <stdio.h>\n#include "demo.h"\nint main(void) { printf("%d\\n", print(eval(parse(util(1))))); return 0; }\n'
-    : `#include "demo.h"\nint ${n}(int x) { return x * 2 + ${n.length}; }\n`;
+  const body =
+    n === 'main'
+      ? '#include <stdio.h>\n#include "demo.h"\nint main(void) { printf("%d\\n", print(eval(parse(util(1))))); return 0; }\n'
+      : `#include "demo.h"\nint ${n}(int x) { return x * 2 + ${n.length}; }\n`;
   fs.writeFileSync(path.join(src, `${n}.c`), body);
 }
 fs.writeFileSync(

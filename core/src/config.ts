@@ -51,7 +51,7 @@ const FIELDS = {
   log_level: {
     env: 'KILN_LOG_LEVEL',
     expected: `one of ${LOG_LEVELS.join(', ')}`,
-    parse: (v) => (LOG_LEVELS as readonly unknown[]).includes(v) ? (v as LogLevel) : undefined,
+    parse: (v) => ((LOG_LEVELS as readonly unknown[]).includes(v) ? (v as LogLevel) : undefined),
   } satisfies Field<LogLevel>,
   idle_timeout: {
     env: 'KILN_IDLE_TIMEOUT',
@@ -61,7 +61,11 @@ const FIELDS = {
       return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
     },
   } satisfies Field<number>,
-  direct_mode: { env: 'KILN_DIRECT_MODE', expected: 'true or false', parse: parseBool } satisfies Field<boolean>,
+  direct_mode: {
+    env: 'KILN_DIRECT_MODE',
+    expected: 'true or false',
+    parse: parseBool,
+  } satisfies Field<boolean>,
 } as const;
 
 type Key = keyof typeof FIELDS;
@@ -99,7 +103,10 @@ export function loadClientConfig(env: Env): ClientConfig {
   const read = <K extends Key>(key: K): ReturnType<(typeof FIELDS)[K]['parse']> | undefined => {
     const field = FIELDS[key];
     const fromEnv = env[field.env];
-    const [raw, where] = fromEnv !== undefined && fromEnv !== '' ? [fromEnv, `environment variable ${field.env}`] : [values[key], file];
+    const [raw, where] =
+      fromEnv !== undefined && fromEnv !== ''
+        ? [fromEnv, `environment variable ${field.env}`]
+        : [values[key], file];
     if (raw === undefined) return undefined;
     const parsed = field.parse(raw);
     if (parsed === undefined) throw KILN_ERR_CONFIG_INVALID(key, where, field.expected);

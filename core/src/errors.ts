@@ -20,7 +20,11 @@ export interface KilnErrorFactory<A extends unknown[]> {
   readonly code: string;
 }
 
-function createError<A extends unknown[]>(code: string, template: Template<A>, statusCode = 500): KilnErrorFactory<A> {
+function createError<A extends unknown[]>(
+  code: string,
+  template: Template<A>,
+  statusCode = 500,
+): KilnErrorFactory<A> {
   const make = (...args: A) => new KilnError(code, template(...args), statusCode);
   return Object.assign(make, { code });
 }
@@ -36,7 +40,8 @@ export const KILN_ERR_CONFIG_UNKNOWN_KEY = createError(
 );
 export const KILN_ERR_CONFIG_INVALID = createError(
   'KILN_ERR_CONFIG_INVALID',
-  (key: string, where: string, expected: string) => `invalid value for "${key}" in ${where}: expected ${expected}`,
+  (key: string, where: string, expected: string) =>
+    `invalid value for "${key}" in ${where}: expected ${expected}`,
 );
 export const KILN_ERR_PROTOCOL = createError(
   'KILN_ERR_PROTOCOL',
@@ -51,7 +56,11 @@ export const KILN_ERR_STORAGE_CORRUPT = createError(
   'KILN_ERR_STORAGE_CORRUPT',
   (file: string, detail: string) => `corrupt cache entry ${file}: ${detail}`,
 );
-export const KILN_ERR_USAGE = createError('KILN_ERR_USAGE', (detail: string) => `${detail} (see kiln --help)`, 400);
+export const KILN_ERR_USAGE = createError(
+  'KILN_ERR_USAGE',
+  (detail: string) => `${detail} (see kiln --help)`,
+  400,
+);
 
 export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_PARSE,

@@ -15,12 +15,19 @@ const write = (name: string, text: string) => {
 describe('loadClientConfig', () => {
   it('uses defaults without a file', () => {
     const c = loadClientConfig({ HOME: dir });
-    expect(c).toMatchObject({ cacheDir: path.join(dir, '.cache', 'kiln'), cacheSize: 10 * 1024 ** 3, idleTimeout: 600 });
+    expect(c).toMatchObject({
+      cacheDir: path.join(dir, '.cache', 'kiln'),
+      cacheSize: 10 * 1024 ** 3,
+      idleTimeout: 600,
+    });
     expect(c.configFile).toBeUndefined();
   });
 
   it('reads the TOML file, and KILN_* overrides it', () => {
-    const file = write('ok.toml', 'cache_dir = "/c"\ncache_size = "2G"\nlog_level = "debug"\nidle_timeout = 5\ndirect_mode = false\n');
+    const file = write(
+      'ok.toml',
+      'cache_dir = "/c"\ncache_size = "2G"\nlog_level = "debug"\nidle_timeout = 5\ndirect_mode = false\n',
+    );
     expect(loadClientConfig({ KILN_CONFIG: file })).toMatchObject({
       cacheDir: '/c',
       cacheSize: 2 * 1024 ** 3,
@@ -28,7 +35,9 @@ describe('loadClientConfig', () => {
       idleTimeout: 5,
       directMode: false,
     });
-    expect(loadClientConfig({ KILN_CONFIG: file, KILN_CACHE_SIZE: '100M', KILN_DIRECT_MODE: 'true' })).toMatchObject({
+    expect(
+      loadClientConfig({ KILN_CONFIG: file, KILN_CACHE_SIZE: '100M', KILN_DIRECT_MODE: 'true' }),
+    ).toMatchObject({
       cacheSize: 100 * 1024 ** 2,
       directMode: true,
     });
@@ -36,21 +45,31 @@ describe('loadClientConfig', () => {
 
   it('names an unknown key and the file', () => {
     const file = write('unknown.toml', 'cache_dri = "/c"\n');
-    expect(() => loadClientConfig({ KILN_CONFIG: file })).toThrow(`unknown config key "cache_dri" in ${file}`);
+    expect(() => loadClientConfig({ KILN_CONFIG: file })).toThrow(
+      `unknown config key "cache_dri" in ${file}`,
+    );
   });
 
   it('names a bad value and where it came from', () => {
     const file = write('bad.toml', 'cache_size = "lots"\n');
-    expect(() => loadClientConfig({ KILN_CONFIG: file })).toThrow(/invalid value for "cache_size" in .*bad.toml/);
+    expect(() => loadClientConfig({ KILN_CONFIG: file })).toThrow(
+      /invalid value for "cache_size" in .*bad.toml/,
+    );
     expect(() => loadClientConfig({ HOME: dir, KILN_IDLE_TIMEOUT: '-1' })).toThrow(
       /idle_timeout" in environment variable KILN_IDLE_TIMEOUT/,
     );
-    expect(() => loadClientConfig({ HOME: dir, KILN_LOG_LEVEL: 'loud' })).toThrow(/one of error, warn, info, debug/);
+    expect(() => loadClientConfig({ HOME: dir, KILN_LOG_LEVEL: 'loud' })).toThrow(
+      /one of error, warn, info, debug/,
+    );
   });
 
   it('reports TOML syntax errors and a missing explicit file', () => {
-    expect(() => loadClientConfig({ KILN_CONFIG: write('syntax.toml', 'cache_dir = \n') })).toThrow(/cannot parse config file/);
-    expect(() => loadClientConfig({ KILN_CONFIG: path.join(dir, 'nope.toml') })).toThrow(/cannot parse config file/);
+    expect(() => loadClientConfig({ KILN_CONFIG: write('syntax.toml', 'cache_dir = \n') })).toThrow(
+      /cannot parse config file/,
+    );
+    expect(() => loadClientConfig({ KILN_CONFIG: path.join(dir, 'nope.toml') })).toThrow(
+      /cannot parse config file/,
+    );
   });
 });
 

@@ -47,7 +47,13 @@ describe('protocol', () => {
     const huge = Buffer.from('KLN1\0\0\0\0');
     huge.writeUInt32LE(MAX_FRAME + 1, 4);
     expect(() => new FrameReader().push(huge)).toThrow(/exceeds the limit/);
-    const frame = encodeRequest({ flags: 0, self: Buffer.alloc(0), cwd: Buffer.from('/'), argv: [], env: [] });
+    const frame = encodeRequest({
+      flags: 0,
+      self: Buffer.alloc(0),
+      cwd: Buffer.from('/'),
+      argv: [],
+      env: [],
+    });
     const b = body(frame);
     expect(() => decodeRequest(b.subarray(0, b.length - 1))).toThrow(/truncated/);
     expect(() => decodeRequest(Buffer.concat([b, Buffer.from('x')]))).toThrow(/trailing/);

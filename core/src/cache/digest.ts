@@ -8,7 +8,12 @@ export class KeyHasher {
   private readonly hash: Hash = createHash(DIGEST_ALGORITHM);
 
   add(label: string, value: string | Buffer | number | boolean | undefined): this {
-    const data = value === undefined ? '\u0000undefined' : typeof value === 'string' || Buffer.isBuffer(value) ? value : String(value);
+    const data =
+      value === undefined
+        ? '\u0000undefined'
+        : typeof value === 'string' || Buffer.isBuffer(value)
+          ? value
+          : String(value);
     const len = Buffer.byteLength(data);
     this.hash.update(`${label}:${len}:`);
     this.hash.update(data);
@@ -17,7 +22,7 @@ export class KeyHasher {
 
   addList(label: string, values: readonly string[]): this {
     this.add(label, values.length);
-    values.forEach((v, i) => this.add(`${label}[${i}]`, v));
+    for (const [i, v] of values.entries()) this.add(`${label}[${i}]`, v);
     return this;
   }
 
@@ -92,7 +97,15 @@ export class FileDigestCache {
     const timeMacros = TIME_MACROS.some((m) => data.includes(m));
     if (Date.now() - changedMs > 2000 && data.length === Number(st.size)) {
       if (this.memo.size >= this.maxEntries) this.memo.clear();
-      this.memo.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, digest, timeMacros });
+      this.memo.set(file, {
+        dev: st.dev,
+        ino: st.ino,
+        size: st.size,
+        mtimeNs: st.mtimeNs,
+        ctimeNs: st.ctimeNs,
+        digest,
+        timeMacros,
+      });
     }
     return { digest, size: data.length, changedMs, timeMacros };
   }

@@ -8,7 +8,10 @@ import path from 'node:path';
  */
 export function writeOutputFile(cwd: string, file: string, data: Buffer): void {
   const target = path.resolve(cwd, file);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.kiln-${process.pid}-${randomBytes(3).toString('hex')}`);
+  const tmp = path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.kiln-${process.pid}-${randomBytes(3).toString('hex')}`,
+  );
   try {
     fs.writeFileSync(tmp, data, { mode: 0o666 });
     fs.renameSync(tmp, target);

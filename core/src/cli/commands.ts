@@ -31,7 +31,9 @@ see README.md. KILN_DISABLE=1 runs the compiler without kiln.
 `;
 
 function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -56,7 +58,9 @@ async function startServer(env: NodeJS.ProcessEnv): Promise<number> {
     }
     try {
       if (fs.statSync(daemonErrorPath(env)).mtimeMs >= since - 1000) {
-        process.stderr.write(`kiln: the daemon could not start: ${fs.readFileSync(daemonErrorPath(env), 'utf8')}`);
+        process.stderr.write(
+          `kiln: the daemon could not start: ${fs.readFileSync(daemonErrorPath(env), 'utf8')}`,
+        );
         return 2;
       }
     } catch {
@@ -71,7 +75,12 @@ function row(label: string, value: string | number): string {
   return `${label.padEnd(40)}${String(value).padStart(14)}\n`;
 }
 
-export function formatStats(data: { stats: StatsData; cacheSize: number; cacheLimit: number; cacheDir: string }): string {
+export function formatStats(data: {
+  stats: StatsData;
+  cacheSize: number;
+  cacheLimit: number;
+  cacheDir: string;
+}): string {
   const s = data.stats;
   const hits = s.hitsDirect + s.hitsPreprocessed;
   const cacheable = hits + s.misses;
@@ -86,7 +95,8 @@ export function formatStats(data: { stats: StatsData; cacheSize: number; cacheLi
   out += row('Cache hit rate', cacheable ? `${((100 * hits) / cacheable).toFixed(2)} %` : '-');
   out += row('Compile failures (user code)', s.compileFailed);
   out += row('Non-cacheable calls', nonCacheable);
-  for (const [reason, n] of Object.entries(s.nonCacheable).sort((a, b) => b[1] - a[1])) out += row(`  ${reason}`, n);
+  for (const [reason, n] of Object.entries(s.nonCacheable).sort((a, b) => b[1] - a[1]))
+    out += row(`  ${reason}`, n);
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
   out += row('Cache location', data.cacheDir);
@@ -99,7 +109,9 @@ export function formatStats(data: { stats: StatsData; cacheSize: number; cacheLi
 async function controlOrFail(command: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
   const res = await control(command, env, true);
   if (res?.action !== Action.RESULT) {
-    const detail = fs.existsSync(daemonErrorPath(env)) ? fs.readFileSync(daemonErrorPath(env), 'utf8').trim() : 'no answer';
+    const detail = fs.existsSync(daemonErrorPath(env))
+      ? fs.readFileSync(daemonErrorPath(env), 'utf8').trim()
+      : 'no answer';
     throw new KilnError('KILN_ERR_DAEMON_UNREACHABLE', `the kiln daemon cannot be reached: ${detail}`);
   }
   return res.stdout;
@@ -157,7 +169,8 @@ export async function runCommand(argv: readonly string[], _self: string): Promis
           else if (a.startsWith('--stats-format=')) format = a.slice('--stats-format='.length);
           else throw KILN_ERR_USAGE(`unknown option ${a} for --show-stats`);
         }
-        if (format !== 'text' && format !== 'json') throw KILN_ERR_USAGE(`--stats-format must be text or json, not "${format}"`);
+        if (format !== 'text' && format !== 'json')
+          throw KILN_ERR_USAGE(`--stats-format must be text or json, not "${format}"`);
         const data = JSON.parse((await controlOrFail('stats', env)).toString());
         process.stdout.write(format === 'json' ? `${JSON.stringify(data, null, 2)}\n` : formatStats(data));
         return 0;

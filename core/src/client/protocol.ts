@@ -36,7 +36,12 @@ export interface Request {
 }
 
 export type Response =
-  | { readonly action: typeof Action.RESULT; readonly exitCode: number; readonly stdout: Buffer; readonly stderr: Buffer }
+  | {
+      readonly action: typeof Action.RESULT;
+      readonly exitCode: number;
+      readonly stdout: Buffer;
+      readonly stderr: Buffer;
+    }
   | { readonly action: typeof Action.EXEC; readonly program: string; readonly argv: readonly string[] }
   | { readonly action: typeof Action.FALLBACK };
 
@@ -135,7 +140,8 @@ export function decodeResponse(body: Buffer): Response {
   const action = r.u32();
   let res: Response;
   if (action === Action.RESULT) res = { action, exitCode: r.i32(), stdout: r.bytes(), stderr: r.bytes() };
-  else if (action === Action.EXEC) res = { action, program: r.bytes().toString(), argv: r.list().map(String) };
+  else if (action === Action.EXEC)
+    res = { action, program: r.bytes().toString(), argv: r.list().map(String) };
   else if (action === Action.FALLBACK) res = { action };
   else throw KILN_ERR_PROTOCOL(`unknown action ${action}`);
   r.end();

@@ -129,7 +129,12 @@ function runInherited(program: string, argv: readonly string[]): number {
 
 function runLocally(argv: readonly string[], env: Env, self: string): number {
   const compiler = argv[0] ?? '';
-  const program = findExecutable(compiler, env.PATH, process.cwd(), kilnSelfPaths(self, process.argv[1] ?? ''));
+  const program = findExecutable(
+    compiler,
+    env.PATH,
+    process.cwd(),
+    kilnSelfPaths(self, process.argv[1] ?? ''),
+  );
   if (!program) {
     process.stderr.write(`kiln: ${compiler}: command not found\n`);
     return 127;
@@ -140,7 +145,11 @@ function runLocally(argv: readonly string[], env: Env, self: string): number {
 /**
  * Wraps one compiler call: `argv` is [compiler, ...args]. Returns the exit code to exit with.
  */
-export async function runCompile(argv: readonly string[], self: string, env: Env = process.env): Promise<number> {
+export async function runCompile(
+  argv: readonly string[],
+  self: string,
+  env: Env = process.env,
+): Promise<number> {
   if (env.KILN_DISABLE === '1' || env.KILN_DISABLE === 'true') return runLocally(argv, env, self);
   let flags = 0;
   if (process.stdout.isTTY) flags |= RequestFlag.STDOUT_TTY;

@@ -55,18 +55,71 @@ export function languageGroup(lang: Language): string {
 
 /** Options whose value is the next argument when not attached. */
 const SEPARATE_ARG = new Set([
-  '-o', '-x', '-MF', '-MT', '-MQ', '-I', '-isystem', '-iquote', '-idirafter', '-include', '-imacros',
-  '-iprefix', '-iwithprefix', '-iwithprefixbefore', '-isysroot', '-imultilib', '-imultiarch', '-iframework',
-  '-D', '-U', '-A', '-Xpreprocessor', '-Xassembler', '-Xlinker', '-Xclang', '-arch', '-target', '-aux-info',
-  '--param', '-u', '-L', '-l', '-T', '-z', '-F', '-mllvm', '-gcc-toolchain', '-Xanalyzer', '-ivfsoverlay',
-  '--sysroot', '-B', '-specs', '-dumpbase', '-dumpdir', '-Xarch_host', '-Xarch_device', '-Xopenmp-target',
-  '-include-pch', '-working-directory', '--serialize-diagnostics', '-index-store-path',
+  '-o',
+  '-x',
+  '-MF',
+  '-MT',
+  '-MQ',
+  '-I',
+  '-isystem',
+  '-iquote',
+  '-idirafter',
+  '-include',
+  '-imacros',
+  '-iprefix',
+  '-iwithprefix',
+  '-iwithprefixbefore',
+  '-isysroot',
+  '-imultilib',
+  '-imultiarch',
+  '-iframework',
+  '-D',
+  '-U',
+  '-A',
+  '-Xpreprocessor',
+  '-Xassembler',
+  '-Xlinker',
+  '-Xclang',
+  '-arch',
+  '-target',
+  '-aux-info',
+  '--param',
+  '-u',
+  '-L',
+  '-l',
+  '-T',
+  '-z',
+  '-F',
+  '-mllvm',
+  '-gcc-toolchain',
+  '-Xanalyzer',
+  '-ivfsoverlay',
+  '--sysroot',
+  '-B',
+  '-specs',
+  '-dumpbase',
+  '-dumpdir',
+  '-Xarch_host',
+  '-Xarch_device',
+  '-Xopenmp-target',
+  '-include-pch',
+  '-working-directory',
+  '--serialize-diagnostics',
+  '-index-store-path',
 ]);
 
 /** Prefixes of options that write files kiln does not know how to cache. */
 const EXTRA_OUTPUT_PREFIXES = [
-  '-save-temps', '-fdump-', '-fstack-usage', '-fcallgraph-info', '-aux-info', '-ftime-trace',
-  '--serialize-diagnostics', '-index-store-path', '-fopt-info', '-fsave-optimization-record',
+  '-save-temps',
+  '-fdump-',
+  '-fstack-usage',
+  '-fcallgraph-info',
+  '-aux-info',
+  '-ftime-trace',
+  '--serialize-diagnostics',
+  '-index-store-path',
+  '-fopt-info',
+  '-fsave-optimization-record',
 ];
 
 const DEP_FLAGS = new Set(['-MD', '-MMD', '-MP', '-MG']);
@@ -170,7 +223,8 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-M' || a === '-MM') return no('dependency listing only (-M/-MM)');
     if (a === '-fsyntax-only') return no('no output (-fsyntax-only)');
     if (a === '-') return no('input from stdin');
-    if (a === '-fmodules' || a.startsWith('-fmodules-') || a.startsWith('-fmodule-')) return no('clang modules');
+    if (a === '-fmodules' || a.startsWith('-fmodules-') || a.startsWith('-fmodule-'))
+      return no('clang modules');
     if (a.startsWith('-fplugin')) return no('compiler plugin');
     if (a.startsWith('-specs=') || a.startsWith('--specs=') || a === '-specs') return no('spec file');
     if (EXTRA_OUTPUT_PREFIXES.some((p) => a.startsWith(p))) return no(`extra output files (${a})`);
@@ -226,7 +280,11 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       continue;
     }
     if (COLOR_FLAGS.test(a)) {
-      if (a === '-fno-diagnostics-color' || a === '-fno-color-diagnostics' || a === '-fdiagnostics-color=never') {
+      if (
+        a === '-fno-diagnostics-color' ||
+        a === '-fno-color-diagnostics' ||
+        a === '-fdiagnostics-color=never'
+      ) {
         color = 'never';
       } else if (a === '-fdiagnostics-color=auto') color = 'auto';
       else color = 'always';
@@ -246,7 +304,11 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       keyOutput = true;
       continue;
     }
-    if (a === '-fprofile-arcs' || a.startsWith('-fprofile-generate') || a.startsWith('-fprofile-instr-generate')) {
+    if (
+      a === '-fprofile-arcs' ||
+      a.startsWith('-fprofile-generate') ||
+      a.startsWith('-fprofile-instr-generate')
+    ) {
       keyCwd = true;
       keyOutput = true;
       continue;
@@ -254,7 +316,9 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-fprofile-use' || a === '-fprofile-instr-use' || a === '-fauto-profile') {
       return no(`${a} without its file`);
     }
-    const profileOpt = /^(-fprofile-use|-fprofile-instr-use|-fprofile-sample-use|-fauto-profile)=(.+)$/.exec(a);
+    const profileOpt = /^(-fprofile-use|-fprofile-instr-use|-fprofile-sample-use|-fauto-profile)=(.+)$/.exec(
+      a,
+    );
     if (profileOpt) {
       const file = profileFile(profileOpt[1]!, profileOpt[2]!, cwd);
       if (typeof file !== 'string') return file;
@@ -268,7 +332,8 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-include-pch') return no('precompiled header');
     if (a === '-include' || a === '-imacros') {
       const header = args[i + 1];
-      if (header !== undefined && fs.existsSync(path.resolve(cwd, `${header}.gch`))) return no('precompiled header');
+      if (header !== undefined && fs.existsSync(path.resolve(cwd, `${header}.gch`)))
+        return no('precompiled header');
     }
     if (SEPARATE_ARG.has(a)) {
       if (i + 1 >= args.length) return no(`${a} without a value`);
@@ -328,7 +393,10 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     output: objectPath,
     depFile: depPath,
     extraOutputs,
-    preprocessArgs: [...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)), '-E'],
+    preprocessArgs: [
+      ...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)),
+      '-E',
+    ],
     keyArgs: keyArgs.filter((a) => !COLOR_FLAGS.test(a)),
     keyCwd,
     keyHostCpu,

@@ -23,7 +23,12 @@ export function runCaptured(
     try {
       child = spawn(program, args, { argv0, cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
-      resolve({ exitCode: 127, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), failure: (e as Error).message });
+      resolve({
+        exitCode: 127,
+        stdout: Buffer.alloc(0),
+        stderr: Buffer.alloc(0),
+        failure: (e as Error).message,
+      });
       return;
     }
     child.stdout!.on('data', (c: Buffer) => out.push(c));

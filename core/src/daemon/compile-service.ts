@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findExecutable } from '../client/find-executable.js';
-import { Action, type Response } from '../client/protocol.js';
 import { type FileDigestCache, KeyHasher } from '../cache/digest.js';
 import { EnvelopeKind, open, seal } from '../cache/envelope.js';
 import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
 import { EntryKind, type Storage } from '../cache/storage.js';
+import { findExecutable } from '../client/find-executable.js';
+import { Action, type Response } from '../client/protocol.js';
 import { detectFamily, looksLikeCCompiler } from '../compiler/detect.js';
 import { type CacheableCompile, type Family, parseGccArgs } from '../compiler/gcc-args.js';
 import { includedFiles } from '../compiler/linemarkers.js';
@@ -27,9 +27,23 @@ const TOO_NEW_MARGIN_MS = 50;
 
 /** Environment variables that change what gcc/clang produce or print. */
 const KEY_ENV = [
-  'SOURCE_DATE_EPOCH', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_MESSAGES', 'LC_CTYPE', 'CPATH', 'C_INCLUDE_PATH',
-  'CPLUS_INCLUDE_PATH', 'OBJC_INCLUDE_PATH', 'OBJCPLUS_INCLUDE_PATH', 'GCC_COMPARE_DEBUG', 'GCC_EXEC_PREFIX',
-  'COMPILER_PATH', 'GCC_COLORS', 'CCC_OVERRIDE_OPTIONS', 'TERM_PROGRAM',
+  'SOURCE_DATE_EPOCH',
+  'LANG',
+  'LANGUAGE',
+  'LC_ALL',
+  'LC_MESSAGES',
+  'LC_CTYPE',
+  'CPATH',
+  'C_INCLUDE_PATH',
+  'CPLUS_INCLUDE_PATH',
+  'OBJC_INCLUDE_PATH',
+  'OBJCPLUS_INCLUDE_PATH',
+  'GCC_COMPARE_DEBUG',
+  'GCC_EXEC_PREFIX',
+  'COMPILER_PATH',
+  'GCC_COLORS',
+  'CCC_OVERRIDE_OPTIONS',
+  'TERM_PROGRAM',
 ];
 
 export interface CompileRequest {
@@ -55,7 +69,10 @@ interface ResultHeader {
 }
 
 interface ManifestHeader {
-  readonly entries: readonly { readonly files: readonly (readonly [string, string])[]; readonly result: string }[];
+  readonly entries: readonly {
+    readonly files: readonly (readonly [string, string])[];
+    readonly result: string;
+  }[];
 }
 
 interface CachedResult {
@@ -64,6 +81,7 @@ interface CachedResult {
   readonly files: ReadonlyMap<string, Buffer>;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escape sequences is the point
 const ANSI = /\x1b\[[0-9;]*[mK]/g;
 
 /**
@@ -94,7 +112,8 @@ export class CompileService {
       if (!identity.family) return runAsIs('unsupported compiler');
       const parsed = parseGccArgs(identity.family, args, req.cwd);
       if (!parsed.cacheable) return runAsIs(parsed.reason);
-      if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES) return runAsIs('dependency output via environment');
+      if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
+        return runAsIs('dependency output via environment');
       return await this.compileCached(program, identity, parsed, req);
     } catch (err) {
       this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
@@ -152,12 +171,17 @@ export class CompileService {
     const startedMs = Date.now();
     const source = this.digests.get(path.resolve(req.cwd, parsed.input));
     if (!source) {
-      return this.uncached('unreadable source file', { action: Action.EXEC, program, argv: [program, ...parsed.args] });
+      return this.uncached('unreadable source file', {
+        action: Action.EXEC,
+        program,
+        argv: [program, ...parsed.args],
+      });
     }
     const common = () => this.commonKey(identity, parsed, req);
-    const directKey = this.config.directMode && parsed.needsPreprocessor
-      ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
-      : undefined;
+    const directKey =
+      this.config.directMode && parsed.needsPreprocessor
+        ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
+        : undefined;
 
     if (directKey) {
       const hit = this.lookupManifest(directKey, req.cwd);
@@ -175,12 +199,20 @@ export class CompileService {
     if (parsed.needsPreprocessor) {
       const cpp = await runCaptured(program, program, parsed.preprocessArgs, req.cwd, req.env);
       if (cpp.exitCode !== 0 || cpp.failure) {
-        return this.uncached('preprocessor error', { action: Action.EXEC, program, argv: [program, ...parsed.args] });
+        return this.uncached('preprocessor error', {
+          action: Action.EXEC,
+          program,
+          argv: [program, ...parsed.args],
+        });
       }
       resultKey = common().add('mode', 'cpp').add('preprocessed', cpp.stdout).digest();
       headers = includedFiles(cpp.stdout);
     } else {
-      resultKey = common().add('mode', 'preprocessed-input').add('input', parsed.input).add('source', source.digest).digest();
+      resultKey = common()
+        .add('mode', 'preprocessed-input')
+        .add('input', parsed.input)
+        .add('source', source.digest)
+        .digest();
     }
 
     this.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
@@ -260,7 +292,7 @@ export class CompileService {
       return undefined;
     }
     const files = new Map<string, Buffer>();
-    env.header.files.forEach((kind, i) => files.set(kind, env.blobs[i + 2]!));
+    for (const [i, kind] of env.header.files.entries()) files.set(kind, env.blobs[i + 2]!);
     return { stdout: env.blobs[0]!, stderr: env.blobs[1]!, files };
   }
 
@@ -278,7 +310,12 @@ export class CompileService {
       this.log.info(`cannot write outputs: ${(err as Error).message}`);
       return undefined;
     }
-    return { action: Action.RESULT, exitCode: 0, stdout: result.stdout, stderr: this.stderrFor(result.stderr, parsed, req) };
+    return {
+      action: Action.RESULT,
+      exitCode: 0,
+      stdout: result.stdout,
+      stderr: this.stderrFor(result.stderr, parsed, req),
+    };
   }
 
   private readManifest(key: string): ManifestHeader | undefined {
@@ -298,7 +335,9 @@ export class CompileService {
     this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.entries.length} entries` : 'absent'}`);
     if (!manifest) return undefined;
     for (const entry of manifest.entries) {
-      const matches = entry.files.every(([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest);
+      const matches = entry.files.every(
+        ([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest,
+      );
       if (!matches) {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
         continue;
@@ -313,7 +352,13 @@ export class CompileService {
    * Remembers which headers led to `resultKey`, unless their content makes direct mode unsafe:
    * a header changed while compiling (or just before), or one that expands __DATE__/__TIME__.
    */
-  private recordManifest(directKey: string, resultKey: string, headers: readonly string[], req: CompileRequest, startedMs: number): void {
+  private recordManifest(
+    directKey: string,
+    resultKey: string,
+    headers: readonly string[],
+    req: CompileRequest,
+    startedMs: number,
+  ): void {
     const cwd = req.cwd;
     this.log.debug(`recording manifest ${directKey} with ${headers.length} files`);
     const files: [string, string][] = [];
@@ -336,7 +381,10 @@ export class CompileService {
       files.push([file, d.digest]);
     }
     const old = this.readManifest(directKey)?.entries ?? [];
-    const entries = [{ files, result: resultKey }, ...old.filter((e) => e.result !== resultKey)].slice(0, MAX_MANIFEST_ENTRIES);
+    const entries = [{ files, result: resultKey }, ...old.filter((e) => e.result !== resultKey)].slice(
+      0,
+      MAX_MANIFEST_ENTRIES,
+    );
     try {
       this.storage.put(EntryKind.MANIFEST, directKey, seal(EnvelopeKind.MANIFEST, { entries }, []));
     } catch (err) {

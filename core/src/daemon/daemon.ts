@@ -1,9 +1,17 @@
 import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
-import { Action, decodeRequest, encodeResponse, FrameReader, type Request, RequestFlag, type Response } from '../client/protocol.js';
-import { kilnSelfPaths } from '../client/find-executable.js';
 import type { DiskStorage } from '../cache/disk-storage.js';
+import { kilnSelfPaths } from '../client/find-executable.js';
+import {
+  Action,
+  decodeRequest,
+  encodeResponse,
+  FrameReader,
+  type Request,
+  RequestFlag,
+  type Response,
+} from '../client/protocol.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
@@ -231,7 +239,8 @@ export class Daemon {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     if (removeSocket) {
       try {
-        if (fs.statSync(this.opts.socket).ino === this.socketIno) fs.rmSync(this.opts.socket, { force: true });
+        if (fs.statSync(this.opts.socket).ino === this.socketIno)
+          fs.rmSync(this.opts.socket, { force: true });
       } catch {
         // Gone already.
       }

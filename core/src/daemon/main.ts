@@ -27,7 +27,8 @@ async function main(): Promise<number> {
     config = loadClientConfig(env);
     fs.mkdirSync(config.cacheDir, { recursive: true });
   } catch (err) {
-    const message = err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
+    const message =
+      err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
     fs.writeFileSync(daemonErrorPath(env), `${message}\n`);
     return 2;
   }

@@ -34,7 +34,8 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
   target.hitsPreprocessed += delta.hitsPreprocessed;
   target.misses += delta.misses;
   target.compileFailed += delta.compileFailed;
-  for (const [k, v] of Object.entries(delta.nonCacheable)) target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(delta.nonCacheable))
+    target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
   for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
   return target;
 }

@@ -1,0 +1,295 @@
+#!/usr/bin/env node
+// `npm run bench`: real projects from Debian's sources built cold and warm with the plain
+// compiler, kiln (native and Node client), ccache and sccache (when installed); single-file hit
+// latency (a small file and duktape's amalgamation); `node -e 0` as the floor; the daemon's peak
+// RSS. Prints medians of --runs runs (default 5). NODE_EXTRA_CA_CERTS is unset for every run:
+// it adds ~50 ms to each node start on these machines and is not part of kiln.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const work = path.join(here, '.work');
+const argv = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : fallback;
+};
+const RUNS = Number(opt('--runs', '5'));
+const JOBS = Number(opt('--jobs', String(os.cpus().length)));
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency').split(',');
+
+const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
+const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
+
+function sh(argv0, args, opts = {}) {
+  const r = spawnSync(argv0, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
+  if (r.status !== 0) {
+    throw new Error(`${argv0} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  }
+  return r;
+}
+
+function timed(argv0, args, opts) {
+  const t = process.hrtime.bigint();
+  sh(argv0, args, opts);
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** A way to run compiles: its wrapper (undefined: plain), its environment and how to empty it. */
+function tools() {
+  const list = [];
+  const kilnEnv = (name) => ({
+    ...baseEnv,
+    KILN_CACHE_DIR: path.join(work, `${name}-cache`),
+    KILN_RUNTIME_DIR: path.join(work, `${name}-run`),
+    KILN_IDLE_TIMEOUT: '0',
+  });
+  list.push({ name: 'plain', wrapper: undefined, env: baseEnv, clear() {} });
+  for (const [name, bin] of [
+    ['kiln', path.join(root, 'core', 'bin', 'kiln')],
+    ['kiln-node', path.join(root, 'core', 'dist', 'cli', 'kiln.js')],
+  ]) {
+    const env = kilnEnv(name);
+    list.push({
+      name,
+      wrapper: bin,
+      env,
+      clear() {
+        spawnSync(bin, ['--stop-server'], { env, stdio: 'ignore' });
+        fs.rmSync(env.KILN_CACHE_DIR, { recursive: true, force: true });
+      },
+      daemonPid() {
+        try {
+          return Number(fs.readFileSync(path.join(env.KILN_RUNTIME_DIR, 'daemon.pid'), 'utf8'));
+        } catch {
+          return undefined;
+        }
+      },
+    });
+  }
+  if (has('ccache')) {
+    const env = { ...baseEnv, CCACHE_DIR: path.join(work, 'ccache-cache') };
+    list.push({
+      name: 'ccache',
+      wrapper: 'ccache',
+      env,
+      clear() {
+        fs.rmSync(env.CCACHE_DIR, { recursive: true, force: true });
+      },
+    });
+  }
+  if (has('sccache')) {
+    const env = { ...baseEnv, SCCACHE_DIR: path.join(work, 'sccache-cache'), SCCACHE_IDLE_TIMEOUT: '0' };
+    list.push({
+      name: 'sccache',
+      wrapper: 'sccache',
+      env,
+      clear() {
+        spawnSync('sccache', ['--stop-server'], { env, stdio: 'ignore' });
+        fs.rmSync(env.SCCACHE_DIR, { recursive: true, force: true });
+      },
+    });
+  }
+  return list;
+}
+
+const peakRss = new Map();
+function notePeakRss(tool) {
+  const pid = tool.daemonPid?.();
+  if (!pid) return;
+  try {
+    const kb = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+    peakRss.set(tool.name, Math.max(peakRss.get(tool.name) ?? 0, kb / 1024));
+  } catch {
+    // The daemon exited.
+  }
+}
+
+/** A project: prepare(tool) → build dir; build(tool, dir) from clean. */
+const projects = {
+  zlib: {
+    prepare(tool) {
+      const dir = path.join(work, 'build', `zlib-${tool.name}`);
+      if (!fs.existsSync(path.join(dir, 'Makefile'))) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.cpSync(path.join(work, 'src', 'zlib'), dir, { recursive: true });
+        sh('./configure', ['--static'], { cwd: dir, env: { ...baseEnv, CC: 'gcc' } });
+      }
+      return dir;
+    },
+    build(tool, dir) {
+      sh('make', ['clean'], { cwd: dir, env: tool.env });
+      const cc = tool.wrapper ? `${tool.wrapper} gcc` : 'gcc';
+      return timed('make', [`-j${JOBS}`, 'libz.a', `CC=${cc}`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1'], {
+        cwd: dir,
+        env: tool.env,
+      });
+    },
+  },
+  'yaml-cpp': {
+    prepare(tool) {
+      const dir = path.join(work, 'build', `yaml-cpp-${tool.name}`);
+      if (!fs.existsSync(path.join(dir, 'CMakeCache.txt'))) {
+        const launcher = tool.wrapper ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${tool.wrapper}`] : [];
+        sh(
+          'cmake',
+          [
+            '-S',
+            path.join(work, 'src', 'yaml-cpp'),
+            '-B',
+            dir,
+            '-DYAML_CPP_BUILD_TESTS=OFF',
+            '-DYAML_CPP_BUILD_TOOLS=OFF',
+            '-DCMAKE_BUILD_TYPE=RelWithDebInfo',
+            ...launcher,
+          ],
+          { env: tool.env },
+        );
+      }
+      return dir;
+    },
+    build(tool, dir) {
+      sh('cmake', ['--build', dir, '--target', 'clean'], { env: tool.env });
+      return timed('cmake', ['--build', dir, '-j', String(JOBS)], { env: tool.env });
+    },
+  },
+};
+
+function benchProject(name, list) {
+  const project = projects[name];
+  const rows = { cold: {}, warm: {} };
+  for (const tool of list) {
+    const dir = project.prepare(tool);
+    const cold = [];
+    const warm = [];
+    for (let i = 0; i < RUNS; i++) {
+      tool.clear();
+      cold.push(project.build(tool, dir));
+      notePeakRss(tool);
+      warm.push(project.build(tool, dir));
+      notePeakRss(tool);
+      if (tool.name === 'plain') break; // plain has no cache: one cold/warm pair per run suffices below
+    }
+    if (tool.name === 'plain') {
+      for (let i = 1; i < RUNS; i++) cold.push(project.build(tool, dir));
+      warm.splice(0, warm.length, ...cold);
+    }
+    rows.cold[tool.name] = median(cold);
+    rows.warm[tool.name] = median(warm);
+    process.stderr.write(
+      `  ${name} ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s\n`,
+    );
+  }
+  return rows;
+}
+
+/** Median wall time of one command, by hyperfine when installed (no shell), else by spawnSync. */
+function latency(cmd, env, cwd) {
+  if (has('hyperfine')) {
+    const out = path.join(work, 'hyperfine.json');
+    sh(
+      'hyperfine',
+      ['-N', '--warmup', '5', '--runs', String(Math.max(20, RUNS * 6)), '--export-json', out, cmd.join(' ')],
+      {
+        env,
+        cwd,
+      },
+    );
+    return JSON.parse(fs.readFileSync(out, 'utf8')).results[0].median;
+  }
+  const times = [];
+  for (let i = 0; i < 5 + Math.max(20, RUNS * 6); i++) {
+    const t = timed(cmd[0], cmd.slice(1), { env, cwd });
+    if (i >= 5) times.push(t);
+  }
+  return median(times);
+}
+
+function benchLatency(list) {
+  const dir = path.join(work, 'latency');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, 'small.c'),
+    '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n',
+  );
+  fs.copyFileSync(path.join(work, 'src', 'duktape', 'src', 'duktape.c'), path.join(dir, 'duktape.c'));
+  for (const h of ['duktape.h', 'duk_config.h'])
+    fs.copyFileSync(path.join(work, 'src', 'duktape', 'src', h), path.join(dir, h));
+  // Old enough for every cache's "too new" guard.
+  const old = new Date(Date.now() - 60_000);
+  for (const f of fs.readdirSync(dir)) fs.utimesSync(path.join(dir, f), old, old);
+  const rows = {};
+  for (const file of ['small.c', 'duktape.c']) {
+    rows[file] = {};
+    for (const tool of list) {
+      const cmd = [...(tool.wrapper ? [tool.wrapper] : []), 'gcc', '-O2', '-c', file, '-o', `${file}.o`];
+      if (tool.wrapper) {
+        tool.clear();
+        sh(cmd[0], cmd.slice(1), { env: tool.env, cwd: dir }); // populate
+        sh(cmd[0], cmd.slice(1), { env: tool.env, cwd: dir }); // direct-mode manifests settle
+      }
+      rows[file][tool.name] = latency(cmd, tool.env, dir);
+      notePeakRss(tool);
+      process.stderr.write(`  hit ${file} ${tool.name}: ${(rows[file][tool.name] * 1000).toFixed(1)} ms\n`);
+    }
+  }
+  rows.floor = latency([process.execPath, '-e', '0'], baseEnv, dir);
+  return rows;
+}
+
+function main() {
+  fs.mkdirSync(work, { recursive: true });
+  sh('bash', [path.join(here, 'fetch-sources.sh'), 'zlib', 'yaml-cpp', 'duktape'], { stdio: 'inherit' });
+  const list = tools();
+  const names = list.map((t) => t.name);
+  process.stderr.write(`kiln bench: ${RUNS} runs, -j${JOBS}, tools: ${names.join(', ')}\n`);
+  const results = {};
+  for (const p of ['zlib', 'yaml-cpp']) if (ONLY.includes(p)) results[p] = benchProject(p, list);
+  const lat = ONLY.includes('latency') ? benchLatency(list) : undefined;
+  for (const t of list) t.clear();
+
+  const col = (s) => String(s).padStart(11);
+  const head = `${'benchmark'.padEnd(30)}${names.map(col).join('')}`;
+  const lines = [head, '-'.repeat(head.length)];
+  for (const [p, rows] of Object.entries(results)) {
+    for (const mode of ['cold', 'warm']) {
+      lines.push(
+        `${`${p} build, ${mode} (s)`.padEnd(30)}${names.map((n) => col(rows[mode][n].toFixed(2))).join('')}`,
+      );
+    }
+    const over = (n) => (rows.cold[n] / rows.cold.plain - 1) * 100;
+    lines.push(
+      `${`${p} cold overhead vs plain`.padEnd(30)}${names.map((n) => col(`${over(n).toFixed(1)}%`)).join('')}`,
+    );
+  }
+  if (lat) {
+    for (const file of ['small.c', 'duktape.c']) {
+      lines.push(
+        `${`hit ${file} (ms)`.padEnd(30)}${names.map((n) => col((lat[file][n] * 1000).toFixed(1))).join('')}`,
+      );
+    }
+    lines.push(`${'node -e 0 (ms, the floor)'.padEnd(30)}${col((lat.floor * 1000).toFixed(1))}`);
+  }
+  lines.push(
+    `${'daemon peak RSS (MB)'.padEnd(30)}${names.map((n) => col(peakRss.has(n) ? peakRss.get(n).toFixed(0) : '-')).join('')}`,
+  );
+  console.log(
+    `\nkiln bench — medians of ${RUNS} runs, make/cmake -j${JOBS}, ${os.cpus().length} cores, ${os.cpus()[0]?.model}`,
+  );
+  console.log(
+    'plain: the compiler alone (warm = cold); ccache in its default direct mode; NODE_EXTRA_CA_CERTS unset\n',
+  );
+  console.log(lines.join('\n'));
+}
+
+main();
