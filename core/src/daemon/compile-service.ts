@@ -43,7 +43,6 @@ const KEY_ENV = [
   'COMPILER_PATH',
   'GCC_COLORS',
   'CCC_OVERRIDE_OPTIONS',
-  'TERM_PROGRAM',
 ];
 
 export interface CompileRequest {
@@ -114,7 +113,7 @@ export class CompileService {
       if (!parsed.cacheable) return runAsIs(parsed.reason);
       if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
         return runAsIs('dependency output via environment');
-      return await this.compileCached(program, identity, parsed, req);
+      return await this.compileCached(program, args, identity, parsed, req);
     } catch (err) {
       this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
       this.stats.error('internal');
@@ -164,19 +163,16 @@ export class CompileService {
 
   private async compileCached(
     program: string,
+    args: readonly string[],
     identity: CompilerIdentity,
     parsed: CacheableCompile,
     req: CompileRequest,
   ): Promise<Response> {
     const startedMs = Date.now();
+    // What the user typed, response files unexpanded: they may exist because the expansion is too long.
+    const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
     const source = this.digests.get(path.resolve(req.cwd, parsed.input));
-    if (!source) {
-      return this.uncached('unreadable source file', {
-        action: Action.EXEC,
-        program,
-        argv: [program, ...parsed.args],
-      });
-    }
+    if (!source) return this.uncached('unreadable source file', asTyped);
     const common = () => this.commonKey(identity, parsed, req);
     const directKey =
       this.config.directMode && parsed.needsPreprocessor
@@ -199,11 +195,7 @@ export class CompileService {
     if (parsed.needsPreprocessor) {
       const cpp = await runCaptured(program, program, parsed.preprocessArgs, req.cwd, req.env);
       if (cpp.exitCode !== 0 || cpp.failure) {
-        return this.uncached('preprocessor error', {
-          action: Action.EXEC,
-          program,
-          argv: [program, ...parsed.args],
-        });
+        return this.uncached('preprocessor error', asTyped);
       }
       resultKey = common().add('mode', 'cpp').add('preprocessed', cpp.stdout).digest();
       headers = includedFiles(cpp.stdout);
@@ -228,11 +220,11 @@ export class CompileService {
     }
 
     const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
-    const run = await runCaptured(program, program, [...parsed.args, ...forceColor], req.cwd, req.env);
+    const run = await runCaptured(program, program, [...args, ...forceColor], req.cwd, req.env);
     if (run.failure) {
       // A crash or a missing program: let the client run it, so the user sees exactly that.
       this.stats.error('compiler crashed');
-      return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
+      return asTyped;
     }
     const stderr = this.stderrFor(run.stderr, parsed, req);
     if (run.exitCode !== 0) {
