@@ -3,6 +3,7 @@
  * byte-identical to a plain compile, every input that matters makes a miss, and every output
  * (object, depfile, .dwo, .gcno, stdout, stderr, exit code) comes back on a hit.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -191,8 +192,47 @@ describe.each(compilers)('%s', (cc) => {
 });
 
 describe('direct and preprocessor mode (gcc)', () => {
-  it('falls back to a preprocessor hit when the direct key differs but the preprocessed text does not', () => {
+  it('a cold miss runs the compiler once, without a preprocessor pass, and a header edit then uses -E', () => {
     sb = new KilnSandbox();
+    project(sb);
+    const real = spawnSync('sh', ['-c', 'command -v gcc'], { encoding: 'utf8' }).stdout.trim();
+    const bin = path.join(sb.dir, 'logbin');
+    const log = path.join(sb.dir, 'calls.log');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'gcc'), `#!/bin/sh\necho "$*" >> ${log}\nexec ${real} "$@"\n`, {
+      mode: 0o755,
+    });
+    const env = { env: { ...sb.env, PATH: `${bin}:${sb.env.PATH}` } };
+    const calls = () =>
+      fs
+        .readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l !== '--version');
+    for (const deps of [[], ['-MD'], ['-MMD']]) {
+      fs.rmSync(log, { force: true });
+      const args = ['gcc', '-c', 'main.c', '-o', 'main.o', ...deps];
+      expect(sb.kiln(args, env).status).toBe(0);
+      expect(sb.read('main.o').equals(plain(sb, 'gcc', ['-c', 'main.c']))).toBe(true);
+      // -MMD leaves system headers out of the depfile, so kiln needs the preprocessor there.
+      expect(calls().filter((c) => / -E( |$)/.test(` ${c}`)).length, deps.join()).toBe(
+        deps[0] === '-MMD' ? 1 : 0,
+      );
+      fs.rmSync(log, { force: true });
+      expect(sb.kiln(args, env).status).toBe(0); // direct hit: the compiler is not run at all
+      expect(fs.existsSync(log) ? calls() : []).toEqual([]);
+    }
+    sb.file('inc/config.h', '#define VALUE 7\n');
+    fs.rmSync(log, { force: true });
+    expect(sb.kiln(['gcc', '-c', 'main.c', '-o', 'main.o'], env).status).toBe(0);
+    expect(calls().some((c) => c.includes('-E'))).toBe(true); // a known manifest that no longer matches
+    expect(sb.read('main.o').equals(plain(sb, 'gcc', ['-c', 'main.c']))).toBe(true);
+    expect(sb.stats().stats).toMatchObject({ misses: 4, hitsDirect: 3 });
+  });
+
+  it('falls back to a preprocessor hit when the direct key differs but the preprocessed text does not', () => {
+    // Depend mode stores cold results without a preprocessor key; ccache's behaviour needs it off.
+    sb = new KilnSandbox('native', { KILN_DEPEND_MODE: 'false' });
     project(sb);
     expect(sb.kiln(['gcc', '-c', 'main.c', '-o', 'main.o']).status).toBe(0);
     // A comment changes the source (new direct key) but not the preprocessed text: cpp turns it
@@ -222,8 +262,9 @@ describe('direct and preprocessor mode (gcc)', () => {
     sb.file('inc/config.h', '#define VALUE 7\n');
     const future = new Date(Date.now() + 60_000); // a clock-skewed (say NFS) file counts as new, too
     fs.utimesSync(path.join(sb.work, 'inc/config.h'), future, future);
-    for (let i = 0; i < 2; i++) expect(sb.kiln(['gcc', '-c', 'main.c']).status).toBe(0);
-    expect(sb.stats().stats).toMatchObject({ misses: 1, hitsPreprocessed: 1, hitsDirect: 0 });
+    // Depend mode stores nothing it cannot trust; the calls after it take preprocessor mode.
+    for (let i = 0; i < 3; i++) expect(sb.kiln(['gcc', '-c', 'main.c']).status).toBe(0);
+    expect(sb.stats().stats).toMatchObject({ misses: 2, hitsPreprocessed: 1, hitsDirect: 0 });
   });
 
   it('keys on the environment that changes output, and on KILN_EXTRAFILES', () => {

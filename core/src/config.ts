@@ -17,6 +17,8 @@ export interface ClientConfig {
   readonly idleTimeout: number;
   /** Use manifests to hit without running the preprocessor. */
   readonly directMode: boolean;
+  /** On a cold miss, learn headers from a depfile instead of running the preprocessor first. */
+  readonly dependMode: boolean;
   /** The file the settings came from, when there was one. */
   readonly configFile: string | undefined;
 }
@@ -63,6 +65,11 @@ const FIELDS = {
   } satisfies Field<number>,
   direct_mode: {
     env: 'KILN_DIRECT_MODE',
+    expected: 'true or false',
+    parse: parseBool,
+  } satisfies Field<boolean>,
+  depend_mode: {
+    env: 'KILN_DEPEND_MODE',
     expected: 'true or false',
     parse: parseBool,
   } satisfies Field<boolean>,
@@ -118,6 +125,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     logLevel: read('log_level') ?? 'warn',
     idleTimeout: read('idle_timeout') ?? 600,
     directMode: read('direct_mode') ?? true,
+    dependMode: read('depend_mode') ?? true,
     configFile: text === undefined ? undefined : file,
   });
 }

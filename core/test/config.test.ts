@@ -26,7 +26,7 @@ describe('loadClientConfig', () => {
   it('reads the TOML file, and KILN_* overrides it', () => {
     const file = write(
       'ok.toml',
-      'cache_dir = "/c"\ncache_size = "2G"\nlog_level = "debug"\nidle_timeout = 5\ndirect_mode = false\n',
+      'cache_dir = "/c"\ncache_size = "2G"\nlog_level = "debug"\nidle_timeout = 5\ndirect_mode = false\ndepend_mode = false\n',
     );
     expect(loadClientConfig({ KILN_CONFIG: file })).toMatchObject({
       cacheDir: '/c',
@@ -34,6 +34,7 @@ describe('loadClientConfig', () => {
       logLevel: 'debug',
       idleTimeout: 5,
       directMode: false,
+      dependMode: false,
     });
     expect(
       loadClientConfig({ KILN_CONFIG: file, KILN_CACHE_SIZE: '100M', KILN_DIRECT_MODE: 'true' }),

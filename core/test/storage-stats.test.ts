@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileDigestCache } from '../src/cache/digest.js';
 import { DiskStorage } from '../src/cache/disk-storage.js';
+import { parseDepfile } from '../src/compiler/depfile.js';
 import { includedFiles } from '../src/compiler/linemarkers.js';
 import { silentLogger } from '../src/log.js';
 import { Stats } from '../src/stats/stats.js';
@@ -101,5 +102,22 @@ describe('includedFiles', () => {
       '# 0 "a.c"\n# 0 "<built-in>"\n# 0 "<command-line>"\n# 1 "/src//"\n# 1 "inc/x \\"q\\".h" 1\nint x;\n#pragma once\n# 2 "a.c" 2\n',
     );
     expect(includedFiles(cpp)).toEqual(['a.c', 'inc/x "q".h']);
+  });
+});
+
+describe('parseDepfile', () => {
+  it('reads the first rule, with continuations and escapes, and ignores -MP phony rules', () => {
+    const text =
+      'obj/a.o: src/a.c /usr/include/stdio.h \\\n inc/with\\ space.h inc/hash\\#.h inc/$$dollar.h\n\ninc/with\\ space.h:\n';
+    expect(parseDepfile(text)).toEqual([
+      'src/a.c',
+      '/usr/include/stdio.h',
+      'inc/with space.h',
+      'inc/hash#.h',
+      'inc/$dollar.h',
+    ]);
+    expect(parseDepfile('my-target: a.c\n')).toEqual(['a.c']);
+    expect(parseDepfile('')).toBeUndefined();
+    expect(parseDepfile('no rule here\n')).toBeUndefined();
   });
 });

@@ -145,6 +145,11 @@ export interface CacheableCompile {
   readonly output: string;
   /** Where the depfile lands, when -MD/-MMD asks for one. */
   readonly depFile: string | undefined;
+  /**
+   * What the user's dependency options list: none, every header (-MD), or only non-system
+   * headers or possibly missing ones (-MMD, -MG), which kiln cannot learn a complete header list from.
+   */
+  readonly depListing: 'none' | 'all' | 'partial';
   readonly extraOutputs: readonly ExtraOutput[];
   /** Arguments for the preprocessor-only run (outputs and dependency options removed, -E added). */
   readonly preprocessArgs: readonly string[];
@@ -198,6 +203,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   let deps = false;
   let depFile: string | undefined;
   let explicitTarget = false;
+  let partialDeps = false;
   let splitDwarf = false;
   let gcno = false;
   let keyCwd = false;
@@ -233,6 +239,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
 
     if (DEP_FLAGS.has(a)) {
       if (a === '-MD' || a === '-MMD') deps = true;
+      if (a === '-MMD' || a === '-MG') partialDeps = true;
       notForPreprocessor.add(i);
       continue;
     }
@@ -392,6 +399,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     needsPreprocessor: Languages[input.language].preprocessed !== undefined,
     output: objectPath,
     depFile: depPath,
+    depListing: !deps ? 'none' : partialDeps ? 'partial' : 'all',
     extraOutputs,
     preprocessArgs: [
       ...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)),

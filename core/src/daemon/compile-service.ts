@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
 import { EntryKind, type Storage } from '../cache/storage.js';
 import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
+import { parseDepfile } from '../compiler/depfile.js';
 import { detectFamily, looksLikeCCompiler } from '../compiler/detect.js';
 import { type CacheableCompile, type Family, parseGccArgs } from '../compiler/gcc-args.js';
 import { includedFiles } from '../compiler/linemarkers.js';
@@ -179,14 +181,28 @@ export class CompileService {
         ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
         : undefined;
 
+    let manifestKnown = false;
     if (directKey) {
-      const hit = this.lookupManifest(directKey, req.cwd);
-      if (hit) {
-        const response = this.replay(hit.result, parsed, req);
-        if (response) {
-          this.stats.count('hitsDirect');
-          return response;
-        }
+      const lookup = this.lookupManifest(directKey, req.cwd);
+      manifestKnown = lookup.known;
+      const response = lookup.result && this.replay(lookup.result, parsed, req);
+      if (response) {
+        this.stats.count('hitsDirect');
+        return response;
+      }
+      // Never compiled with these arguments and this source: nothing for the preprocessor to find
+      // either, so skip it and learn the headers from a depfile (ccache's "depend mode").
+      if (!manifestKnown && this.config.dependMode && parsed.depListing !== 'partial') {
+        const response = await this.compileDependMode(
+          program,
+          args,
+          directKey,
+          parsed,
+          req,
+          asTyped,
+          startedMs,
+        );
+        if (response) return response;
       }
     }
 
@@ -219,22 +235,100 @@ export class CompileService {
       }
     }
 
+    const run = await this.compile(program, args, [], parsed, req);
+    if (run.response) return run.response;
+    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+    if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
+    return run.success;
+  }
+
+  /**
+   * Runs the real compile (colors forced on unless the user chose, `extra` appended). `response`
+   * is set when there is nothing to store: a crash (the client reruns it) or a failed compile.
+   */
+  private async compile(
+    program: string,
+    args: readonly string[],
+    extra: readonly string[],
+    parsed: CacheableCompile,
+    req: CompileRequest,
+  ): Promise<
+    | { response: Response; stdout?: never; stderr?: never; success?: never }
+    | { response?: never; stdout: Buffer; stderr: Buffer; success: Response }
+  > {
     const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
-    const run = await runCaptured(program, program, [...args, ...forceColor], req.cwd, req.env);
+    const run = await runCaptured(program, program, [...args, ...extra, ...forceColor], req.cwd, req.env);
     if (run.failure) {
       // A crash or a missing program: let the client run it, so the user sees exactly that.
       this.stats.error('compiler crashed');
-      return asTyped;
+      return { response: { action: Action.EXEC, program, argv: [program, ...args] } };
     }
     const stderr = this.stderrFor(run.stderr, parsed, req);
     if (run.exitCode !== 0) {
       this.stats.count('compileFailed');
-      return { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr };
+      return { response: { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr } };
     }
     this.stats.count('misses');
-    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-    if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
-    return { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr };
+    return {
+      stdout: run.stdout,
+      stderr: run.stderr,
+      success: { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr },
+    };
+  }
+
+  /**
+   * A cold miss without a preprocessor run: the compile writes a depfile (the user's own when -MD
+   * lists every header, else one of kiln's), and the result is keyed on the direct key plus the
+   * digest of every file it names. Nothing is stored when a header changed during the compile or
+   * expands __DATE__/__TIME__: the next call will go through preprocessor mode.
+   */
+  private async compileDependMode(
+    program: string,
+    args: readonly string[],
+    directKey: string,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+    asTyped: Response,
+    startedMs: number,
+  ): Promise<Response | undefined> {
+    let ownDepFile: string | undefined;
+    if (parsed.depListing === 'none') {
+      ownDepFile = path.join(os.tmpdir(), `kiln-deps-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+      try {
+        fs.writeFileSync(ownDepFile, '', { flag: 'wx', mode: 0o600 });
+      } catch {
+        return undefined; // nowhere to put it: preprocessor mode instead
+      }
+    }
+    try {
+      const extra = ownDepFile ? ['-MD', '-MF', ownDepFile] : [];
+      const run = await this.compile(program, args, extra, parsed, req);
+      if (run.response) {
+        // A failure that names kiln's own depfile is kiln's doing: the client runs the call as typed.
+        const stderr = run.response.action === Action.RESULT ? run.response.stderr : undefined;
+        if (ownDepFile && stderr?.includes(ownDepFile)) {
+          this.stats.error('depfile');
+          return asTyped;
+        }
+        return run.response;
+      }
+      const depText = readOutputFile(req.cwd, ownDepFile ?? parsed.depFile!)?.toString();
+      const headers = depText === undefined ? undefined : parseDepfile(depText);
+      const files = headers && this.trustedDigests(headers, req, startedMs);
+      if (files) {
+        const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
+        for (const [file, digest] of files) h.add(file, digest);
+        const resultKey = h.digest();
+        this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+        this.writeManifest(directKey, resultKey, files);
+      } else {
+        // An empty manifest: the next call knows this source and takes preprocessor mode.
+        this.putManifest(directKey, []);
+      }
+      return run.success;
+    } finally {
+      if (ownDepFile) fs.rmSync(ownDepFile, { force: true });
+    }
   }
 
   private stderrFor(stderr: Buffer, parsed: CacheableCompile, req: CompileRequest): Buffer {
@@ -322,10 +416,11 @@ export class CompileService {
     return env.header;
   }
 
-  private lookupManifest(directKey: string, cwd: string): { result: CachedResult } | undefined {
+  /** The result a manifest names for the headers as they are now; `known` says whether a manifest exists. */
+  private lookupManifest(directKey: string, cwd: string): { known: boolean; result?: CachedResult } {
     const manifest = this.readManifest(directKey);
     this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.entries.length} entries` : 'absent'}`);
-    if (!manifest) return undefined;
+    if (!manifest) return { known: false };
     for (const entry of manifest.entries) {
       const matches = entry.files.every(
         ([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest,
@@ -335,9 +430,9 @@ export class CompileService {
         continue;
       }
       const result = this.readResult(entry.result);
-      if (result) return { result };
+      if (result) return { known: true, result };
     }
-    return undefined;
+    return { known: true };
   }
 
   /**
@@ -351,32 +446,53 @@ export class CompileService {
     req: CompileRequest,
     startedMs: number,
   ): void {
+    const files = this.trustedDigests(headers, req, startedMs);
+    if (files) this.writeManifest(directKey, resultKey, files);
+  }
+
+  /**
+   * The digest of every header, or undefined when one of them makes direct mode unsafe: it cannot
+   * be read, it changed while compiling (or just before), it expands __DATE__/__TIME__, or a
+   * precompiled .gch sits beside it.
+   */
+  private trustedDigests(
+    headers: readonly string[],
+    req: CompileRequest,
+    startedMs: number,
+  ): [string, string][] | undefined {
     const cwd = req.cwd;
-    this.log.debug(`recording manifest ${directKey} with ${headers.length} files`);
     const files: [string, string][] = [];
     for (const file of headers) {
       const abs = path.resolve(cwd, file);
       const d = this.digests.get(abs);
       if (!d) {
-        this.log.debug(`direct mode off for ${directKey}: cannot read ${file}`);
-        return;
+        this.log.debug(`direct mode off: cannot read ${file}`);
+        return undefined;
       }
       if (d.timeMacros && req.env.SOURCE_DATE_EPOCH === undefined) {
         this.log.debug(`direct mode off: ${file} uses __DATE__/__TIME__`);
-        return;
+        return undefined;
       }
       if (d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
         this.log.debug(`direct mode off: ${file} is too new (${d.changedMs} vs ${startedMs})`);
-        return;
+        return undefined;
       }
-      if (fs.existsSync(`${abs}.gch`)) return;
+      if (fs.existsSync(`${abs}.gch`)) return undefined;
       files.push([file, d.digest]);
     }
+    return files;
+  }
+
+  private writeManifest(directKey: string, resultKey: string, files: [string, string][]): void {
     const old = this.readManifest(directKey)?.entries ?? [];
     const entries = [{ files, result: resultKey }, ...old.filter((e) => e.result !== resultKey)].slice(
       0,
       MAX_MANIFEST_ENTRIES,
     );
+    this.putManifest(directKey, entries);
+  }
+
+  private putManifest(directKey: string, entries: ManifestHeader['entries']): void {
     try {
       this.storage.put(EntryKind.MANIFEST, directKey, seal(EnvelopeKind.MANIFEST, { entries }, []));
     } catch (err) {
