@@ -68,35 +68,11 @@ describe('parseGccArgs: cacheable calls', () => {
   });
 
   it('does not take option values for inputs', () => {
-    const r = ok(
-      '-c',
-      '-I',
-      'inc',
-      '-include',
-      'config.h',
-      '-isystem',
-      'sys',
-      '-D',
-      'X=1',
-      'a.c',
-      '-MF',
-      'a.d',
-      '-MD',
-    );
+    const withValues = ['-I', 'inc', '-include', 'config.h', '-isystem', 'sys', '-D', 'X=1', 'a.c'];
+    const r = ok('-c', ...withValues, '-MF', 'a.d', '-MD');
     expect(r.input).toBe('a.c');
     expect(r.depFile).toBe('a.d');
-    expect(r.preprocessArgs).toEqual([
-      '-I',
-      'inc',
-      '-include',
-      'config.h',
-      '-isystem',
-      'sys',
-      '-D',
-      'X=1',
-      'a.c',
-      '-E',
-    ]);
+    expect(r.preprocessArgs).toEqual([...withValues, '-E']);
   });
 
   it('derives the depfile from -o, and puts the object path in the key when it is the target', () => {

@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Action } from '../client/protocol.js';
-import { control, spawnDaemon } from '../client/thin-client.js';
+import { control, spawnDaemon, startupError } from '../client/thin-client.js';
 import { loadClientConfig } from '../config.js';
-import { KILN_ERR_USAGE, KilnError } from '../errors.js';
-import { daemonErrorPath, socketPath } from '../paths.js';
+import { KILN_ERR_DAEMON_UNREACHABLE, KILN_ERR_USAGE, KilnError } from '../errors.js';
+import { socketPath } from '../paths.js';
 import type { StatsData } from '../stats/stats.js';
 import { formatSize } from '../util/size.js';
 
@@ -56,15 +56,10 @@ async function startServer(env: NodeJS.ProcessEnv): Promise<number> {
       process.stdout.write(`kiln: daemon started on ${socketPath(env)}\n`);
       return 0;
     }
-    try {
-      if (fs.statSync(daemonErrorPath(env)).mtimeMs >= since - 1000) {
-        process.stderr.write(
-          `kiln: the daemon could not start: ${fs.readFileSync(daemonErrorPath(env), 'utf8')}`,
-        );
-        return 2;
-      }
-    } catch {
-      // No error file: still starting.
+    const failure = startupError(env, since);
+    if (failure) {
+      process.stderr.write(`kiln: the daemon could not start: ${failure}\n`);
+      return 2;
     }
   }
   process.stderr.write(`kiln: the daemon did not answer on ${socketPath(env)} within 10 s\n`);
@@ -109,10 +104,7 @@ export function formatStats(data: {
 async function controlOrFail(command: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
   const res = await control(command, env, true);
   if (res?.action !== Action.RESULT) {
-    const detail = fs.existsSync(daemonErrorPath(env))
-      ? fs.readFileSync(daemonErrorPath(env), 'utf8').trim()
-      : 'no answer';
-    throw new KilnError('KILN_ERR_DAEMON_UNREACHABLE', `the kiln daemon cannot be reached: ${detail}`);
+    throw KILN_ERR_DAEMON_UNREACHABLE(socketPath(env), startupError(env) ?? 'no answer');
   }
   return res.stdout;
 }

@@ -63,7 +63,8 @@ export function spawnDaemon(env: Env): void {
   child.unref();
 }
 
-function startupError(env: Env, since: number): string | undefined {
+/** The daemon's start-up error (a config mistake), when it wrote one since `since` (ms). */
+export function startupError(env: Env, since = 0): string | undefined {
   try {
     const file = daemonErrorPath(env);
     if (fs.statSync(file).mtimeMs < since - 1000) return undefined;
