@@ -2,32 +2,9 @@
  * Every error code kiln reports, in one place (fastify's lib/errors.js style).
  * A code names the area and what went wrong; the message tells the user what to do.
  */
-export class KilnError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly statusCode = 500,
-  ) {
-    super(message);
-    this.name = 'KilnError';
-  }
-}
+import { createError, KilnError } from '@kiln/plugins/errors';
 
-type Template<A extends unknown[]> = (...args: A) => string;
-
-export interface KilnErrorFactory<A extends unknown[]> {
-  (...args: A): KilnError;
-  readonly code: string;
-}
-
-function createError<A extends unknown[]>(
-  code: string,
-  template: Template<A>,
-  statusCode = 500,
-): KilnErrorFactory<A> {
-  const make = (...args: A) => new KilnError(code, template(...args), statusCode);
-  return Object.assign(make, { code });
-}
+export { KilnError };
 
 export const KILN_ERR_CONFIG_PARSE = createError(
   'KILN_ERR_CONFIG_PARSE',
