@@ -39,6 +39,75 @@ export const KILN_ERR_USAGE = createError(
   400,
 );
 
+export const KILN_ERR_AUTH_INVALID = createError(
+  'KILN_ERR_AUTH_INVALID',
+  (detail: string) => `authentication is misconfigured: ${detail}`,
+);
+export const KILN_ERR_AUTH_REQUIRED = createError(
+  'KILN_ERR_AUTH_REQUIRED',
+  (what: string) => `${what}: missing or invalid credentials`,
+  401,
+);
+export const KILN_ERR_AUTH_FORBIDDEN = createError(
+  'KILN_ERR_AUTH_FORBIDDEN',
+  (detail: string) => `forbidden: ${detail}`,
+  403,
+);
+export const KILN_ERR_DIST_BAD_REQUEST = createError(
+  'KILN_ERR_DIST_BAD_REQUEST',
+  (detail: string) => `bad request: ${detail}`,
+  400,
+);
+export const KILN_ERR_DIST_NOT_FOUND = createError(
+  'KILN_ERR_DIST_NOT_FOUND',
+  (what: string) => `${what} not found`,
+  404,
+);
+export const KILN_ERR_DIST_TOOLCHAIN_DIGEST = createError(
+  'KILN_ERR_DIST_TOOLCHAIN_DIGEST',
+  (claimed: string, actual: string) => `toolchain archive digest mismatch: claimed ${claimed}, content is ${actual}`,
+  400,
+);
+export const KILN_ERR_DIST_TOOLCHAIN_MISSING = createError(
+  'KILN_ERR_DIST_TOOLCHAIN_MISSING',
+  (digest: string) => `toolchain ${digest} is not on this worker: upload it first`,
+  409,
+);
+export const KILN_ERR_DIST_UNAVAILABLE = createError(
+  'KILN_ERR_DIST_UNAVAILABLE',
+  (detail: string) => `distributed compilation unavailable: ${detail}`,
+  503,
+);
+
+export const KILN_ERR_TOOLCHAIN_NOT_FOUND = createError(
+  'KILN_ERR_TOOLCHAIN_NOT_FOUND',
+  (compiler: string) => `compiler ${compiler} not found: give its path or a name on PATH`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_UNSUPPORTED = createError(
+  'KILN_ERR_TOOLCHAIN_UNSUPPORTED',
+  (compiler: string, detail: string) => `cannot package ${compiler}: ${detail} (kiln packages gcc and clang)`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_PACKAGE = createError(
+  'KILN_ERR_TOOLCHAIN_PACKAGE',
+  (compiler: string, detail: string) => `packaging the toolchain of ${compiler} failed: ${detail}`,
+);
+export const KILN_ERR_TOOLCHAIN_ELF = createError(
+  'KILN_ERR_TOOLCHAIN_ELF',
+  (file: string, detail: string) => `cannot tell which machines run ${file}: ${detail}`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_UNSAFE = createError(
+  'KILN_ERR_TOOLCHAIN_UNSAFE',
+  (archive: string, detail: string) => `refusing toolchain archive ${archive}: ${detail}`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_EXTRACT = createError(
+  'KILN_ERR_TOOLCHAIN_EXTRACT',
+  (archive: string, detail: string) => `extracting toolchain archive ${archive} failed: ${detail}`,
+);
+
 export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_PARSE,
   KILN_ERR_CONFIG_UNKNOWN_KEY,
@@ -47,4 +116,18 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_STORAGE_CORRUPT,
   KILN_ERR_USAGE,
+  KILN_ERR_AUTH_INVALID,
+  KILN_ERR_AUTH_REQUIRED,
+  KILN_ERR_AUTH_FORBIDDEN,
+  KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_NOT_FOUND,
+  KILN_ERR_DIST_TOOLCHAIN_DIGEST,
+  KILN_ERR_DIST_TOOLCHAIN_MISSING,
+  KILN_ERR_DIST_UNAVAILABLE,
+  KILN_ERR_TOOLCHAIN_NOT_FOUND,
+  KILN_ERR_TOOLCHAIN_UNSUPPORTED,
+  KILN_ERR_TOOLCHAIN_PACKAGE,
+  KILN_ERR_TOOLCHAIN_ELF,
+  KILN_ERR_TOOLCHAIN_UNSAFE,
+  KILN_ERR_TOOLCHAIN_EXTRACT,
 ].map((f) => f.code);

@@ -32,6 +32,8 @@ export interface ObjectSchema {
   readonly type: 'object';
   readonly properties: Readonly<Record<string, PropertySchema>>;
   readonly required?: readonly string[];
+  /** Let unknown keys through unchecked: for a table that another schema validates later. */
+  readonly additionalProperties?: boolean;
   readonly description?: string;
 }
 
@@ -98,13 +100,15 @@ function validateObject(
     throw new ConfigSchemaError(prefix, `expected a table, got ${typeName(value)}`);
   const input = value as Record<string, unknown>;
   const known = Object.keys(schema.properties);
+  const out: Record<string, unknown> = {};
   for (const key of Object.keys(input)) {
-    if (!Object.hasOwn(schema.properties, key)) {
+    if (Object.hasOwn(schema.properties, key)) continue;
+    if (schema.additionalProperties) out[key] = input[key];
+    else {
       const at = prefix ? `${prefix}.${key}` : key;
       throw new ConfigSchemaError(at, `unknown key (known keys: ${known.join(', ') || 'none'})`);
     }
   }
-  const out: Record<string, unknown> = {};
   for (const [key, prop] of Object.entries(schema.properties)) {
     const at = prefix ? `${prefix}.${key}` : key;
     const v = input[key];

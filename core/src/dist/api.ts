@@ -1,0 +1,179 @@
+/**
+ * The HTTP API between client, scheduler and worker: body types and the JSON schemas fastify
+ * validates them with (additionalProperties: false everywhere: unknown fields are a 400).
+ */
+
+export const API = '/api/v1';
+
+const triple = { type: 'string', pattern: '^[a-z0-9_]+(-[a-z0-9_.]+){1,4}$', maxLength: 100 } as const;
+const digest = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+const id = { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,100}$' } as const;
+
+export interface WorkerHeartbeat {
+  readonly id: string;
+  /** Where clients reach the worker, e.g. http://10.0.0.5:10601 */
+  readonly url: string;
+  readonly hostTriple: string;
+  readonly os: string;
+  readonly cpuModel: string;
+  readonly cpus: number;
+  readonly memoryBytes: number;
+  readonly maxJobs: number;
+  readonly sandbox: string;
+  readonly resolvers: readonly string[];
+  readonly toolchains: readonly string[];
+  /** Jobs the worker holds now (uploading or running). */
+  readonly runningJobs: readonly string[];
+  /** The key (base64url) the scheduler signs this worker's job tokens with. */
+  readonly jobKey: string;
+  readonly version: string;
+}
+
+export const heartbeatSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'id',
+    'url',
+    'hostTriple',
+    'os',
+    'cpuModel',
+    'cpus',
+    'memoryBytes',
+    'maxJobs',
+    'sandbox',
+    'resolvers',
+    'toolchains',
+    'runningJobs',
+    'jobKey',
+    'version',
+  ],
+  properties: {
+    id,
+    url: { type: 'string', pattern: '^https?://', maxLength: 500 },
+    hostTriple: triple,
+    os: { type: 'string', maxLength: 100 },
+    cpuModel: { type: 'string', maxLength: 200 },
+    cpus: { type: 'integer', minimum: 1, maximum: 4096 },
+    memoryBytes: { type: 'number', minimum: 0 },
+    maxJobs: { type: 'integer', minimum: 1, maximum: 4096 },
+    sandbox: { type: 'string', maxLength: 100 },
+    resolvers: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 100 } },
+    toolchains: { type: 'array', maxItems: 10_000, items: digest },
+    runningJobs: { type: 'array', maxItems: 10_000, items: id },
+    jobKey: { type: 'string', pattern: '^[A-Za-z0-9_-]{43,}$', maxLength: 200 },
+    version: { type: 'string', maxLength: 50 },
+  },
+} as const;
+
+export interface ToolchainRef {
+  readonly kind: string;
+  readonly digest: string;
+  readonly hostTriples: readonly string[];
+}
+
+export const toolchainRefSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kind', 'digest', 'hostTriples'],
+  properties: {
+    kind: { type: 'string', maxLength: 100 },
+    digest,
+    hostTriples: { type: 'array', minItems: 1, maxItems: 16, items: triple },
+  },
+} as const;
+
+export interface AllocateRequest {
+  readonly toolchain: ToolchainRef;
+}
+
+export const allocateSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['toolchain'],
+  properties: { toolchain: toolchainRefSchema },
+} as const;
+
+export type AllocateResponse =
+  | {
+      readonly status: 'assigned';
+      readonly jobId: string;
+      readonly worker: { readonly id: string; readonly url: string; readonly hostTriple: string };
+      readonly jobToken: string;
+      /** The scheduler's belief; the worker answers 409 if it is wrong. */
+      readonly hasToolchain: boolean;
+    }
+  | { readonly status: 'no_capacity'; readonly reason: string };
+
+export const JobState = {
+  ASSIGNED: 'assigned',
+  FINISHED: 'finished',
+  FAILED: 'failed',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+export interface WorkerStatus {
+  readonly id: string;
+  readonly url: string;
+  readonly hostTriple: string;
+  readonly os: string;
+  readonly cpuModel: string;
+  readonly cpus: number;
+  readonly memoryBytes: number;
+  readonly maxJobs: number;
+  readonly runningJobs: number;
+  readonly sandbox: string;
+  readonly resolvers: readonly string[];
+  readonly toolchains: number;
+  readonly lastHeartbeatMsAgo: number;
+  readonly version: string;
+}
+
+export interface PoolStatus {
+  readonly hostTriple: string;
+  readonly workers: readonly WorkerStatus[];
+  readonly cpus: number;
+  readonly maxJobs: number;
+  readonly runningJobs: number;
+}
+
+export interface ClusterStatus {
+  readonly version: string;
+  readonly uptimeS: number;
+  readonly totals: {
+    readonly workers: number;
+    readonly pools: number;
+    readonly cpus: number;
+    readonly maxJobs: number;
+    readonly runningJobs: number;
+    readonly allocations: number;
+    readonly noCapacity: number;
+    readonly lostJobs: number;
+  };
+  readonly pools: readonly PoolStatus[];
+}
+
+export const jobIdParams = {
+  type: 'object',
+  required: ['jobId'],
+  properties: { jobId: id },
+} as const;
+
+export const workerIdParams = {
+  type: 'object',
+  required: ['workerId'],
+  properties: { workerId: id },
+} as const;
+
+export const digestParams = {
+  type: 'object',
+  required: ['digest'],
+  properties: { digest },
+} as const;
+
+export const finishedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['workerId'],
+  properties: { workerId: id, failed: { type: 'boolean' } },
+} as const;

@@ -1,0 +1,42 @@
+import fs from 'node:fs';
+import { ConfigSchemaError, type ObjectSchema, validateConfig } from '@kiln/plugins';
+import { parse as parseToml } from 'smol-toml';
+import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from '../errors.js';
+
+/** Reads a TOML file and validates it against `schema`; errors name the file and the key. */
+export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message);
+  }
+  let table: unknown;
+  try {
+    table = parseToml(text);
+  } catch (err) {
+    throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message.split('\n')[0] ?? 'syntax error');
+  }
+  return validateTable<C>(table, schema, file);
+}
+
+export function validateTable<C>(table: unknown, schema: ObjectSchema, where: string): C {
+  try {
+    return validateConfig<C>(schema, table);
+  } catch (err) {
+    if (!(err instanceof ConfigSchemaError)) throw err;
+    if (err.expected.startsWith('unknown key')) {
+      const known = /\(known keys: (.*)\)$/.exec(err.expected)?.[1]?.split(', ') ?? [];
+      throw KILN_ERR_CONFIG_UNKNOWN_KEY(err.key, where, known);
+    }
+    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.expected);
+  }
+}
+
+/** "host:port" → the parts; a bare port means 127.0.0.1. */
+export function parseAddr(addr: string, where: string): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*)\]?:)?(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) throw KILN_ERR_CONFIG_INVALID('public_addr', where, 'host:port, e.g. 127.0.0.1:10600');
+  return { host: m[1] || '127.0.0.1', port };
+}

@@ -1,0 +1,220 @@
+/**
+ * The scheduler's state: one pool of workers per host triple, the jobs each one holds, and the
+ * allocation rule. Pure bookkeeping (no I/O) so it can be tested and benchmarked on its own.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ClusterStatus, JobState, PoolStatus, ToolchainRef, WorkerHeartbeat } from '../api.js';
+
+export interface WorkerEntry {
+  info: WorkerHeartbeat;
+  toolchains: Set<string>;
+  /** Jobs assigned here and not reported finished, with their assignment time. */
+  jobs: Map<string, number>;
+  lastSeenMs: number;
+}
+
+interface JobRecord {
+  readonly workerId: string;
+  state: JobState;
+  reason?: string;
+  readonly createdMs: number;
+}
+
+export type Allocation =
+  | { readonly ok: true; readonly jobId: string; readonly worker: WorkerEntry; readonly hasToolchain: boolean }
+  | { readonly ok: false; readonly reason: string };
+
+/** Finished and failed jobs are remembered this long, so clients can ask what happened. */
+const JOB_MEMORY_MS = 10 * 60_000;
+const MAX_JOB_RECORDS = 100_000;
+
+export class ArchPoolScheduler {
+  private readonly pools = new Map<string, Map<string, WorkerEntry>>();
+  private readonly workers = new Map<string, WorkerEntry>();
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly startedMs = Date.now();
+  private counters = { allocations: 0, noCapacity: 0, lostJobs: 0 };
+
+  constructor(
+    private readonly opts: {
+      /** A worker not heard from for this long leaves its pool. */
+      readonly workerTimeoutMs: number;
+      /** An assigned job the worker never mentions stops counting as load after this long. */
+      readonly assignTimeoutMs: number;
+      readonly version: string;
+      readonly now?: () => number;
+    },
+  ) {}
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  /** Registers a worker or refreshes it; a worker that moved to another triple changes pool. */
+  heartbeat(info: WorkerHeartbeat): void {
+    const now = this.now();
+    let entry = this.workers.get(info.id);
+    if (entry && entry.info.hostTriple !== info.hostTriple) {
+      this.pools.get(entry.info.hostTriple)?.delete(info.id);
+    }
+    if (!entry) {
+      entry = { info, toolchains: new Set(), jobs: new Map(), lastSeenMs: now };
+      this.workers.set(info.id, entry);
+    }
+    entry.info = info;
+    entry.lastSeenMs = now;
+    entry.toolchains = new Set(info.toolchains);
+    // The worker's own list is the truth for jobs it holds; ones it never saw expire.
+    const held = new Set(info.runningJobs);
+    for (const jobId of held) if (!entry.jobs.has(jobId)) entry.jobs.set(jobId, now);
+    for (const [jobId, since] of entry.jobs) {
+      if (!held.has(jobId) && now - since > this.opts.assignTimeoutMs) this.finish(jobId, info.id, true, 'never started');
+    }
+    let pool = this.pools.get(info.hostTriple);
+    if (!pool) {
+      pool = new Map();
+      this.pools.set(info.hostTriple, pool);
+    }
+    pool.set(info.id, entry);
+  }
+
+  /** Removes workers that stopped heartbeating; their jobs are marked failed. Returns the ids removed. */
+  expire(): string[] {
+    const now = this.now();
+    const gone: string[] = [];
+    for (const [id, entry] of this.workers) {
+      if (now - entry.lastSeenMs <= this.opts.workerTimeoutMs) continue;
+      this.removeWorker(id, 'worker stopped heartbeating');
+      gone.push(id);
+    }
+    for (const [jobId, job] of this.jobs) {
+      if (job.state !== 'assigned' && now - job.createdMs > JOB_MEMORY_MS) this.jobs.delete(jobId);
+    }
+    return gone;
+  }
+
+  removeWorker(id: string, reason: string): void {
+    const entry = this.workers.get(id);
+    if (!entry) return;
+    for (const jobId of entry.jobs.keys()) {
+      const job = this.jobs.get(jobId);
+      if (job) {
+        job.state = 'failed';
+        job.reason = reason;
+      }
+      this.counters.lostJobs++;
+    }
+    this.workers.delete(id);
+    const pool = this.pools.get(entry.info.hostTriple);
+    pool?.delete(id);
+    if (pool?.size === 0) this.pools.delete(entry.info.hostTriple);
+  }
+
+  worker(id: string): WorkerEntry | undefined {
+    return this.workers.get(id);
+  }
+
+  /**
+   * Picks a worker for a job: one whose pool can execute the toolchain and whose resolvers know its
+   * kind; among those, one that already holds it, then the lowest running jobs per core.
+   */
+  allocate(toolchain: ToolchainRef): Allocation {
+    let best: WorkerEntry | undefined;
+    let bestHas = false;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    let eligible = 0;
+    for (const triple of toolchain.hostTriples) {
+      const pool = this.pools.get(triple);
+      if (!pool) continue;
+      for (const w of pool.values()) {
+        if (!w.info.resolvers.includes(toolchain.kind)) continue;
+        eligible++;
+        if (w.jobs.size >= w.info.maxJobs) continue;
+        const has = w.toolchains.has(toolchain.digest);
+        const load = w.jobs.size / w.info.cpus;
+        if ((has && !bestHas) || (has === bestHas && load < bestLoad)) {
+          best = w;
+          bestHas = has;
+          bestLoad = load;
+        }
+      }
+    }
+    if (!best) {
+      this.counters.noCapacity++;
+      const reason =
+        eligible === 0
+          ? `no worker can run a ${toolchain.kind} toolchain for ${toolchain.hostTriples.join(', ')}`
+          : 'every eligible worker is busy';
+      return { ok: false, reason };
+    }
+    const jobId = randomBytes(12).toString('base64url');
+    const now = this.now();
+    best.jobs.set(jobId, now);
+    this.jobs.set(jobId, { workerId: best.info.id, state: 'assigned', createdMs: now });
+    if (this.jobs.size > MAX_JOB_RECORDS) this.expire();
+    this.counters.allocations++;
+    return { ok: true, jobId, worker: best, hasToolchain: bestHas };
+  }
+
+  /** The worker finished (or gave up on) a job: its slot frees up. False for an unknown job. */
+  finish(jobId: string, workerId: string, failed: boolean, reason?: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (!job || job.workerId !== workerId) return false;
+    job.state = failed ? 'failed' : 'finished';
+    if (reason) job.reason = reason;
+    this.workers.get(workerId)?.jobs.delete(jobId);
+    return true;
+  }
+
+  job(jobId: string): { state: JobState; workerId: string; reason?: string } | undefined {
+    const job = this.jobs.get(jobId);
+    return job && { state: job.state, workerId: job.workerId, ...(job.reason ? { reason: job.reason } : {}) };
+  }
+
+  status(): ClusterStatus {
+    const now = this.now();
+    const pools: PoolStatus[] = [];
+    for (const [hostTriple, pool] of [...this.pools].sort(([a], [b]) => a.localeCompare(b))) {
+      const workers = [...pool.values()]
+        .sort((a, b) => a.info.id.localeCompare(b.info.id))
+        .map((w) => ({
+          id: w.info.id,
+          url: w.info.url,
+          hostTriple: w.info.hostTriple,
+          os: w.info.os,
+          cpuModel: w.info.cpuModel,
+          cpus: w.info.cpus,
+          memoryBytes: w.info.memoryBytes,
+          maxJobs: w.info.maxJobs,
+          runningJobs: w.jobs.size,
+          sandbox: w.info.sandbox,
+          resolvers: w.info.resolvers,
+          toolchains: w.toolchains.size,
+          lastHeartbeatMsAgo: now - w.lastSeenMs,
+          version: w.info.version,
+        }));
+      const sum = (f: (w: (typeof workers)[number]) => number) => workers.reduce((n, w) => n + f(w), 0);
+      pools.push({
+        hostTriple,
+        workers,
+        cpus: sum((w) => w.cpus),
+        maxJobs: sum((w) => w.maxJobs),
+        runningJobs: sum((w) => w.runningJobs),
+      });
+    }
+    const total = (f: (p: PoolStatus) => number) => pools.reduce((n, p) => n + f(p), 0);
+    return {
+      version: this.opts.version,
+      uptimeS: Math.round((now - this.startedMs) / 1000),
+      totals: {
+        workers: total((p) => p.workers.length),
+        pools: pools.length,
+        cpus: total((p) => p.cpus),
+        maxJobs: total((p) => p.maxJobs),
+        runningJobs: total((p) => p.runningJobs),
+        ...this.counters,
+      },
+      pools,
+    };
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The scheduler's HTTP server. `createScheduler` builds it; `kiln-dist scheduler` only listens and
+ * shuts down. Workers heartbeat in, clients ask for a worker per job and get a job token for it.
+ */
+import { createSecretKey, type KeyObject } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { KILN_ERR_AUTH_FORBIDDEN, KILN_ERR_AUTH_REQUIRED, KILN_ERR_DIST_NOT_FOUND } from '../../errors.js';
+import {
+  API,
+  type AllocateRequest,
+  type AllocateResponse,
+  allocateSchema,
+  finishedSchema,
+  heartbeatSchema,
+  jobIdParams,
+  type WorkerHeartbeat,
+  workerIdParams,
+} from '../api.js';
+import { bearerOf, clientVerifier, jobToken, secretKeyFrom, verifyWorkerToken } from '../auth.js';
+import { errorReplies } from '../http-errors.js';
+import { ArchPoolScheduler } from './arch-pools.js';
+import type { SchedulerConfig } from './scheduler-config.js';
+
+export interface SchedulerOptions {
+  readonly config: SchedulerConfig;
+  readonly version: string;
+  /** How often workers are told to heartbeat. */
+  readonly heartbeatIntervalMs?: number;
+  readonly logger?: boolean;
+}
+
+export interface SchedulerApp {
+  readonly app: FastifyInstance;
+  readonly pools: ArchPoolScheduler;
+}
+
+export function createScheduler(opts: SchedulerOptions): SchedulerApp {
+  const { config } = opts;
+  const workerTimeoutMs = config.worker_timeout * 1000;
+  const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? Math.max(250, Math.floor(workerTimeoutMs / 4));
+  const pools = new ArchPoolScheduler({
+    workerTimeoutMs,
+    assignTimeoutMs: Math.max(60_000, workerTimeoutMs),
+    version: opts.version,
+  });
+  const secret = secretKeyFrom(config.worker_auth.secret_key);
+  const verifyClient = clientVerifier(config.client_auth);
+  const jobKeys = new Map<string, { text: string; key: KeyObject }>();
+  const app = Fastify({
+    // Unknown fields are an error, not silently dropped (fastify's default).
+    ajv: { customOptions: { removeAdditional: false } },
+    logger: opts.logger ? { level: config.log_level } : false,
+    bodyLimit: 1024 * 1024,
+    // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
+    keepAliveTimeout: 30_000,
+  });
+  app.register(errorReplies);
+  // Only JSON (and the binary types below) are accepted: anything else is a 415.
+  app.removeContentTypeParser('text/plain');
+
+  const requireClient = async (request: FastifyRequest) => {
+    if (!(await verifyClient(bearerOf(request.headers.authorization)))) throw KILN_ERR_AUTH_REQUIRED('client');
+  };
+  const requireWorker = async (request: FastifyRequest): Promise<string> => {
+    const token = bearerOf(request.headers.authorization);
+    const workerId = token && (await verifyWorkerToken(secret, token));
+    if (!workerId) throw KILN_ERR_AUTH_REQUIRED('worker');
+    return workerId;
+  };
+
+  app.post<{ Body: WorkerHeartbeat }>(
+    `${API}/workers/heartbeat`,
+    { schema: { body: heartbeatSchema } },
+    async (request) => {
+      const workerId = await requireWorker(request);
+      const info = request.body;
+      if (info.id !== workerId) throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
+      if (config.worker_auth.check_worker_ip) {
+        const host = new URL(info.url).hostname.replace(/^\[|\]$/g, '');
+        if (host !== request.ip.replace(/^::ffff:/, ''))
+          throw KILN_ERR_AUTH_FORBIDDEN(`worker "${workerId}" advertises ${host} but connects from ${request.ip}`);
+      }
+      if (jobKeys.get(workerId)?.text !== info.jobKey) {
+        jobKeys.set(workerId, { text: info.jobKey, key: createSecretKey(Buffer.from(info.jobKey, 'base64url')) });
+      }
+      pools.heartbeat(info);
+      return { heartbeatIntervalMs, workerTimeoutMs };
+    },
+  );
+
+  app.post<{ Params: { jobId: string }; Body: { workerId: string; failed?: boolean } }>(
+    `${API}/jobs/:jobId/finished`,
+    { schema: { params: jobIdParams, body: finishedSchema } },
+    async (request, reply) => {
+      const workerId = await requireWorker(request);
+      if (request.body.workerId !== workerId) throw KILN_ERR_AUTH_FORBIDDEN('a worker can only finish its own jobs');
+      if (!pools.finish(request.params.jobId, workerId, request.body.failed ?? false))
+        throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Body: AllocateRequest }>(`${API}/jobs`, { schema: { body: allocateSchema } }, async (request) => {
+    await requireClient(request);
+    const result = pools.allocate(request.body.toolchain);
+    if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
+    const { worker } = result;
+    const key = jobKeys.get(worker.info.id)!.key;
+    return {
+      status: 'assigned',
+      jobId: result.jobId,
+      worker: { id: worker.info.id, url: worker.info.url, hostTriple: worker.info.hostTriple },
+      jobToken: await jobToken(key, worker.info.id, result.jobId, config.job_token_lifetime),
+      hasToolchain: result.hasToolchain,
+    } satisfies AllocateResponse;
+  });
+
+  app.get<{ Params: { jobId: string } }>(`${API}/jobs/:jobId`, { schema: { params: jobIdParams } }, async (request) => {
+    await requireClient(request);
+    const job = pools.job(request.params.jobId);
+    if (!job) throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
+    return job;
+  });
+
+  app.get(`${API}/status`, async (request) => {
+    await requireClient(request);
+    return pools.status();
+  });
+
+  /** A token for `kiln --dist-test-conn` to check it can reach and authenticate to a worker. */
+  app.post<{ Params: { workerId: string } }>(
+    `${API}/workers/:workerId/probe-token`,
+    { schema: { params: workerIdParams } },
+    async (request) => {
+      await requireClient(request);
+      const worker = pools.worker(request.params.workerId);
+      const key = jobKeys.get(request.params.workerId)?.key;
+      if (!worker || !key) throw KILN_ERR_DIST_NOT_FOUND(`worker ${request.params.workerId}`);
+      const jobId = `probe-${Date.now()}`;
+      return { jobId, url: worker.info.url, jobToken: await jobToken(key, worker.info.id, jobId, 60) };
+    },
+  );
+
+  const sweep = setInterval(() => {
+    for (const id of pools.expire()) {
+      jobKeys.delete(id);
+      app.log.warn(`worker ${id} stopped heartbeating; removed from its pool`);
+    }
+  }, Math.min(1000, workerTimeoutMs));
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
+  return { app, pools };
+}

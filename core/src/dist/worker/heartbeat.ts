@@ -1,0 +1,79 @@
+import os from 'node:os';
+import { request } from 'undici';
+import type { Logger } from '../../log.js';
+import { API, type WorkerHeartbeat } from '../api.js';
+
+export interface HeartbeatOptions {
+  readonly schedulerUrl: string;
+  readonly token: string;
+  readonly log: Logger;
+  /** The current state to report. */
+  readonly info: () => WorkerHeartbeat;
+}
+
+/**
+ * Tells the scheduler this worker is alive, every interval the scheduler asks for. A failed
+ * heartbeat is retried on the next tick: a restarted scheduler learns the worker again from it.
+ */
+export class Heartbeat {
+  private timer: NodeJS.Timeout | undefined;
+  private intervalMs = 1000;
+  private stopped = false;
+  private lastError = '';
+
+  constructor(private readonly opts: HeartbeatOptions) {}
+
+  /** Sends the first heartbeat; resolves with whether the scheduler accepted it. */
+  async start(): Promise<boolean> {
+    const ok = await this.beat();
+    this.schedule();
+    return ok;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(async () => {
+      await this.beat();
+      this.schedule();
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One heartbeat now (also used when a job finishes, so the scheduler sees the slot free soon). */
+  async beat(): Promise<boolean> {
+    try {
+      const res = await request(`${this.opts.schedulerUrl}${API}/workers/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(this.opts.info()),
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
+      const body = (await res.body.json()) as { heartbeatIntervalMs?: number; message?: string };
+      if (res.statusCode !== 200) throw new Error(`scheduler answered ${res.statusCode}: ${body.message ?? ''}`);
+      if (typeof body.heartbeatIntervalMs === 'number') this.intervalMs = Math.max(100, body.heartbeatIntervalMs);
+      if (this.lastError) this.opts.log.warn('scheduler reachable again');
+      this.lastError = '';
+      return true;
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (msg !== this.lastError) this.opts.log.warn(`heartbeat to ${this.opts.schedulerUrl} failed: ${msg}`);
+      this.lastError = msg;
+      return false;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+export function machineInfo(): Pick<WorkerHeartbeat, 'os' | 'cpuModel' | 'cpus' | 'memoryBytes'> {
+  return {
+    os: `${os.type()} ${os.release()}`,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpus: os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+  };
+}

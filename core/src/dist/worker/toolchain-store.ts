@@ -1,0 +1,169 @@
+/**
+ * The worker's toolchains, content-addressed: `archives/<digest>` as uploaded (after the digest
+ * is re-computed) and `roots/<digest>/` as the resolver materialised it. Least recently used
+ * toolchains are evicted past the size limit, never while a job uses one.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ToolchainResolver } from '@kiln/plugins';
+import {
+  KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_TOOLCHAIN_DIGEST,
+  KILN_ERR_DIST_TOOLCHAIN_MISSING,
+  KilnError,
+} from '../../errors.js';
+
+interface Entry {
+  readonly kind: string;
+  readonly bytes: number;
+  lastUsedMs: number;
+  users: number;
+}
+
+const META = 'meta.json';
+
+function treeBytes(dir: string): number {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += fs.lstatSync(path.join(e.parentPath, e.name)).size;
+  }
+  return total;
+}
+
+export class ToolchainStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly pending = new Map<string, Promise<void>>();
+  private readonly archives: string;
+  private readonly roots: string;
+  private readonly tmp: string;
+
+  constructor(
+    dir: string,
+    private readonly maxBytes: number,
+    private readonly maxArchiveBytes: number,
+    private readonly resolvers: ReadonlyMap<string, ToolchainResolver>,
+  ) {
+    this.archives = path.join(dir, 'archives');
+    this.roots = path.join(dir, 'roots');
+    this.tmp = path.join(dir, 'tmp');
+    fs.rmSync(this.tmp, { recursive: true, force: true });
+    for (const d of [this.archives, this.roots, this.tmp]) fs.mkdirSync(d, { recursive: true });
+    this.loadExisting();
+  }
+
+  /** Toolchains left by an earlier run are kept when both halves and their metadata survived. */
+  private loadExisting(): void {
+    for (const digest of fs.readdirSync(this.roots)) {
+      const root = path.join(this.roots, digest);
+      try {
+        const meta = JSON.parse(fs.readFileSync(path.join(root, '..', `${digest}.${META}`), 'utf8'));
+        const st = fs.statSync(path.join(this.archives, digest));
+        this.entries.set(digest, { kind: meta.kind, bytes: meta.bytes, lastUsedMs: st.atimeMs, users: 0 });
+      } catch {
+        fs.rmSync(root, { recursive: true, force: true });
+      }
+    }
+  }
+
+  digests(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(digest: string): boolean {
+    return this.entries.has(digest);
+  }
+
+  bytesUsed(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.bytes;
+    return n;
+  }
+
+  /**
+   * Stores an uploaded archive: streams it to a temp file while hashing, refuses it when the content
+   * does not hash to `digest` or is too big, then materialises it. Concurrent uploads of one digest
+   * share the work.
+   */
+  async put(digest: string, kind: string, body: Readable): Promise<void> {
+    if (this.entries.has(digest)) {
+      body.resume();
+      return;
+    }
+    const running = this.pending.get(digest);
+    if (running) {
+      body.resume();
+      return running;
+    }
+    const work = this.receive(digest, kind, body).finally(() => this.pending.delete(digest));
+    this.pending.set(digest, work);
+    return work;
+  }
+
+  private async receive(digest: string, kind: string, body: Readable): Promise<void> {
+    const resolver = this.resolvers.get(kind);
+    if (!resolver) {
+      body.resume();
+      throw KILN_ERR_DIST_BAD_REQUEST(`this worker has no "${kind}" toolchain resolver (it has ${[...this.resolvers.keys()].join(', ')})`);
+    }
+    const tmpArchive = path.join(this.tmp, `${digest}.${randomBytes(6).toString('hex')}`);
+    const tmpRoot = `${tmpArchive}.root`;
+    try {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const out = fs.createWriteStream(tmpArchive, { mode: 0o600 });
+      for await (const chunk of body) {
+        bytes += (chunk as Buffer).length;
+        if (bytes > this.maxArchiveBytes) {
+          throw new KilnError('KILN_ERR_DIST_TOOLCHAIN_TOO_BIG', `toolchain archive is over ${this.maxArchiveBytes} bytes`, 413);
+        }
+        hash.update(chunk as Buffer);
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+      }
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      const actual = hash.digest('hex');
+      if (actual !== digest) throw KILN_ERR_DIST_TOOLCHAIN_DIGEST(digest, actual);
+      const spec = { kind, digest, hostTriples: [], compiler: '/' };
+      await resolver.materialise(spec, tmpArchive, tmpRoot);
+      const total = bytes + treeBytes(tmpRoot);
+      this.makeRoom(total);
+      fs.renameSync(tmpArchive, path.join(this.archives, digest));
+      fs.writeFileSync(path.join(this.roots, `${digest}.${META}`), JSON.stringify({ kind, bytes: total }));
+      fs.renameSync(tmpRoot, path.join(this.roots, digest));
+      this.entries.set(digest, { kind, bytes: total, lastUsedMs: Date.now(), users: 0 });
+    } finally {
+      fs.rmSync(tmpArchive, { force: true });
+      fs.rmSync(tmpRoot, { recursive: true, force: true });
+    }
+  }
+
+  /** The root of a stored toolchain, held until `release` is called. */
+  acquire(digest: string): { root: string; release: () => void } {
+    const entry = this.entries.get(digest);
+    if (!entry) throw KILN_ERR_DIST_TOOLCHAIN_MISSING(digest);
+    entry.users++;
+    entry.lastUsedMs = Date.now();
+    let released = false;
+    return {
+      root: path.join(this.roots, digest),
+      release: () => {
+        if (!released) entry.users--;
+        released = true;
+      },
+    };
+  }
+
+  private makeRoom(incoming: number): void {
+    const victims = [...this.entries].filter(([, e]) => e.users === 0).sort(([, a], [, b]) => a.lastUsedMs - b.lastUsedMs);
+    let used = this.bytesUsed();
+    for (const [digest, entry] of victims) {
+      if (used + incoming <= this.maxBytes) break;
+      this.entries.delete(digest);
+      fs.rmSync(path.join(this.roots, digest), { recursive: true, force: true });
+      fs.rmSync(path.join(this.roots, `${digest}.${META}`), { force: true });
+      fs.rmSync(path.join(this.archives, digest), { force: true });
+      used -= entry.bytes;
+    }
+  }
+}

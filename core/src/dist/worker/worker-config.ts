@@ -1,0 +1,87 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { ObjectSchema } from '@kiln/plugins';
+import { parseSize } from '../../util/size.js';
+import { loadTomlConfig } from '../config-file.js';
+import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
+
+/** worker.toml; names follow sccache-dist's server config. */
+export interface WorkerConfig {
+  /** Stable id the worker token names; defaults to the host name. */
+  readonly id: string;
+  /** Where the worker listens, host:port. */
+  readonly public_addr: string;
+  /** The URL clients use to reach the worker (default: http://public_addr). */
+  readonly public_url: string;
+  readonly scheduler_url: string;
+  readonly cache_dir: string;
+  /** Bytes of toolchains (archives and unpacked trees) kept; least recently used go first. */
+  readonly toolchain_cache_size: number;
+  /** Largest toolchain archive accepted. */
+  readonly max_toolchain_size: number;
+  readonly max_jobs: number;
+  /** Override the detected host triple (e.g. a 32-bit userland on a 64-bit kernel). */
+  readonly host_triple: string | undefined;
+  /** Sandbox plugin: "bwrap", a package name or a path. */
+  readonly sandbox: string;
+  readonly sandbox_config: Readonly<Record<string, unknown>>;
+  /** Extra toolchain resolver plugins besides the built-in "archive". */
+  readonly resolvers: readonly string[];
+  readonly job_timeout: number;
+  readonly scheduler_auth: { readonly type: 'jwt_token'; readonly token: string };
+  readonly log_level: 'error' | 'warn' | 'info' | 'debug';
+}
+
+const schema: ObjectSchema = {
+  type: 'object',
+  required: ['scheduler_url', 'scheduler_auth'],
+  properties: {
+    id: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,100}$' },
+    public_addr: { type: 'string', default: '127.0.0.1:10601' },
+    public_url: { type: 'string', pattern: '^https?://' },
+    scheduler_url: { type: 'string', pattern: '^https?://' },
+    cache_dir: { type: 'string' },
+    toolchain_cache_size: { type: 'string', default: '10G' },
+    max_toolchain_size: { type: 'string', default: '2G' },
+    max_jobs: { type: 'integer', minimum: 1, maximum: 4096 },
+    host_triple: { type: 'string', pattern: '^[a-z0-9_]+(-[a-z0-9_.]+){1,4}$' },
+    sandbox: { type: 'string', default: 'bwrap' },
+    // Validated by the sandbox plugin's own schema.
+    sandbox_config: { type: 'object', properties: {}, additionalProperties: true },
+    resolvers: { type: 'array', items: { type: 'string' }, default: [] },
+    job_timeout: { type: 'integer', minimum: 1, default: 600 },
+    scheduler_auth: {
+      type: 'object',
+      required: ['type', 'token'],
+      properties: { type: { type: 'string', enum: ['jwt_token'] }, token: { type: 'string' } },
+    },
+    log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
+  },
+};
+
+type Raw = Omit<WorkerConfig, 'toolchain_cache_size' | 'max_toolchain_size'> & {
+  toolchain_cache_size: string;
+  max_toolchain_size: string;
+};
+
+export function loadWorkerConfig(file: string): WorkerConfig {
+  return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema));
+}
+
+function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
+  const size = (key: 'toolchain_cache_size' | 'max_toolchain_size') => {
+    const n = parseSize(raw[key]);
+    if (n === undefined) throw KILN_ERR_CONFIG_INVALID(key, file, 'a size such as "10G"');
+    return n;
+  };
+  return Object.freeze({
+    ...raw,
+    id: raw.id ?? os.hostname(),
+    public_url: raw.public_url ?? `http://${raw.public_addr}`,
+    cache_dir: raw.cache_dir ?? path.join(os.homedir(), '.cache', 'kiln-worker'),
+    toolchain_cache_size: size('toolchain_cache_size'),
+    max_toolchain_size: size('max_toolchain_size'),
+    max_jobs: raw.max_jobs ?? os.availableParallelism(),
+    host_triple: raw.host_triple,
+  });
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import type { WorkerHeartbeat } from '../src/dist/api.js';
+import { ArchPoolScheduler } from '../src/dist/scheduler/arch-pools.js';
+
+const X86 = 'x86_64-unknown-linux-gnu';
+const ARM = 'aarch64-unknown-linux-gnu';
+const D1 = 'a'.repeat(64);
+
+function worker(id: string, over: Partial<WorkerHeartbeat> = {}): WorkerHeartbeat {
+  return {
+    id,
+    url: `http://127.0.0.1:1/${id}`,
+    hostTriple: X86,
+    os: 'Linux',
+    cpuModel: 'test',
+    cpus: 4,
+    memoryBytes: 1e9,
+    maxJobs: 4,
+    sandbox: 'bwrap',
+    resolvers: ['archive'],
+    toolchains: [],
+    runningJobs: [],
+    jobKey: 'k'.repeat(43),
+    version: '0',
+    ...over,
+  };
+}
+
+function make(now: { t: number }) {
+  return new ArchPoolScheduler({ workerTimeoutMs: 1000, assignTimeoutMs: 5000, version: '0', now: () => now.t });
+}
+
+describe('ArchPoolScheduler', () => {
+  it('keeps one pool per host triple and routes a toolchain only to workers that can run it', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('x1'));
+    s.heartbeat(worker('a1', { hostTriple: ARM }));
+    expect(s.status().pools.map((p) => p.hostTriple)).toEqual([ARM, X86]);
+    for (let i = 0; i < 4; i++) {
+      const a = s.allocate({ kind: 'archive', digest: D1, hostTriples: [ARM] });
+      expect(a.ok && a.worker.info.id).toBe('a1');
+    }
+    const full = s.allocate({ kind: 'archive', digest: D1, hostTriples: [ARM] });
+    expect(full).toEqual({ ok: false, reason: 'every eligible worker is busy' });
+    const none = s.allocate({ kind: 'archive', digest: D1, hostTriples: ['riscv64gc-unknown-linux-gnu'] });
+    expect(none.ok).toBe(false);
+    expect(!none.ok && none.reason).toMatch(/no worker can run/);
+    const rustup = s.allocate({ kind: 'rustup', digest: D1, hostTriples: [X86] });
+    expect(rustup.ok).toBe(false);
+  });
+
+  it('prefers a worker holding the toolchain, then the least loaded per core', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('big', { cpus: 16, maxJobs: 16 }));
+    s.heartbeat(worker('small', { cpus: 2, maxJobs: 2, toolchains: [D1] }));
+    const first = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    expect(first.ok && [first.worker.info.id, first.hasToolchain]).toEqual(['small', true]);
+    const second = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    expect(second.ok && second.worker.info.id).toBe('small');
+    // small is full now: the next job goes to big, which must receive the toolchain.
+    const third = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    expect(third.ok && [third.worker.info.id, third.hasToolchain]).toEqual(['big', false]);
+    const other = 'b'.repeat(64);
+    s.heartbeat(worker('mid', { cpus: 4, maxJobs: 4 }));
+    // Nobody holds `other`: big has 1/16 load, mid 0/4.
+    const fourth = s.allocate({ kind: 'archive', digest: other, hostTriples: [X86] });
+    expect(fourth.ok && fourth.worker.info.id).toBe('mid');
+  });
+
+  it('frees slots when jobs finish and marks a silent worker’s jobs failed', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('w', { maxJobs: 1 }));
+    const a = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    if (!a.ok) throw new Error('no allocation');
+    expect(s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] }).ok).toBe(false);
+    expect(s.finish(a.jobId, 'someone-else', false)).toBe(false);
+    expect(s.finish(a.jobId, 'w', false)).toBe(true);
+    expect(s.job(a.jobId)?.state).toBe('finished');
+    const b = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    if (!b.ok) throw new Error('no allocation');
+    now.t = 2000;
+    expect(s.expire()).toEqual(['w']);
+    expect(s.job(b.jobId)).toMatchObject({ state: 'failed', reason: 'worker stopped heartbeating' });
+    expect(s.status().totals).toMatchObject({ workers: 0, pools: 0, lostJobs: 1 });
+  });
+
+  it('forgets assigned jobs the worker never mentions, and adopts the ones it reports (scheduler restart)', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('w', { maxJobs: 2 }));
+    const a = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    if (!a.ok) throw new Error('no allocation');
+    now.t = 6000;
+    s.heartbeat(worker('w', { maxJobs: 2 }));
+    expect(s.job(a.jobId)?.state).toBe('failed');
+    expect(s.status().totals.runningJobs).toBe(0);
+    // A fresh scheduler learns the running jobs from the heartbeat.
+    const fresh = make(now);
+    fresh.heartbeat(worker('w', { maxJobs: 2, runningJobs: ['j1', 'j2'] }));
+    expect(fresh.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] }).ok).toBe(false);
+  });
+});
