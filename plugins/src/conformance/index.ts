@@ -1,0 +1,248 @@
+/**
+ * The sandbox conformance kit: every sandbox plugin, built-in or third-party, runs it from a vitest
+ * file. It runs real jobs through the sandbox and checks them from the host: a real compile, then a
+ * static probe program that tries the network, host files, the time limit and writes outside its
+ * outputs. Needs `cc -static` on the host and a toolchain root with a C compiler.
+ *
+ * @example
+ * ```ts
+ * import { sandboxConformance } from '@kiln/plugins/conformance';
+ * sandboxConformance({ name: 'mine', createSandbox: () => new MySandbox(), toolchain: { root, compiler: '/usr/bin/gcc' } });
+ * ```
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobInput, Sandbox, SandboxJob, SandboxResult } from '../sandbox.js';
+import { buildProbe, eventually, exists, hostEntries, listenCounting, processesWith } from './host-probe.js';
+
+export { buildProbe } from './host-probe.js';
+export { PROBE_SOURCE } from './probe-source.js';
+
+export interface SandboxConformanceOptions {
+  /** Shown in the test names. */
+  readonly name: string;
+  /** Called once, before the first test. */
+  readonly createSandbox: () => Sandbox | Promise<Sandbox>;
+  /**
+   * A materialised toolchain root and its C compiler's absolute path inside that root. Read when
+   * the tests run, so a `beforeAll` of the caller may fill the object in.
+   */
+  readonly toolchain: { readonly root: string; readonly compiler: string };
+}
+
+const TEST_TIMEOUT = 60_000;
+// Preprocessed, as a distributed compile sends it: toolchains packed for workers carry no headers,
+// and a .c file would make cc1 look for stdc-predef.h.
+const HELLO_I = '# 1 "hello.c"\nint kiln_conformance(int x) { return x * 42; }\n';
+
+function token(): string {
+  return `kiln${randomBytes(6).toString('hex')}`;
+}
+
+function text(r: SandboxResult): string {
+  return `${r.stdout.toString('utf8')}\n${r.stderr.toString('utf8')}`;
+}
+
+/** Declares the conformance suite for one sandbox. */
+export function sandboxConformance(options: SandboxConformanceOptions): void {
+  describe(`sandbox conformance: ${options.name}`, () => {
+    // A path that exists nowhere on the host, so a job writing through to the host would show.
+    const cwd = `/home/kiln-conformance-${token()}/proj`;
+    let sandbox: Sandbox;
+    let tmp: string;
+    let probe: JobInput;
+    let jobs = 0;
+
+    const job = (over: Partial<SandboxJob> & Pick<SandboxJob, 'argv'>): SandboxJob => ({
+      id: `conformance-${++jobs}`,
+      toolchainRoot: options.toolchain.root,
+      cwd,
+      env: { PATH: '/usr/bin:/bin' },
+      inputs: [probe],
+      outputs: [],
+      timeoutMs: 30_000,
+      ...over,
+    });
+    const probeJob = (args: string[], over: Partial<SandboxJob> = {}) =>
+      job({ argv: [`${cwd}/probe`, ...args], ...over });
+
+    beforeAll(async () => {
+      tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-conformance-'));
+      probe = { path: `${cwd}/probe`, data: await buildProbe(tmp), executable: true };
+      sandbox = await options.createSandbox();
+    }, TEST_TIMEOUT);
+
+    afterAll(async () => {
+      if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+      // Nothing of any job may have reached the host at the job's own path.
+      expect(await exists(path.dirname(cwd))).toBe(false);
+    });
+
+    it('probe() says the host can run jobs', async () => {
+      const p = await sandbox.probe();
+      expect(p.detail).toBeTypeOf('string');
+      expect(p, p.detail).toMatchObject({ ok: true });
+    });
+
+    it('compiles a C file into an ELF object', { timeout: TEST_TIMEOUT }, async () => {
+      const out = `${cwd}/hello.o`;
+      const r = await sandbox.run(
+        job({
+          argv: [options.toolchain.compiler, '-c', 'hello.i', '-o', 'hello.o'],
+          inputs: [{ path: `${cwd}/hello.i`, data: Buffer.from(HELLO_I) }],
+          outputs: [out],
+        }),
+      );
+      expect(r.exitCode, text(r)).toBe(0);
+      expect(r.timedOut).toBe(false);
+      expect([...r.outputs.keys()]).toEqual([out]);
+      const obj = r.outputs.get(out)!;
+      expect(obj.subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
+      expect(obj.readUInt16LE(16), 'e_type is ET_REL').toBe(1);
+    });
+
+    it('reproduces the client cwd, so -g records it', { timeout: TEST_TIMEOUT }, async () => {
+      const out = `${cwd}/obj/hello.o`;
+      const r = await sandbox.run(
+        job({
+          argv: [options.toolchain.compiler, '-g', '-c', 'src/hello.i', '-o', 'obj/hello.o'],
+          inputs: [
+            { path: `${cwd}/src/hello.i`, data: Buffer.from(HELLO_I) },
+            { path: `${cwd}/obj/.keep`, data: new Uint8Array() },
+          ],
+          outputs: [out],
+        }),
+      );
+      expect(r.exitCode, text(r)).toBe(0);
+      expect(r.outputs.get(out)?.includes(cwd)).toBe(true);
+    });
+
+    it("resolves a job's own failure with its exit code and stderr", { timeout: TEST_TIMEOUT }, async () => {
+      const r = await sandbox.run(probeJob(['exit', '7']));
+      expect(r).toMatchObject({ exitCode: 7, timedOut: false });
+      expect(r.stderr.toString()).toContain('exiting with 7');
+    });
+
+    it('reports a job killed by a signal', { timeout: TEST_TIMEOUT }, async () => {
+      const r = await sandbox.run(probeJob(['abort']));
+      expect(r).toMatchObject({ exitCode: null, signal: 'SIGABRT', timedOut: false });
+    });
+
+    it('gives the job no network', { timeout: TEST_TIMEOUT }, async () => {
+      const server = await listenCounting();
+      try {
+        const started = Date.now();
+        const r = await sandbox.run(probeJob(['net', String(server.port)], { timeoutMs: 20_000 }));
+        expect(r.stdout.toString(), text(r)).not.toContain('ALLOWED');
+        expect(r.stdout.toString().match(/DENIED/g)).toHaveLength(3);
+        expect(r.exitCode).toBe(0);
+        expect(Date.now() - started, 'network attempts must fail fast').toBeLessThan(10_000);
+        expect(server.count()).toBe(0);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("hides the host's files", { timeout: TEST_TIMEOUT }, async () => {
+      const secret = token();
+      const secretFile = path.join(tmp, 'secret.txt');
+      await fs.writeFile(secretFile, secret);
+      await fs.chmod(tmp, 0o755);
+      const r = await sandbox.run(probeJob(['read', secretFile, tmp, '/etc/passwd', '/root', '/home']));
+      const out = text(r);
+      expect(out).not.toContain(secret);
+      expect(out).not.toContain(`ALLOWED read ${secretFile}`);
+      expect(out).not.toContain(`ALLOWED read ${tmp}`);
+      const passwd = await fs.readFile('/etc/passwd', 'utf8').catch(() => undefined);
+      if (passwd) expect(out).not.toContain(passwd.split('\n')[0]);
+      const own = path.basename(path.dirname(cwd));
+      for (const dir of ['/root', '/home']) {
+        for (const name of await hostEntries(dir)) {
+          if (name !== own) expect(out).not.toContain(`ENTRY ${dir} ${name}\n`);
+        }
+      }
+    });
+
+    it('kills the whole job at its time limit', { timeout: TEST_TIMEOUT }, async () => {
+      const mark = token();
+      const started = Date.now();
+      const r = await sandbox.run(probeJob(['sleep', mark], { timeoutMs: 1500 }));
+      const took = Date.now() - started;
+      expect(r.timedOut).toBe(true);
+      expect(r.exitCode).not.toBe(0);
+      expect(took).toBeGreaterThanOrEqual(1400);
+      expect(took, 'the result comes soon after the limit').toBeLessThan(6500);
+      expect(await eventually(async () => (await processesWith(mark)).length === 0, 2000)).toBe(true);
+    });
+
+    it('keeps writes outside the declared outputs off the host', { timeout: TEST_TIMEOUT }, async () => {
+      const mark = token();
+      const hostDir = await fs.mkdtemp(path.join(tmp, 'target-'));
+      await fs.chmod(hostDir, 0o777);
+      const declared = ['out.txt', 'missing.txt', 'link.out', 'fifo.out'].map((f) => `${cwd}/${f}`);
+      const r = await sandbox.run(
+        probeJob(
+          [
+            'write',
+            'out.txt',
+            mark,
+            'undeclared.txt',
+            mark,
+            `/tmp/${mark}`,
+            mark,
+            `${hostDir}/escaped.txt`,
+            mark,
+          ],
+          { outputs: declared },
+        ),
+      );
+      expect(r.exitCode, text(r)).toBe(0);
+      expect([...r.outputs.keys()]).toEqual([`${cwd}/out.txt`]);
+      expect(r.outputs.get(`${cwd}/out.txt`)?.toString()).toBe(mark);
+      expect(await exists(`/tmp/${mark}`)).toBe(false);
+      expect(await hostEntries(hostDir)).toEqual([]);
+      expect(await exists(cwd)).toBe(false);
+    });
+
+    it('refuses inputs and outputs outside cwd', async () => {
+      const data = Buffer.from('x');
+      const bad: Partial<SandboxJob>[] = [
+        { inputs: [{ path: '/etc/kiln-evil', data }] },
+        { inputs: [{ path: `${cwd}/../kiln-evil`, data }] },
+        { inputs: [{ path: `${cwd}/a/../../kiln-evil`, data }] },
+        { inputs: [{ path: 'relative.c', data }] },
+        { inputs: [{ path: cwd, data }] },
+        { outputs: ['/tmp/kiln-evil.o'] },
+        { outputs: [`${cwd}/../kiln-evil.o`] },
+        { cwd: 'relative/dir' },
+        { cwd: `${cwd}/../other` },
+      ];
+      for (const over of bad) {
+        const attempt = sandbox.run(probeJob(['exit', '0'], over));
+        await expect(attempt, JSON.stringify(over)).rejects.toMatchObject({
+          code: 'KILN_ERR_SANDBOX_JOB_INVALID',
+        });
+      }
+      expect(await exists('/etc/kiln-evil')).toBe(false);
+    });
+
+    it('keeps concurrent jobs apart', { timeout: TEST_TIMEOUT }, async () => {
+      const marks = [token(), token(), token(), token()];
+      const results = await Promise.all(
+        marks.map((m) => sandbox.run(probeJob(['isolate', m], { outputs: [`${cwd}/mine.txt`] }))),
+      );
+      results.forEach((r, i) => {
+        expect(r.exitCode, text(r)).toBe(0);
+        expect(r.outputs.get(`${cwd}/mine.txt`)?.toString()).toBe(marks[i]);
+        for (const [j, other] of marks.entries()) {
+          expect(r.stdout.toString().includes(`mine-${other}`), `job ${i} sees job ${j}'s files`).toBe(
+            i === j,
+          );
+        }
+      });
+    });
+  });
+}
