@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['core/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'core/test/**/*.test.ts',
+      'plugins/test/**/*.test.ts',
+      'sandbox-*/test/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests start daemons and compilers; two cores on CI.

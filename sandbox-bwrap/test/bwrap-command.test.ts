@@ -1,0 +1,91 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { SandboxJob } from '@kiln/plugins';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bwrapArgs } from '../src/bwrap-command.js';
+import { validateJob } from '../src/validate-job.js';
+
+let root: string;
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-bwrap-args-'));
+  await fs.mkdir(path.join(root, 'usr'));
+  await fs.mkdir(path.join(root, 'proc'));
+  await fs.symlink('usr/lib', path.join(root, 'lib'));
+  await fs.writeFile(path.join(root, 'marker'), '');
+});
+afterAll(() => fs.rm(root, { recursive: true, force: true }));
+
+const job = (over: Partial<SandboxJob> = {}): SandboxJob => ({
+  id: 'j1',
+  toolchainRoot: root,
+  cwd: '/home/me/proj',
+  argv: ['/usr/bin/gcc', '-c', 'a.i'],
+  env: { PATH: '/usr/bin', LD_PRELOAD: '/evil.so' },
+  inputs: [{ path: '/home/me/proj/a.i', data: Buffer.from('') }],
+  outputs: ['/home/me/proj/a.o'],
+  timeoutMs: 1000,
+  ...over,
+});
+
+describe('bwrapArgs', () => {
+  it('builds the root from the toolchain and the job dir at the client cwd', async () => {
+    const bwrap = { path: '/usr/bin/bwrap', version: '0.8.0', parts: [0, 8, 0] };
+    const args = await bwrapArgs(job(), { bwrap, jobDir: '/w/j1-x', uid: 65534, gid: 65534, extraArgs: [] });
+    expect(args.join(' ')).toBe(
+      [
+        '--unshare-all --unshare-user --uid 65534 --gid 65534',
+        '--die-with-parent --new-session --cap-drop ALL --clearenv --disable-userns',
+        `--symlink usr/lib /lib --ro-bind ${root}/marker /marker --ro-bind ${root}/usr /usr`,
+        '--proc /proc --dev /dev --tmpfs /tmp',
+        '--bind /w/j1-x /home/me/proj --chdir /home/me/proj',
+        '--setenv PATH /usr/bin --setenv LD_PRELOAD /evil.so',
+        '-- /usr/bin/gcc -c a.i',
+      ].join(' '),
+    );
+  });
+
+  it('leaves out options an old bwrap does not know', async () => {
+    const bwrap = { path: '/usr/bin/bwrap', version: '0.3.3', parts: [0, 3, 3] };
+    const args = await bwrapArgs(job(), { bwrap, jobDir: '/w', uid: 1, gid: 1, extraArgs: ['--x'] });
+    expect(args).not.toContain('--clearenv');
+    expect(args).not.toContain('--disable-userns');
+    expect(args.slice(-5)).toEqual(['--x', '--', '/usr/bin/gcc', '-c', 'a.i']);
+  });
+});
+
+describe('validateJob', () => {
+  it('accepts a well-formed job', () => {
+    expect(() => validateJob(job())).not.toThrow();
+  });
+
+  it.each<[string, Partial<SandboxJob>]>([
+    ['id', { id: '../x' }],
+    ['cwd /', { cwd: '/' }],
+    ['cwd in /proc', { cwd: '/proc/1' }],
+    ['cwd with a trailing slash', { cwd: '/home/me/proj/' }],
+    ['cwd with //', { cwd: '/home//me' }],
+    ['relative argv[0]', { argv: ['gcc'] }],
+    ['empty argv', { argv: [] }],
+    ['NUL in an argument', { argv: ['/usr/bin/gcc', 'a\0b'] }],
+    ['= in an env name', { env: { 'A=B': 'c' } }],
+    ['input twice', { inputs: [1, 2].map(() => ({ path: '/home/me/proj/a', data: Buffer.from('') })) }],
+    [
+      'input under another input',
+      {
+        inputs: [
+          { path: '/home/me/proj/a', data: Buffer.from('') },
+          { path: '/home/me/proj/a/b', data: Buffer.from('') },
+        ],
+      },
+    ],
+    ['output equal to cwd', { outputs: ['/home/me/proj'] }],
+    ['output with ..', { outputs: ['/home/me/proj/x/../../a.o'] }],
+    ['timeout 0', { timeoutMs: 0 }],
+    ['timeout beyond setTimeout', { timeoutMs: 2 ** 31 }],
+  ])('refuses %s', (_what, over) => {
+    expect(() => validateJob(job(over))).toThrow(
+      expect.objectContaining({ code: 'KILN_ERR_SANDBOX_JOB_INVALID' }),
+    );
+  });
+});
