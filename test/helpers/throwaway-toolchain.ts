@@ -22,7 +22,10 @@ function copyInto(root: string, p: string, seen: Set<string>): void {
 
 /** Development stand-in for the real toolchain packager: gcc, cc1, as and their shared libraries. */
 export function throwawayGccRoot(root: string): { root: string; compiler: string } {
-  const which = (name: string) => execFileSync('sh', ['-c', `command -v ${name}`]).toString().trim();
+  const which = (name: string) =>
+    execFileSync('sh', ['-c', `command -v ${name}`])
+      .toString()
+      .trim();
   const bins = [
     which('gcc'),
     execFileSync('gcc', ['-print-prog-name=cc1']).toString().trim(),
