@@ -1,10 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findExecutable, kilnSelfPaths } from '../client/find-executable.js';
 import { Action } from '../client/protocol.js';
 import { control, spawnDaemon, startupError } from '../client/thin-client.js';
 import { loadClientConfig } from '../config.js';
-import { KILN_ERR_DAEMON_UNREACHABLE, KILN_ERR_USAGE, KilnError } from '../errors.js';
+import {
+  KILN_ERR_DAEMON_UNREACHABLE,
+  KILN_ERR_TOOLCHAIN_NOT_FOUND,
+  KILN_ERR_USAGE,
+  KilnError,
+} from '../errors.js';
 import { socketPath } from '../paths.js';
 import type { StatsData } from '../stats/stats.js';
 import { formatSize } from '../util/size.js';
@@ -24,6 +30,7 @@ Commands:
   -s, --show-stats               show cache statistics [--stats-format text|json]
   -z, --zero-stats               reset the statistics
   --install-bins DIR             create masquerade links (${MASQUERADE_NAMES.join(', ')}) in DIR
+  --package-toolchain EXE OUT    pack the gcc or clang EXE for distributed compiles into OUT (.tar.gz)
   --help, --version
 
 Configuration: ~/.config/kiln/config.toml (or KILN_CONFIG) and KILN_* environment variables;
@@ -125,8 +132,21 @@ function installBins(dir: string | undefined): number {
   return 0;
 }
 
+async function packageCommand([exe, out]: readonly string[], self: string): Promise<number> {
+  if (!exe || !out) throw KILN_ERR_USAGE('--package-toolchain needs a compiler and an output file');
+  // Not a masquerade link back to kiln: that would pack kiln's client as "gcc".
+  const skip = kilnSelfPaths(self, clientExecutable());
+  const compiler = findExecutable(exe, process.env.PATH, process.cwd(), skip);
+  if (!compiler) throw KILN_ERR_TOOLCHAIN_NOT_FOUND(exe);
+  const { packageToolchain } = await import('../toolchain/package.js');
+  const spec = await packageToolchain(compiler, out);
+  const archive = path.resolve(out);
+  process.stdout.write(`${JSON.stringify({ ...spec, archive, size: fs.statSync(archive).size }, null, 2)}\n`);
+  return 0;
+}
+
 /** Runs a `kiln --…` command; returns the exit status. User mistakes print one line, no stack. */
-export async function runCommand(argv: readonly string[], _self: string): Promise<number> {
+export async function runCommand(argv: readonly string[], self: string): Promise<number> {
   const env = process.env;
   const [command, ...rest] = argv;
   try {
@@ -142,6 +162,8 @@ export async function runCommand(argv: readonly string[], _self: string): Promis
         return 0;
       case '--install-bins':
         return installBins(rest[0]);
+      case '--package-toolchain':
+        return await packageCommand(rest, self);
     }
     loadClientConfig(env); // a config mistake is reported here, before any daemon is involved
     switch (command) {
