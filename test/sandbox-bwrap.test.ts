@@ -11,8 +11,9 @@ import { sandboxConformance } from '@kiln/plugins/conformance';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageToolchain } from '../core/dist/toolchain/package.js';
+import { safeExtract } from '../core/dist/toolchain/safe-extract.js';
 import { have } from './helpers/prereq.js';
-import { throwawayGccRoot } from './helpers/throwaway-toolchain.js';
 
 const hasBwrap = have('bwrap');
 const root = path.resolve(import.meta.dirname, '..');
@@ -34,8 +35,10 @@ describe.skipIf(!hasBwrap)('bwrap sandbox', () => {
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-bwrap-test-'));
     // Jobs start as uid 65534, which must be able to reach the toolchain.
     await fs.chmod(tmp, 0o755);
-    await fs.mkdir(path.join(tmp, 'gcc-root'));
-    Object.assign(toolchain, throwawayGccRoot(path.join(tmp, 'gcc-root')));
+    const archive = path.join(tmp, 'gcc.tar.gz');
+    const spec = await packageToolchain('gcc', archive);
+    await safeExtract(archive, path.join(tmp, 'gcc-root'));
+    Object.assign(toolchain, { root: path.join(tmp, 'gcc-root'), compiler: spec.compiler });
   });
   afterAll(async () => {
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });

@@ -29,7 +29,10 @@ function capture(stream: NodeJS.ReadableStream, max: number): () => Buffer {
   return () => Buffer.concat(chunks, size);
 }
 
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name]));
+// First name wins: SIGABRT over its alias SIGIOT, as Node itself reports them.
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(constants.signals))
+  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
 
 /**
  * Runs bwrap in its own process group. On timeout the group gets SIGKILL; bwrap's --die-with-parent
