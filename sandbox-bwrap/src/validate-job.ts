@@ -49,11 +49,15 @@ export function validateJob(job: SandboxJob): void {
   if (!Array.isArray(job.argv) || job.argv.length === 0) throw KILN_ERR_SANDBOX_JOB_INVALID('argv is empty');
   checkAbsolute('argv[0]', job.argv[0]);
   for (const [i, a] of job.argv.entries()) checkString(`argv[${i}]`, a);
-  for (const [k, v] of Object.entries(job.env ?? {})) {
+  if (typeof job.env !== 'object' || job.env === null)
+    throw KILN_ERR_SANDBOX_JOB_INVALID('env is not a table');
+  for (const [k, v] of Object.entries(job.env)) {
     if (!k || k.includes('=') || k.includes('\0'))
       throw KILN_ERR_SANDBOX_JOB_INVALID(`environment name "${k}" is invalid`);
     checkString(`environment variable ${k}`, v);
   }
+  if (!Array.isArray(job.inputs) || !Array.isArray(job.outputs))
+    throw KILN_ERR_SANDBOX_JOB_INVALID('inputs and outputs must be arrays');
   const seen = new Set<string>();
   for (const input of job.inputs) {
     const p = checkUnderCwd('input', input.path, cwd);
