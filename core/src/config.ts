@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
+import { type DistConfig, parseDistTable } from './dist/client-config.js';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from './errors.js';
 import { defaultCacheDir, defaultConfigPath } from './paths.js';
 import { parseSize } from './util/size.js';
@@ -19,6 +20,8 @@ export interface ClientConfig {
   readonly directMode: boolean;
   /** On a cold miss, learn headers from a depfile instead of running the preprocessor first. */
   readonly dependMode: boolean;
+  /** Distributed compilation, when a `[dist]` table names a scheduler. */
+  readonly dist: DistConfig | undefined;
   /** The file the settings came from, when there was one. */
   readonly configFile: string | undefined;
 }
@@ -86,6 +89,7 @@ export function loadClientConfig(env: Env): ClientConfig {
   const explicit = env.KILN_CONFIG;
   const file = explicit || defaultConfigPath(env);
   const values: Partial<Record<Key, unknown>> = {};
+  let dist: DistConfig | undefined;
   let text: string | undefined;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -103,7 +107,11 @@ export function loadClientConfig(env: Env): ClientConfig {
       throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message.split('\n')[0] ?? 'syntax error');
     }
     for (const [key, value] of Object.entries(table)) {
-      if (!(key in FIELDS)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, file, KEYS);
+      if (key === 'dist') {
+        dist = parseDistTable(value, file);
+        continue;
+      }
+      if (!(key in FIELDS)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, file, [...KEYS, 'dist']);
       values[key as Key] = value;
     }
   }
@@ -126,6 +134,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     idleTimeout: read('idle_timeout') ?? 600,
     directMode: read('direct_mode') ?? true,
     dependMode: read('depend_mode') ?? true,
+    dist,
     configFile: text === undefined ? undefined : file,
   });
 }

@@ -101,6 +101,15 @@ export function formatStats(data: {
     out += row(`  ${reason}`, n);
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
+  const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
+  if (sum(s.distCompiles) + sum(s.distErrors) + sum(s.distLocal) > 0) {
+    out += row('Distributed compiles', sum(s.distCompiles));
+    for (const [w, n] of Object.entries(s.distCompiles).sort()) out += row(`  on ${w}`, n);
+    out += row('Dist errors (compiled locally)', sum(s.distErrors));
+    for (const [k, n] of Object.entries(s.distErrors).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
+    out += row('Kept local', sum(s.distLocal));
+    for (const [k, n] of Object.entries(s.distLocal).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
+  }
   out += row('Cache location', data.cacheDir);
   out += row('Cache size', formatSize(data.cacheSize));
   out += row('Max cache size', formatSize(data.cacheLimit));

@@ -108,6 +108,41 @@ const SEPARATE_ARG = new Set([
   '-index-store-path',
 ]);
 
+/** Preprocessor options with a separate value: meaningless when compiling preprocessed output. */
+const PREPROCESSOR_ONLY_SEPARATE = new Set([
+  '-D',
+  '-U',
+  '-I',
+  '-include',
+  '-imacros',
+  '-isystem',
+  '-iquote',
+  '-idirafter',
+  '-iprefix',
+  '-iwithprefix',
+  '-iwithprefixbefore',
+  '-isysroot',
+  '-imultilib',
+  '-imultiarch',
+  '-Xpreprocessor',
+  '-A',
+]);
+const PREPROCESSOR_ONLY = new Set(['-nostdinc', '-nostdinc++', '-undef', '-trigraphs', '-P', '-C', '-CC']);
+const PREPROCESSOR_ONLY_PREFIX = /^(-[DUIA].|-Wp,|-(isystem|iquote|idirafter|include|imacros|isysroot|iprefix)(.))/;
+
+/** Options whose result a worker cannot reproduce from preprocessed output: the call stays local. */
+function LOCAL_ONLY(a: string): string | undefined {
+  if (/^-g(gdb|dwarf-?\d*)?3$/.test(a) || a === '-fdebug-macro') return 'macro debug info (-g3)';
+  if (a === '-H') return 'header listing (-H)';
+  if (a === '-B' || a.startsWith('-B') || a === '--sysroot' || a.startsWith('--sysroot=')) return 'toolchain paths (-B, --sysroot)';
+  if (a === '-fdirectives-only' || a === '-traditional-cpp') return 'special preprocessing';
+  // Remote inputs sit at mapped paths that kiln maps back with -fdebug-prefix-map.
+  if (/^-f(debug|file|macro)-prefix-map=/.test(a)) return 'prefix maps';
+  // Line markers in the remote input are a GNU extension that -pedantic warns about.
+  if (/^-(W?pedantic|pedantic-errors)$/.test(a)) return '-pedantic';
+  return undefined;
+}
+
 /** Prefixes of options that write files kiln does not know how to cache. */
 const EXTRA_OUTPUT_PREFIXES = [
   '-save-temps',
@@ -153,6 +188,24 @@ export interface CacheableCompile {
   readonly extraOutputs: readonly ExtraOutput[];
   /** Arguments for the preprocessor-only run (outputs and dependency options removed, -E added). */
   readonly preprocessArgs: readonly string[];
+  /**
+   * How to compile this call on a worker, or why it must stay local. `preprocessArgs` is the local
+   * -E run (dependency options kept, so it writes the user's depfile with the right target);
+   * `compileArgs` are the options for compiling its output (inputs, outputs, -x and
+   * preprocessor-only options removed).
+   */
+  readonly remote:
+    | {
+        readonly ok: true;
+        readonly preprocessArgs: readonly string[];
+        readonly compileArgs: readonly string[];
+        /**
+         * gcc: `-fdirectives-only` output compiled as source, which keeps column numbers and the
+         * producer string of a local build. clang (no debug info only): full -E output.
+         */
+        readonly style: 'directives-only' | 'preprocessed';
+      }
+    | { readonly ok: false; readonly reason: string };
   /** Arguments that go into the preprocessor-mode key. */
   readonly keyArgs: readonly string[];
   /** The object embeds the working directory (-g, coverage, profiling): it joins the key. */
@@ -216,9 +269,13 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   const notForPreprocessor = new Set<number>();
   let outputIndex: number | undefined;
   let depFileIndex: number | undefined;
+  /** Indices the remote compile of preprocessed output must not see (-x, preprocessor-only options). */
+  const notForRemote = new Set<number>();
+  let localOnly: string | undefined;
 
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
+    localOnly ??= LOCAL_ONLY(a);
     if (a === '-c') {
       compileOnly = true;
       notForPreprocessor.add(i);
@@ -273,6 +330,8 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       continue;
     }
     if (a === '-x' || (a.startsWith('-x') && a.length > 2)) {
+      notForRemote.add(i);
+      if (a === '-x') notForRemote.add(i + 1);
       const value = a === '-x' ? args[++i] : a.slice(2);
       if (value === undefined) return no('-x without a value');
       if (value === 'none') currentLang = undefined;
@@ -342,6 +401,10 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       if (header !== undefined && fs.existsSync(path.resolve(cwd, `${header}.gch`)))
         return no('precompiled header');
     }
+    if (PREPROCESSOR_ONLY_SEPARATE.has(a)) {
+      notForRemote.add(i);
+      notForRemote.add(i + 1);
+    } else if (PREPROCESSOR_ONLY_PREFIX.test(a) || PREPROCESSOR_ONLY.has(a)) notForRemote.add(i);
     if (SEPARATE_ARG.has(a)) {
       if (i + 1 >= args.length) return no(`${a} without a value`);
       i++;
@@ -381,6 +444,30 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     }
   }
 
+  const remotePlan = (): CacheableCompile['remote'] => {
+    const reason =
+      localOnly ??
+      (keyHostCpu ? '-march=native' : undefined) ??
+      (splitDwarf || gcno || keyFiles.length ? 'profile or split-DWARF outputs' : undefined) ??
+      (keyOutput && !deps ? 'output path in the object' : undefined) ??
+      (Languages[input!.language].preprocessed === undefined ? 'input needs no preprocessor' : undefined) ??
+      (input!.language === 'assembler-with-cpp' ? 'assembler' : undefined) ??
+      // clang records each source file's MD5 in its debug info: only the real files reproduce it.
+      (family === 'clang' && keyCwd ? 'clang debug info' : undefined);
+    if (reason) return { ok: false, reason };
+    const style = family === 'gcc' ? 'directives-only' : 'preprocessed';
+    const isDep = (i: number) => notForPreprocessor.has(i) && i !== outputIndex && args[i] !== '-c' && !/^-o./.test(args[i]!) && args[i] !== '-o';
+    const preprocess = args.filter((a, i) => !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || isDep(i)));
+    if (deps && depFile === undefined) preprocess.push('-MF', depPath!);
+    if (deps && !explicitTarget) preprocess.push('-MQ', objectPath);
+    preprocess.push('-E');
+    if (style === 'directives-only') preprocess.push('-fdirectives-only');
+    const compile = args.filter(
+      (a, i) => i !== input!.index && !notForRemote.has(i) && !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || a === '-c'),
+    );
+    return { ok: true, preprocessArgs: preprocess, compileArgs: compile, style };
+  };
+
   const keyArgs = args.map((a, i) => {
     if (i === input!.index) return '<input>';
     if (i === outputIndex && !keyOutput) return '<output>';
@@ -405,6 +492,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       ...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)),
       '-E',
     ],
+    remote: remotePlan(),
     keyArgs: keyArgs.filter((a) => !COLOR_FLAGS.test(a)),
     keyCwd,
     keyHostCpu,

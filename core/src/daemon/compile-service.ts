@@ -16,6 +16,7 @@ import { runCaptured } from '../compiler/run.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
+import type { RemoteCompiler } from './remote-compile.js';
 
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
 const KEY_VERSION = 'kiln-cc-1';
@@ -82,6 +83,11 @@ interface CachedResult {
   readonly files: ReadonlyMap<string, Buffer>;
 }
 
+/** A finished compile: `response` alone when there is nothing to store (a crash or a failed compile). */
+type CompileRun =
+  | { response: Response; stdout?: never; stderr?: never; success?: never }
+  | { response?: never; stdout: Buffer; stderr: Buffer; success: Response };
+
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escape sequences is the point
 const ANSI = /\x1b\[[0-9;]*[mK]/g;
 
@@ -98,6 +104,8 @@ export class CompileService {
     private readonly stats: Stats,
     private readonly digests: FileDigestCache,
     private readonly log: Logger,
+    /** Set when a `[dist]` scheduler is configured: cacheable misses may compile on the cluster. */
+    private readonly remote?: RemoteCompiler,
   ) {}
 
   async handle(req: CompileRequest): Promise<Response> {
@@ -181,6 +189,8 @@ export class CompileService {
         ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
         : undefined;
 
+    // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
+    const distributable = this.remote !== undefined && parsed.remote.ok;
     let manifestKnown = false;
     if (directKey) {
       const lookup = this.lookupManifest(directKey, req.cwd);
@@ -192,7 +202,7 @@ export class CompileService {
       }
       // Never compiled with these arguments and this source: nothing for the preprocessor to find
       // either, so skip it and learn the headers from a depfile (ccache's "depend mode").
-      if (!manifestKnown && this.config.dependMode && parsed.depListing !== 'partial') {
+      if (!manifestKnown && this.config.dependMode && parsed.depListing !== 'partial' && !distributable) {
         const response = await this.compileDependMode(
           program,
           args,
@@ -208,12 +218,17 @@ export class CompileService {
 
     let resultKey: string;
     let headers: string[] = [];
+    let preprocessed: Buffer | undefined;
     if (parsed.needsPreprocessor) {
-      const cpp = await runCaptured(program, program, parsed.preprocessArgs, req.cwd, req.env);
+      // The remote variant also writes the user's depfile: the worker never sees the headers.
+      const cppArgs = distributable && parsed.remote.ok ? parsed.remote.preprocessArgs : parsed.preprocessArgs;
+      const cpp = await runCaptured(program, program, cppArgs, req.cwd, req.env);
       if (cpp.exitCode !== 0 || cpp.failure) {
         return this.uncached('preprocessor error', asTyped);
       }
-      resultKey = common().add('mode', 'cpp').add('preprocessed', cpp.stdout).digest();
+      preprocessed = cpp.stdout;
+      const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
+      resultKey = common().add('mode', mode).add('preprocessed', cpp.stdout).digest();
       headers = includedFiles(cpp.stdout);
     } else {
       resultKey = common()
@@ -235,7 +250,9 @@ export class CompileService {
       }
     }
 
-    const run = await this.compile(program, args, [], parsed, req);
+    const run =
+      (distributable && preprocessed && (await this.compileRemote(program, parsed, preprocessed, req))) ||
+      (await this.compile(program, args, [], parsed, req));
     if (run.response) return run.response;
     this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
     if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
@@ -252,10 +269,7 @@ export class CompileService {
     extra: readonly string[],
     parsed: CacheableCompile,
     req: CompileRequest,
-  ): Promise<
-    | { response: Response; stdout?: never; stderr?: never; success?: never }
-    | { response?: never; stdout: Buffer; stderr: Buffer; success: Response }
-  > {
+  ): Promise<CompileRun> {
     const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
     const run = await runCaptured(program, program, [...args, ...extra, ...forceColor], req.cwd, req.env);
     if (run.failure) {
@@ -274,6 +288,27 @@ export class CompileService {
       stderr: run.stderr,
       success: { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr },
     };
+  }
+
+  /** A compile on the cluster; undefined when it did not work out and the caller must compile locally. */
+  private async compileRemote(
+    program: string,
+    parsed: CacheableCompile,
+    preprocessed: Buffer,
+    req: CompileRequest,
+  ): Promise<CompileRun | undefined> {
+    const outcome = await this.remote!.compile(program, parsed, preprocessed, req.cwd, req.env);
+    if (!outcome) return undefined;
+    try {
+      writeOutputFile(req.cwd, parsed.output, outcome.object);
+    } catch (err) {
+      this.stats.error('output write');
+      this.log.info(`cannot write ${parsed.output}: ${(err as Error).message}`);
+      return undefined;
+    }
+    this.stats.count('misses');
+    const stderr = Buffer.alloc(0);
+    return { stdout: outcome.stdout, stderr, success: { action: Action.RESULT, exitCode: 0, stdout: outcome.stdout, stderr } };
   }
 
   /**

@@ -36,7 +36,11 @@ async function main(): Promise<number> {
   const log = fileLogger(daemonLogPath(env), config.logLevel);
   const storage = new DiskStorage(config.cacheDir, config.cacheSize, log);
   const stats = new Stats(config.cacheDir);
-  const service = new CompileService(config, storage, stats, new FileDigestCache(), log);
+  // undici and the toolchain packer load only when a cluster is configured.
+  const remote = config.dist
+    ? new (await import('./remote-compile.js')).RemoteCompiler(config.dist, config.cacheDir, stats, log)
+    : undefined;
+  const service = new CompileService(config, storage, stats, new FileDigestCache(), log, remote);
   const daemon = new Daemon({
     socket: socketPath(env),
     config,

@@ -14,6 +14,12 @@ export interface StatsData {
   compileFailed: number;
   /** Things that went wrong inside kiln, by kind; each one ended in a correct local compile. */
   errors: Record<string, number>;
+  /** Compiles that ran on a worker, by worker id. */
+  distCompiles: Record<string, number>;
+  /** Distributed compiles that failed on the way and were compiled locally instead, by reason. */
+  distErrors: Record<string, number>;
+  /** Cacheable misses kept local by choice (no capacity, conftest, toolchain still packaging), by reason. */
+  distLocal: Record<string, number>;
   since: string;
 }
 
@@ -25,6 +31,9 @@ export const emptyStats = (): StatsData => ({
   nonCacheable: {},
   compileFailed: 0,
   errors: {},
+  distCompiles: {},
+  distErrors: {},
+  distLocal: {},
   since: new Date().toISOString(),
 });
 
@@ -37,6 +46,10 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
   for (const [k, v] of Object.entries(delta.nonCacheable))
     target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
   for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
+  for (const field of ['distCompiles', 'distErrors', 'distLocal'] as const) {
+    const into = (target[field] ??= {});
+    for (const [k, v] of Object.entries(delta[field] ?? {})) into[k] = (into[k] ?? 0) + v;
+  }
   return target;
 }
 
@@ -77,6 +90,10 @@ export class Stats {
 
   error(kind: string): void {
     this.delta.errors[kind] = (this.delta.errors[kind] ?? 0) + 1;
+  }
+
+  dist(field: 'distCompiles' | 'distErrors' | 'distLocal', key: string): void {
+    this.delta[field][key] = (this.delta[field][key] ?? 0) + 1;
   }
 
   private readPersisted(): StatsData {

@@ -63,6 +63,22 @@ export class Heartbeat {
     }
   }
 
+  /** Frees the job's slot on the scheduler now; a lost message is made good by the next heartbeats. */
+  async finished(jobId: string, workerId: string, failed: boolean): Promise<void> {
+    try {
+      const res = await request(`${this.opts.schedulerUrl}${API}/jobs/${encodeURIComponent(jobId)}/finished`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ workerId, failed }),
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
+      await res.body.dump();
+    } catch (err) {
+      this.opts.log.debug(`cannot report job ${jobId} finished: ${(err as Error).message}`);
+    }
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);

@@ -64,7 +64,7 @@ export async function startWorker(
     maxToolchainBytes: config.max_toolchain_size,
     logger: true,
     logLevel: config.log_level,
-    onJobDone: () => void heartbeat?.beat(),
+    onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
   });
   const { host, port } = parseAddr(config.public_addr, 'worker config');
   const address = await worker.app.listen({ host, port });

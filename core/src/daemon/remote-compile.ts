@@ -1,0 +1,205 @@
+/**
+ * Sends one preprocessed compile to the cluster. Anything that goes wrong on the way answers
+ * `undefined` (with the reason counted), and the caller compiles locally: the cluster can make a
+ * build faster, never break it.
+ */
+import path from 'node:path';
+import type { PackagedToolchain } from '@kiln/plugins';
+import { Languages, type CacheableCompile } from '../compiler/gcc-args.js';
+import type { DistConfig } from '../dist/client-config.js';
+import { DistClient, DistError } from '../dist/dist-client.js';
+import type { Logger } from '../log.js';
+import type { Stats } from '../stats/stats.js';
+import { ToolchainCache } from '../toolchain/toolchain-cache.js';
+
+/** A successful remote compile that printed no diagnostics. */
+export interface RemoteOutcome {
+  readonly stdout: Buffer;
+  readonly object: Buffer;
+  readonly workerId: string;
+}
+
+/** Signs that a failure came from the toolchain in the sandbox, not from the user's code. */
+const INFRA_FAILURE = /error while loading shared libraries|cannot execute|installation problem|No such file or directory\s*$|cannot find (as|ld)\b/m;
+const INPUT_NAME = 'kiln-input';
+const OUTPUT_NAME = 'kiln-output.o';
+/** Environment passed into the sandbox when the client has it: what gcc/clang read. */
+const JOB_ENV = ['SOURCE_DATE_EPOCH', 'GCC_COLORS', 'CCC_OVERRIDE_OPTIONS'];
+
+/** gcc's -fdirectives-only output repeats its built-in macros; the remote compiler defines them itself. */
+export function stripBuiltinDefines(text: Buffer): Buffer {
+  const lines = text.toString('latin1').split('\n');
+  let builtin = false;
+  const kept = lines.filter((line) => {
+    if (line.startsWith('# ')) builtin = line.startsWith('# 0 "<built-in>"');
+    else if (builtin && line.startsWith('#define ')) return false;
+    return true;
+  });
+  return Buffer.from(kept.join('\n'), 'latin1');
+}
+
+/**
+ * Where the remote input goes and how the compile names it. Directives-only output is compiled
+ * as source at the path the user typed, so debug info names the same file; inputs outside the
+ * working directory sit below it and -fdebug-prefix-map (not recorded in the object) maps them back.
+ */
+function remoteInput(parsed: CacheableCompile, cwd: string, preprocessed: Buffer) {
+  if (!parsed.remote.ok || parsed.remote.style === 'preprocessed') {
+    const lang = Languages[parsed.language].preprocessed!;
+    const name = `${INPUT_NAME}.${lang === 'c++-cpp-output' ? 'ii' : 'i'}`;
+    return { inputs: [{ path: name, data: preprocessed }], inputArg: name, mapArgs: [], lang };
+  }
+  const data = stripBuiltinDefines(preprocessed);
+  // Everything is inlined already; -nostdinc (not recorded in the object) stops gcc looking for
+  // stdc-predef.h in a root that has no headers.
+  const common = ['-nostdinc'];
+  const typed = parsed.input;
+  if (path.isAbsolute(typed)) {
+    const base = path.join(cwd, '.kiln-abs');
+    return {
+      inputs: [{ path: path.join(base, typed), data }],
+      inputArg: path.join(base, typed),
+      mapArgs: [...common, `-fdebug-prefix-map=${base}=`],
+      lang: parsed.language,
+    };
+  }
+  const ups = /^(\.\.\/)+/.exec(path.posix.normalize(typed))?.[0].length ?? 0;
+  if (ups === 0) return { inputs: [{ path: typed, data }], inputArg: typed, mapArgs: common, lang: parsed.language };
+  // "../src/a.c" becomes ".kiln-up/1/../src/a.c": the same name once the prefix is mapped away.
+  const depth = ups / 3;
+  const stem = `.kiln-up/${Array.from({ length: depth }, (_, i) => i + 1).join('/')}/`;
+  const real = path.posix.normalize(stem + typed);
+  return {
+    inputs: [
+      { path: real, data },
+      { path: `${stem}.keep`, data: Buffer.alloc(0) },
+    ],
+    inputArg: stem + typed,
+    mapArgs: [...common, `-fdebug-prefix-map=${stem}=`],
+    lang: parsed.language,
+  };
+}
+
+export class RemoteCompiler {
+  private readonly client: DistClient;
+  private readonly toolchains: ToolchainCache;
+  /** Per compiler path: its packaged toolchain, or why it cannot be distributed. */
+  private readonly packaged = new Map<string, PackagedToolchain | Error | Promise<unknown>>();
+  private readonly uploads = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly config: DistConfig,
+    cacheDir: string,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {
+    this.client = new DistClient(config);
+    this.toolchains = new ToolchainCache(path.join(cacheDir, 'toolchains'), config.toolchain_cache_size);
+  }
+
+  private local(reason: string): undefined {
+    this.stats.dist('distLocal', reason);
+    this.log.debug(`compiling locally: ${reason}`);
+    return undefined;
+  }
+
+  private failed(reason: string, detail: string): undefined {
+    this.stats.dist('distErrors', reason);
+    this.log.warn(`remote compile failed (${detail}); compiling locally`);
+    return undefined;
+  }
+
+  /** The packaged toolchain when ready; starts packaging in the background otherwise (unless forced). */
+  private async toolchain(program: string): Promise<PackagedToolchain | Error | undefined> {
+    const known = this.packaged.get(program);
+    if (known instanceof Error || (known && !(known instanceof Promise))) return known as PackagedToolchain | Error;
+    const work =
+      (known as Promise<unknown> | undefined) ??
+      this.toolchains.get(program).then(
+        (t) => this.packaged.set(program, t),
+        (err: Error) => {
+          this.log.warn(`cannot package ${program} for distribution: ${err.message}`);
+          this.packaged.set(program, err);
+        },
+      );
+    if (!known) this.packaged.set(program, work);
+    if (!this.config.force_remote_build) return undefined;
+    await work;
+    return this.packaged.get(program) as PackagedToolchain | Error;
+  }
+
+  async compile(
+    program: string,
+    parsed: CacheableCompile,
+    preprocessed: Buffer,
+    cwd: string,
+    env: Readonly<Record<string, string>>,
+  ): Promise<RemoteOutcome | undefined> {
+    if (!parsed.remote.ok) return this.local(parsed.remote.reason);
+    if (!this.config.force_remote_build && path.basename(parsed.input).startsWith('conftest'))
+      return this.local('configure test');
+    const toolchain = await this.toolchain(program);
+    if (!toolchain) return this.local('toolchain being packaged');
+    if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
+    const { spec, archive } = toolchain;
+    try {
+      const alloc = await this.client.allocate({ kind: spec.kind, digest: spec.digest, hostTriples: spec.hostTriples });
+      if (alloc.status !== 'assigned') return this.local('no capacity');
+      const { worker, jobId, jobToken } = alloc;
+      const upload = () => {
+        const key = `${worker.id}\0${spec.digest}`;
+        let p = this.uploads.get(key);
+        if (!p) {
+          p = this.client.uploadToolchain(worker.url, jobToken, spec.kind, spec.digest, archive);
+          this.uploads.set(key, p);
+          p.catch(() => {}).finally(() => this.uploads.delete(key));
+        }
+        return p;
+      };
+      if (!alloc.hasToolchain) await upload();
+      const { inputs, inputArg, mapArgs, lang } = remoteInput(parsed, cwd, preprocessed);
+      const jobEnv: Record<string, string> = { PATH: '/usr/bin:/bin' };
+      for (const name of JOB_ENV) if (env[name] !== undefined) jobEnv[name] = env[name];
+      // Only the C.UTF-8 locale travels with a toolchain: it keeps gcc's UTF-8 quotes in messages.
+      if (/utf-?8/i.test(env.LC_ALL || env.LC_MESSAGES || env.LANG || '')) jobEnv.LC_ALL = 'C.UTF-8';
+      const header = {
+        toolchain: { kind: spec.kind, digest: spec.digest, compiler: spec.compiler },
+        cwd,
+        argv: [spec.compiler, ...parsed.remote.compileArgs, ...mapArgs, '-x', lang, inputArg, '-o', OUTPUT_NAME],
+        env: jobEnv,
+        inputs: inputs.map((i) => i.path),
+        outputs: [OUTPUT_NAME],
+        timeoutMs: this.config.job_timeout * 1000,
+      };
+      const blobs = inputs.map((i) => i.data);
+      let result: Awaited<ReturnType<DistClient['run']>>;
+      try {
+        result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
+      } catch (err) {
+        if (!(err instanceof DistError && err.toolchainMissing)) throw err;
+        await upload();
+        result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
+      }
+      const { exitCode, timedOut, signal } = result.header;
+      if (timedOut) return this.failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
+      if (exitCode === null || signal) return this.failed('remote crash', `killed by ${signal}`);
+      if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
+        return this.failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
+      }
+      // Diagnostics from the remote input would quote the wrong source lines (all headers are
+      // inlined into one file): the local compiler produces the exact ones the user expects.
+      if (exitCode !== 0 || result.stderr.length > 0) return this.local('diagnostics (rerun locally)');
+      const object = result.outputs.get(OUTPUT_NAME);
+      if (!object) return this.failed('missing output', `worker ${worker.id} returned no object`);
+      this.stats.dist('distCompiles', worker.id);
+      return { stdout: result.stdout, object, workerId: worker.id };
+    } catch (err) {
+      if (err instanceof DistError) return this.failed(err.reason, err.message);
+      return this.failed('internal', (err as Error).stack ?? String(err));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}

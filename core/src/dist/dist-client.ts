@@ -1,0 +1,164 @@
+/**
+ * The client's side of the cluster protocol (used by the daemon and `kiln --dist-*`), over undici
+ * with keep-alive connections. Every failure is a DistError with a short reason for the stats.
+ */
+import fs from 'node:fs';
+import { Agent, request } from 'undici';
+import { API, type AllocateResponse, type ClusterStatus, type ToolchainRef } from './api.js';
+import type { DistConfig } from './client-config.js';
+import { decodeFrame, encodeFrame, JOB_CONTENT_TYPE, type JobRequestHeader, type JobResultHeader } from './wire.js';
+
+export class DistError extends Error {
+  constructor(
+    /** Short, stable, for stats: "scheduler unreachable", "worker unreachable", "upload refused"… */
+    readonly reason: string,
+    detail: string,
+    /** The worker answered that it lacks the toolchain. */
+    readonly toolchainMissing = false,
+  ) {
+    super(`${reason}: ${detail}`);
+  }
+}
+
+export interface JobResult {
+  readonly header: JobResultHeader;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  readonly outputs: ReadonlyMap<string, Buffer>;
+}
+
+export class DistClient {
+  private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 32 });
+
+  constructor(private readonly config: DistConfig) {}
+
+  private clientAuth(): Record<string, string> {
+    return this.config.auth.type === 'token' ? { authorization: `Bearer ${this.config.auth.token}` } : {};
+  }
+
+  private async scheduler<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(`${this.config.scheduler_url}${API}${path}`, {
+        method,
+        dispatcher: this.agent,
+        headers: { ...this.clientAuth(), ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+        headersTimeout: this.config.connect_timeout * 1000,
+        bodyTimeout: this.config.connect_timeout * 1000,
+      });
+    } catch (err) {
+      throw new DistError('scheduler unreachable', `${this.config.scheduler_url}: ${(err as Error).message}`);
+    }
+    const text = await res.body.text();
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new DistError('scheduler refused credentials', `${res.statusCode} ${text}`);
+    }
+    if (res.statusCode >= 300) throw new DistError('scheduler error', `${res.statusCode} ${text}`);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new DistError('scheduler error', 'answer is not JSON');
+    }
+  }
+
+  allocate(toolchain: ToolchainRef): Promise<AllocateResponse> {
+    return this.scheduler('POST', '/jobs', { toolchain });
+  }
+
+  status(): Promise<ClusterStatus> {
+    return this.scheduler('GET', '/status');
+  }
+
+  probeToken(workerId: string): Promise<{ jobId: string; url: string; jobToken: string }> {
+    return this.scheduler('POST', `/workers/${encodeURIComponent(workerId)}/probe-token`);
+  }
+
+  private async worker(
+    url: string,
+    path: string,
+    init: { method: 'GET' | 'POST' | 'PUT' | 'HEAD'; token?: string; type?: string; body?: Buffer | fs.ReadStream; length?: number; timeoutMs: number },
+  ): Promise<{ status: number; body: Buffer }> {
+    try {
+      const res = await request(`${url}${API}${path}`, {
+        method: init.method,
+        dispatcher: this.agent,
+        headers: {
+          ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+          ...(init.type ? { 'content-type': init.type } : {}),
+          ...(init.length !== undefined ? { 'content-length': String(init.length) } : {}),
+        },
+        body: init.body,
+        headersTimeout: init.timeoutMs,
+        bodyTimeout: init.timeoutMs,
+      });
+      return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()) };
+    } catch (err) {
+      throw new DistError('worker unreachable', `${url}: ${(err as Error).message}`);
+    }
+  }
+
+  async health(url: string): Promise<{ id: string; hostTriple: string; version: string }> {
+    const res = await this.worker(url, '/health', { method: 'GET', timeoutMs: this.config.connect_timeout * 1000 });
+    if (res.status !== 200) throw new DistError('worker error', `health answered ${res.status}`);
+    return JSON.parse(res.body.toString());
+  }
+
+  async ping(url: string, jobId: string, token: string): Promise<void> {
+    const res = await this.worker(url, `/jobs/${encodeURIComponent(jobId)}/ping`, {
+      method: 'POST',
+      token,
+      timeoutMs: this.config.connect_timeout * 1000,
+    });
+    if (res.status !== 200) throw new DistError('worker refused credentials', `${res.status} ${res.body.toString()}`);
+  }
+
+  async uploadToolchain(url: string, token: string, kind: string, digest: string, archive: string): Promise<void> {
+    const size = fs.statSync(archive).size;
+    const res = await this.worker(url, `/toolchains/${digest}?kind=${encodeURIComponent(kind)}`, {
+      method: 'PUT',
+      token,
+      type: 'application/octet-stream',
+      body: fs.createReadStream(archive),
+      length: size,
+      timeoutMs: this.config.job_timeout * 1000,
+    });
+    if (res.status !== 201) throw new DistError('toolchain upload refused', `${res.status} ${res.body.toString()}`);
+  }
+
+  async run(url: string, token: string, jobId: string, header: JobRequestHeader, inputs: readonly Buffer[]): Promise<JobResult> {
+    const res = await this.worker(url, `/jobs/${encodeURIComponent(jobId)}/run`, {
+      method: 'POST',
+      token,
+      type: JOB_CONTENT_TYPE,
+      body: encodeFrame(header, inputs),
+      timeoutMs: this.config.job_timeout * 1000 + 5000,
+    });
+    if (res.status === 409) throw new DistError('toolchain missing on worker', res.body.toString(), true);
+    if (res.status !== 200) {
+      let code = '';
+      try {
+        code = (JSON.parse(res.body.toString()) as { code?: string }).code ?? '';
+      } catch {}
+      throw new DistError(code.startsWith('KILN_ERR_SANDBOX') ? 'sandbox failure' : 'worker error', `${res.status} ${res.body.toString()}`);
+    }
+    let frame: ReturnType<typeof decodeFrame<JobResultHeader>>;
+    try {
+      frame = decodeFrame<JobResultHeader>(res.body);
+    } catch (err) {
+      throw new DistError('worker error', `malformed result: ${(err as Error).message}`);
+    }
+    const { header: h, blobs } = frame;
+    if (!Array.isArray(h.outputs) || blobs.length !== h.outputs.length + 2) throw new DistError('worker error', 'result blobs do not match');
+    return {
+      header: h,
+      stdout: blobs[0]!,
+      stderr: blobs[1]!,
+      outputs: new Map(h.outputs.map((p, i) => [p, blobs[i + 2]!])),
+    };
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * End to end on loopback: the real daemon, a real scheduler and two real workers running jobs in
+ * bubblewrap. zlib built with `make -j` through the cluster gives the same objects as a plain build;
+ * a worker killed mid-job and a scheduler restarted mid-build still end in correct objects.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ClusterFiles,
+  clientDistConfig,
+  clusterFiles,
+  type ServerProcess,
+  startServer,
+  writeSchedulerConfig,
+  writeWorkerConfig,
+} from './helpers/cluster.js';
+import { KilnSandbox } from './helpers/kiln.js';
+import { have } from './helpers/prereq.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const zlibSrc = path.join(root, 'bench', '.work', 'src', 'zlib');
+
+let sb: KilnSandbox;
+let files: ClusterFiles;
+let scheduler: ServerProcess;
+let schedulerPort: number;
+const workers = new Map<string, ServerProcess>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function status(): Promise<{ totals: { workers: number; runningJobs: number }; pools: { workers: { id: string; toolchains: number }[] }[] }> {
+  const res = await fetch(`${scheduler.url}/api/v1/status`, { headers: { authorization: `Bearer ${files.clientToken}` } });
+  return res.json() as never;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function startWorker(id: string): Promise<void> {
+  workers.set(id, await startServer(['worker', '--config', writeWorkerConfig(files, id, scheduler.url)]));
+}
+
+beforeAll(async () => {
+  have('bwrap');
+  have('gcc');
+  have('make');
+  if (!fs.existsSync(zlibSrc)) {
+    const r = spawnSync('bash', [path.join(root, 'bench', 'fetch-sources.sh'), 'zlib'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cannot fetch zlib's Debian source: ${r.stderr}`);
+  }
+  sb = new KilnSandbox();
+  files = clusterFiles(path.join(sb.dir, 'cluster'));
+  schedulerPort = await freePort();
+  scheduler = await startServer(['scheduler', '--config', writeSchedulerConfig(files, schedulerPort)]);
+  await startWorker('w1');
+  await startWorker('w2');
+  await waitFor('two workers', async () => (await status()).totals.workers === 2);
+  fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
+  fs.writeFileSync(
+    path.join(sb.dir, 'config', 'kiln', 'config.toml'),
+    clientDistConfig(files, scheduler.url, 'force_remote_build = true'),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  sb?.kiln(['--stop-server']);
+  for (const w of workers.values()) await w.stop();
+  await scheduler?.stop();
+  sb?.dispose();
+});
+
+function objects(dir: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o'))) out.set(f, fs.readFileSync(path.join(dir, f)));
+  return out;
+}
+
+function build(dir: string, cc: string): Map<string, Buffer> {
+  const r = sb.run(['make', '-j4', 'libz.a', `CC=${cc}`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1'], { cwd: dir });
+  expect(r.status, r.stderr).toBe(0);
+  return objects(dir);
+}
+
+/** A C file that takes gcc -O2 a few seconds, so a fault can be injected while it compiles. */
+function slowSource(name: string): string {
+  const body = Array.from({ length: 6000 }, (_, i) => `  x = x * ${i + 3} + (x >> ${(i % 13) + 1}) + v[${i % 64}];`).join('\n');
+  return sb.file(name, `unsigned long slow(unsigned long x, const unsigned long *v) {\n${body}\n  return x;\n}\n`);
+}
+
+describe('a loopback cluster with two bubblewrap workers', () => {
+  it('builds zlib with make -j4: every compile distributed, objects byte-identical, the toolchain sent once per worker', async () => {
+    // One directory for both builds: -g records it.
+    const dir = path.join(sb.work, 'zlib');
+    fs.cpSync(zlibSrc, dir, { recursive: true });
+    const conf = sb.run(['./configure', '--static'], { cwd: dir, env: { ...sb.env, CC: 'gcc' } });
+    expect(conf.status, conf.stderr).toBe(0);
+    const plain = build(dir, 'gcc');
+    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+    sb.kiln(['--zero-stats']);
+    const viaCluster = build(dir, `${sb.client} gcc`);
+    expect([...viaCluster.keys()].sort()).toEqual([...plain.keys()].sort());
+    const differing = [...plain].filter(([n, d]) => !viaCluster.get(n)!.equals(d)).map(([n]) => n);
+    expect(differing).toEqual([]);
+    const s = sb.stats().stats as unknown as { misses: number; distCompiles: Record<string, number>; distErrors: Record<string, number> };
+    expect(s.distErrors).toEqual({});
+    expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(plain.size);
+    expect(Object.keys(s.distCompiles).sort()).toEqual(['w1', 'w2']);
+    const held = (await status()).pools.flatMap((p) => p.workers.map((w) => [w.id, w.toolchains]));
+    expect(held.sort()).toEqual([
+      ['w1', 1],
+      ['w2', 1],
+    ]);
+    // Warm: all hits, nothing sent anywhere.
+    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+    build(dir, `${sb.client} gcc`);
+    const warm = sb.stats().stats as unknown as { misses: number; distCompiles: Record<string, number> };
+    expect(warm.misses).toBe(s.misses);
+  });
+
+  it('gives the exact diagnostics of a local compile for errors and warnings', () => {
+    // Remote diagnostics would quote the wrong source lines: calls with any go through the local compiler.
+    sb.file('broken.c', 'int f(void) { return undefined_thing; }\n');
+    sb.file('warns.c', 'int g(int x) { int unused; return x; }\n');
+    const w = sb.kiln(['gcc', '-Wall', '-c', 'warns.c', '-o', 'warns.o']);
+    expect(w.status).toBe(0);
+    expect(w.stderr).toBe(sb.run(['gcc', '-Wall', '-c', 'warns.c', '-o', 'warns-local.o']).stderr);
+    expect(w.stderr).toContain('int g(int x) { int unused; return x; }');
+    const r = sb.kiln(['gcc', '-c', 'broken.c', '-o', 'broken.o']);
+    const local = sb.run(['gcc', '-c', 'broken.c', '-o', 'broken-local.o']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(local.stderr);
+    expect(fs.existsSync(path.join(sb.work, 'broken.o'))).toBe(false);
+  });
+
+  it('survives a worker killed mid-job: the compile finishes locally with the right object', async () => {
+    slowSource('slow1.c');
+    const plain = sb.run(['gcc', '-O2', '-c', 'slow1.c', '-o', 'slow1-plain.o']);
+    expect(plain.status).toBe(0);
+    const compile = sb.runAsync([sb.client, 'gcc', '-O2', '-c', 'slow1.c', '-o', 'slow1.o']);
+    await waitFor('the job to start', async () => (await status()).totals.runningJobs > 0);
+    // Kill whichever worker holds it: both, to be sure; bring them back afterwards.
+    for (const w of workers.values()) w.proc.kill('SIGKILL');
+    const r = await compile;
+    expect(r.status, r.stderr).toBe(0);
+    expect(sb.read('slow1.o').equals(sb.read('slow1-plain.o'))).toBe(true);
+    const s = sb.stats().stats as unknown as { distErrors: Record<string, number> };
+    expect(s.distErrors['worker unreachable']).toBeGreaterThan(0);
+    await startWorker('w1');
+    await startWorker('w2');
+    await waitFor('workers back', async () => (await status()).totals.workers === 2);
+  });
+
+  it('survives the scheduler restarting mid-build, and distributes again once workers re-register', async () => {
+    slowSource('slow2.c');
+    expect(sb.run(['gcc', '-O2', '-c', 'slow2.c', '-o', 'slow2-plain.o']).status).toBe(0);
+    const compile = sb.runAsync([sb.client, 'gcc', '-O2', '-c', 'slow2.c', '-o', 'slow2.o']);
+    await waitFor('the job to start', async () => (await status()).totals.runningJobs > 0);
+    await scheduler.stop('SIGKILL');
+    scheduler = await startServer(['scheduler', '--config', writeSchedulerConfig(files, schedulerPort)]);
+    const r = await compile;
+    expect(r.status, r.stderr).toBe(0);
+    expect(sb.read('slow2.o').equals(sb.read('slow2-plain.o'))).toBe(true);
+    await waitFor('workers to re-register', async () => (await status()).totals.workers === 2);
+    const before = sb.stats().stats as unknown as { distCompiles: Record<string, number> };
+    sb.file('after.c', 'int after(int x) { return x * 7; }\n');
+    expect(sb.kiln(['gcc', '-O2', '-c', 'after.c', '-o', 'after.o']).status).toBe(0);
+    const after = sb.stats().stats as unknown as { distCompiles: Record<string, number> };
+    const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+    expect(total(after.distCompiles)).toBe(total(before.distCompiles) + 1);
+  });
+});
