@@ -139,6 +139,8 @@ export interface PoolStatus {
 
 export interface ClusterStatus {
   readonly version: string;
+  /** Where the scheduler itself runs (e.g. aarch64 on a Raspberry Pi). */
+  readonly schedulerHostTriple: string;
   readonly uptimeS: number;
   readonly totals: {
     readonly workers: number;

@@ -42,6 +42,7 @@ export class ArchPoolScheduler {
       /** An assigned job the worker never mentions stops counting as load after this long. */
       readonly assignTimeoutMs: number;
       readonly version: string;
+      readonly hostTriple?: string;
       readonly now?: () => number;
     },
   ) {}
@@ -205,6 +206,7 @@ export class ArchPoolScheduler {
     const total = (f: (p: PoolStatus) => number) => pools.reduce((n, p) => n + f(p), 0);
     return {
       version: this.opts.version,
+      schedulerHostTriple: this.opts.hostTriple ?? 'unknown',
       uptimeS: Math.round((now - this.startedMs) / 1000),
       totals: {
         workers: total((p) => p.workers.length),

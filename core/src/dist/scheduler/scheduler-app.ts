@@ -17,6 +17,7 @@ import {
   workerIdParams,
 } from '../api.js';
 import { bearerOf, clientVerifier, jobToken, secretKeyFrom, verifyWorkerToken } from '../auth.js';
+import { hostTriple } from '../../toolchain/elf.js';
 import { errorReplies } from '../http-errors.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
@@ -42,6 +43,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     workerTimeoutMs,
     assignTimeoutMs: Math.max(60_000, workerTimeoutMs),
     version: opts.version,
+    hostTriple: hostTriple(),
   });
   const secret = secretKeyFrom(config.worker_auth.secret_key);
   const verifyClient = clientVerifier(config.client_auth);
