@@ -30,7 +30,9 @@ let scheduler: ServerProcess;
 const servers: ServerProcess[] = [];
 
 async function status() {
-  const res = await fetch(`${scheduler.url}/api/v1/status`, { headers: { authorization: `Bearer ${files.clientToken}` } });
+  const res = await fetch(`${scheduler.url}/api/v1/status`, {
+    headers: { authorization: `Bearer ${files.clientToken}` },
+  });
   return (await res.json()) as {
     schedulerHostTriple: string;
     totals: { workers: number; pools: number };
@@ -42,7 +44,8 @@ beforeAll(async () => {
   have('qemu-aarch64-static');
   have('bwrap');
   if (!fs.existsSync(path.join(arm64Sysroot, 'lib', 'ld-linux-aarch64.so.1'))) {
-    if (process.env.CI === 'true') throw new Error(`${arm64Sysroot} is missing: install libc6-arm64-cross libstdc++6-arm64-cross`);
+    if (process.env.CI === 'true')
+      throw new Error(`${arm64Sysroot} is missing: install libc6-arm64-cross libstdc++6-arm64-cross`);
   }
   if (!fs.existsSync(arm64Node)) {
     const r = spawnSync('bash', [path.join(root, 'test', 'fetch-arm64-node.sh')], { encoding: 'utf8' });
@@ -81,7 +84,8 @@ afterAll(async () => {
 describe('a scheduler on aarch64 with workers of two host triples', () => {
   it('runs on the aarch64 Node and keeps one pool per host triple', async () => {
     const end = Date.now() + 60_000;
-    while ((await status()).totals.workers < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    while ((await status()).totals.workers < 2 && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 200));
     const s = await status();
     expect(s.schedulerHostTriple).toBe('aarch64-unknown-linux-gnu');
     expect(s.pools.map((p) => [p.hostTriple, p.workers.map((w) => w.id)])).toEqual([
@@ -98,7 +102,10 @@ describe('a scheduler on aarch64 with workers of two host triples', () => {
       expect(sb.run(['gcc', '-O2', '-c', `f${i}.c`, '-o', `p${i}.o`]).status).toBe(0);
       expect(sb.read(`f${i}.o`).equals(sb.read(`p${i}.o`))).toBe(true);
     }
-    const stats = sb.stats().stats as unknown as { distCompiles: Record<string, number>; distErrors: Record<string, number> };
+    const stats = sb.stats().stats as unknown as {
+      distCompiles: Record<string, number>;
+      distErrors: Record<string, number>;
+    };
     expect(stats.distErrors).toEqual({});
     expect(stats.distCompiles).toEqual({ x86: 4 });
   });

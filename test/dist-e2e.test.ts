@@ -40,8 +40,13 @@ function freePort(): Promise<number> {
   });
 }
 
-async function status(): Promise<{ totals: { workers: number; runningJobs: number }; pools: { workers: { id: string; toolchains: number }[] }[] }> {
-  const res = await fetch(`${scheduler.url}/api/v1/status`, { headers: { authorization: `Bearer ${files.clientToken}` } });
+async function status(): Promise<{
+  totals: { workers: number; runningJobs: number };
+  pools: { workers: { id: string; toolchains: number }[] }[];
+}> {
+  const res = await fetch(`${scheduler.url}/api/v1/status`, {
+    headers: { authorization: `Bearer ${files.clientToken}` },
+  });
   return res.json() as never;
 }
 
@@ -89,20 +94,29 @@ afterAll(async () => {
 
 function objects(dir: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o'))) out.set(f, fs.readFileSync(path.join(dir, f)));
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.o')))
+    out.set(f, fs.readFileSync(path.join(dir, f)));
   return out;
 }
 
 function build(dir: string, cc: string): Map<string, Buffer> {
-  const r = sb.run(['make', '-j4', 'libz.a', `CC=${cc}`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1'], { cwd: dir });
+  const r = sb.run(['make', '-j4', 'libz.a', `CC=${cc}`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1'], {
+    cwd: dir,
+  });
   expect(r.status, r.stderr).toBe(0);
   return objects(dir);
 }
 
 /** A C file that takes gcc -O2 a few seconds, so a fault can be injected while it compiles. */
 function slowSource(name: string): string {
-  const body = Array.from({ length: 6000 }, (_, i) => `  x = x * ${i + 3} + (x >> ${(i % 13) + 1}) + v[${i % 64}];`).join('\n');
-  return sb.file(name, `unsigned long slow(unsigned long x, const unsigned long *v) {\n${body}\n  return x;\n}\n`);
+  const body = Array.from(
+    { length: 6000 },
+    (_, i) => `  x = x * ${i + 3} + (x >> ${(i % 13) + 1}) + v[${i % 64}];`,
+  ).join('\n');
+  return sb.file(
+    name,
+    `unsigned long slow(unsigned long x, const unsigned long *v) {\n${body}\n  return x;\n}\n`,
+  );
 }
 
 describe('a loopback cluster with two bubblewrap workers', () => {
@@ -119,7 +133,11 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect([...viaCluster.keys()].sort()).toEqual([...plain.keys()].sort());
     const differing = [...plain].filter(([n, d]) => !viaCluster.get(n)!.equals(d)).map(([n]) => n);
     expect(differing).toEqual([]);
-    const s = sb.stats().stats as unknown as { misses: number; distCompiles: Record<string, number>; distErrors: Record<string, number> };
+    const s = sb.stats().stats as unknown as {
+      misses: number;
+      distCompiles: Record<string, number>;
+      distErrors: Record<string, number>;
+    };
     expect(s.distErrors).toEqual({});
     expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(plain.size);
     expect(Object.keys(s.distCompiles).sort()).toEqual(['w1', 'w2']);
@@ -133,6 +151,29 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     build(dir, `${sb.client} gcc`);
     const warm = sb.stats().stats as unknown as { misses: number; distCompiles: Record<string, number> };
     expect(warm.misses).toBe(s.misses);
+  });
+
+  it('--dist-status and --dist-test-conn show the cluster and who accepts this client', () => {
+    const st = sb.kiln(['--dist-status']);
+    expect(st.status, st.stderr).toBe(0);
+    const json = JSON.parse(st.stdout);
+    expect(json.schedulerUrl).toBe(scheduler.url);
+    expect(json.pools[0].workers.map((w: { id: string }) => w.id)).toEqual(['w1', 'w2']);
+    const ok = sb.kiln(['--dist-test-conn']);
+    expect(ok.status, ok.stdout).toBe(0);
+    expect(ok.stdout).toMatch(
+      /^scheduler .*: ok \(2 workers, 1 pools\)\nworker w1 .*: ok\nworker w2 .*: ok\n$/,
+    );
+    const bad = path.join(sb.dir, 'bad.toml');
+    fs.writeFileSync(bad, clientDistConfig({ ...files, clientToken: 'wrong' }, scheduler.url));
+    const refused = sb.kiln(['--dist-test-conn'], { env: { ...sb.env, KILN_CONFIG: bad } });
+    expect(refused.status).toBe(1);
+    expect(refused.stdout).toMatch(/FAILED: scheduler refused credentials/);
+    const noDist = path.join(sb.dir, 'nodist.toml');
+    fs.writeFileSync(noDist, '');
+    const none = sb.kiln(['--dist-status'], { env: { ...sb.env, KILN_CONFIG: noDist } });
+    expect(none.status).toBe(2);
+    expect(none.stderr).toMatch(/no cluster configured/);
   });
 
   it('gives the exact diagnostics of a local compile for errors and warnings', () => {

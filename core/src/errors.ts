@@ -65,7 +65,8 @@ export const KILN_ERR_DIST_NOT_FOUND = createError(
 );
 export const KILN_ERR_DIST_TOOLCHAIN_DIGEST = createError(
   'KILN_ERR_DIST_TOOLCHAIN_DIGEST',
-  (claimed: string, actual: string) => `toolchain archive digest mismatch: claimed ${claimed}, content is ${actual}`,
+  (claimed: string, actual: string) =>
+    `toolchain archive digest mismatch: claimed ${claimed}, content is ${actual}`,
   400,
 );
 export const KILN_ERR_DIST_TOOLCHAIN_MISSING = createError(

@@ -27,7 +27,12 @@ function worker(id: string, over: Partial<WorkerHeartbeat> = {}): WorkerHeartbea
 }
 
 function make(now: { t: number }) {
-  return new ArchPoolScheduler({ workerTimeoutMs: 1000, assignTimeoutMs: 5000, version: '0', now: () => now.t });
+  return new ArchPoolScheduler({
+    workerTimeoutMs: 1000,
+    assignTimeoutMs: 5000,
+    version: '0',
+    now: () => now.t,
+  });
 }
 
 describe('ArchPoolScheduler', () => {

@@ -1,3 +1,4 @@
+import { createSecretKey, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as jose from 'jose';
@@ -6,7 +7,6 @@ import type { AllocateResponse, WorkerHeartbeat } from '../src/dist/api.js';
 import { generateHs256Key, secretKeyFrom, verifyJobToken, workerToken } from '../src/dist/auth.js';
 import { createScheduler } from '../src/dist/scheduler/scheduler-app.js';
 import type { SchedulerConfig } from '../src/dist/scheduler/scheduler-config.js';
-import { createSecretKey, randomBytes } from 'node:crypto';
 
 const X86 = 'x86_64-unknown-linux-gnu';
 const DIGEST = 'c'.repeat(64);
@@ -51,7 +51,11 @@ async function serve(cfg: SchedulerConfig) {
   return { ...s, url };
 }
 
-async function call(url: string, path: string, init: { method?: string; token?: string; body?: unknown; raw?: string; type?: string } = {}) {
+async function call(
+  url: string,
+  path: string,
+  init: { method?: string; token?: string; body?: unknown; raw?: string; type?: string } = {},
+) {
   const headers: Record<string, string> = {};
   if (init.token) headers.authorization = `Bearer ${init.token}`;
   let body: string | undefined;
@@ -85,13 +89,18 @@ describe('scheduler HTTP API', () => {
 
   it('refuses forged, missing and borrowed worker tokens', async () => {
     const forged = await workerToken(secretKeyFrom(generateHs256Key()), 'w1');
-    expect((await call(s.url, '/api/v1/workers/heartbeat', { token: forged, body: heartbeat('w1') })).status).toBe(401);
+    expect(
+      (await call(s.url, '/api/v1/workers/heartbeat', { token: forged, body: heartbeat('w1') })).status,
+    ).toBe(401);
     expect((await call(s.url, '/api/v1/workers/heartbeat', { body: heartbeat('w1') })).status).toBe(401);
     const borrowed = await call(s.url, '/api/v1/workers/heartbeat', { token: w1, body: heartbeat('w2') });
     expect(borrowed.status).toBe(403);
     expect(borrowed.json.message).toMatch(/belongs to worker "w1"/);
     // A client token is not a worker token.
-    expect((await call(s.url, '/api/v1/workers/heartbeat', { token: 'client-secret', body: heartbeat('w1') })).status).toBe(401);
+    expect(
+      (await call(s.url, '/api/v1/workers/heartbeat', { token: 'client-secret', body: heartbeat('w1') }))
+        .status,
+    ).toBe(401);
   });
 
   it('answers malformed input with a 4xx and keeps serving', async () => {
@@ -100,7 +109,10 @@ describe('scheduler HTTP API', () => {
       await call(s.url, '/api/v1/workers/heartbeat', { token: w1, raw: 'id=w1', type: 'text/plain' }),
       await call(s.url, '/api/v1/workers/heartbeat', { token: w1, body: { ...heartbeat('w1'), extra: 1 } }),
       await call(s.url, '/api/v1/workers/heartbeat', { token: w1, body: { ...heartbeat('w1'), cpus: -3 } }),
-      await call(s.url, '/api/v1/jobs', { token: 'client-secret', body: { toolchain: { kind: 'archive', digest: 'nothex', hostTriples: [X86] } } }),
+      await call(s.url, '/api/v1/jobs', {
+        token: 'client-secret',
+        body: { toolchain: { kind: 'archive', digest: 'nothex', hostTriples: [X86] } },
+      }),
       await call(s.url, '/api/v1/jobs', { token: 'client-secret', raw: 'x'.repeat(2 * 1024 * 1024) }),
       await call(s.url, '/api/v1/jobs/nosuchjob', { token: 'client-secret' }),
       await call(s.url, '/api/v1/jobs/nosuchjob/finished', { token: w1, body: { workerId: 'w1' } }),
@@ -112,10 +124,28 @@ describe('scheduler HTTP API', () => {
   });
 
   it('allocates with a job token bound to the job and the worker, and frees the slot on finish', async () => {
-    expect((await call(s.url, '/api/v1/jobs', { body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } } })).status).toBe(401);
-    expect((await call(s.url, '/api/v1/jobs', { token: 'wrong', body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } } })).status).toBe(401);
+    expect(
+      (
+        await call(s.url, '/api/v1/jobs', {
+          body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } },
+        })
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await call(s.url, '/api/v1/jobs', {
+          token: 'wrong',
+          body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } },
+        })
+      ).status,
+    ).toBe(401);
     const alloc = async () =>
-      (await call(s.url, '/api/v1/jobs', { token: 'client-secret', body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } } })).json as AllocateResponse;
+      (
+        await call(s.url, '/api/v1/jobs', {
+          token: 'client-secret',
+          body: { toolchain: { kind: 'archive', digest: DIGEST, hostTriples: [X86] } },
+        })
+      ).json as AllocateResponse;
     const a = await alloc();
     const b = await alloc();
     if (a.status !== 'assigned' || b.status !== 'assigned') throw new Error('not assigned');
@@ -125,16 +155,26 @@ describe('scheduler HTTP API', () => {
     expect(a.hasToolchain).toBe(false);
     const c = await alloc();
     expect(c.status).toBe('no_capacity');
-    const done = await call(s.url, `/api/v1/jobs/${a.jobId}/finished`, { token: w1, body: { workerId: 'w1' } });
+    const done = await call(s.url, `/api/v1/jobs/${a.jobId}/finished`, {
+      token: w1,
+      body: { workerId: 'w1' },
+    });
     expect(done.status).toBe(204);
-    expect((await call(s.url, `/api/v1/jobs/${a.jobId}`, { token: 'client-secret' })).json.state).toBe('finished');
+    expect((await call(s.url, `/api/v1/jobs/${a.jobId}`, { token: 'client-secret' })).json.state).toBe(
+      'finished',
+    );
     expect((await alloc()).status).toBe('assigned');
   });
 
   it('checks the worker IP when asked to', async () => {
-    const strict = await serve(config({ worker_auth: { type: 'jwt_hs256', secret_key: secret, check_worker_ip: true } }));
+    const strict = await serve(
+      config({ worker_auth: { type: 'jwt_hs256', secret_key: secret, check_worker_ip: true } }),
+    );
     try {
-      const far = await call(strict.url, '/api/v1/workers/heartbeat', { token: w1, body: heartbeat('w1', { url: 'http://10.1.2.3:10601' }) });
+      const far = await call(strict.url, '/api/v1/workers/heartbeat', {
+        token: w1,
+        body: heartbeat('w1', { url: 'http://10.1.2.3:10601' }),
+      });
       expect(far.status).toBe(403);
       const near = await call(strict.url, '/api/v1/workers/heartbeat', { token: w1, body: heartbeat('w1') });
       expect(near.status).toBe(200);
@@ -156,16 +196,32 @@ describe('client auth with JWTs', () => {
     });
     await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
     const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
-    const s = await serve(config({ client_auth: { type: 'jwt', jwks_url: jwksUrl, issuer: 'https://idp.example' } }));
+    const s = await serve(
+      config({ client_auth: { type: 'jwt', jwks_url: jwksUrl, issuer: 'https://idp.example' } }),
+    );
     try {
       const sign = (key: CryptoKey | jose.KeyObject, iss: string, exp: string | number) =>
-        new jose.SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setSubject('dev').setExpirationTime(exp).sign(key);
+        new jose.SignJWT({})
+          .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+          .setIssuer(iss)
+          .setSubject('dev')
+          .setExpirationTime(exp)
+          .sign(key);
       const good = await sign(privateKey, 'https://idp.example', '5m');
       expect((await call(s.url, '/api/v1/status', { token: good })).status).toBe(200);
       const expired = await sign(privateKey, 'https://idp.example', Math.floor(Date.now() / 1000) - 60);
       expect((await call(s.url, '/api/v1/status', { token: expired })).status).toBe(401);
-      expect((await call(s.url, '/api/v1/status', { token: await sign(other.privateKey, 'https://idp.example', '5m') })).status).toBe(401);
-      expect((await call(s.url, '/api/v1/status', { token: await sign(privateKey, 'https://evil.example', '5m') })).status).toBe(401);
+      expect(
+        (
+          await call(s.url, '/api/v1/status', {
+            token: await sign(other.privateKey, 'https://idp.example', '5m'),
+          })
+        ).status,
+      ).toBe(401);
+      expect(
+        (await call(s.url, '/api/v1/status', { token: await sign(privateKey, 'https://evil.example', '5m') }))
+          .status,
+      ).toBe(401);
       expect((await call(s.url, '/api/v1/status', { token: 'not.a.jwt' })).status).toBe(401);
     } finally {
       await s.app.close();

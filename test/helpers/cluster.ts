@@ -24,14 +24,25 @@ export function kilnDist(args: readonly string[], node = process.execPath): stri
 }
 
 /** Starts a kiln-dist server and resolves once it prints the address it listens on. */
-export function startServer(args: readonly string[], opts: { node?: string; prefix?: string[]; timeoutMs?: number } = {}) {
+export function startServer(
+  args: readonly string[],
+  opts: { node?: string; prefix?: string[]; timeoutMs?: number } = {},
+) {
   const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
   const command = opts.prefix?.[0] ?? opts.node ?? process.execPath;
-  const argv = [...(opts.prefix?.slice(1) ?? []), ...(opts.prefix ? [opts.node ?? process.execPath] : []), KILN_DIST, ...args];
+  const argv = [
+    ...(opts.prefix?.slice(1) ?? []),
+    ...(opts.prefix ? [opts.node ?? process.execPath] : []),
+    KILN_DIST,
+    ...args,
+  ];
   const proc = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise<ServerProcess>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kiln-dist ${args.join(' ')} did not start:\n${out}`)), opts.timeoutMs ?? 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`kiln-dist ${args.join(' ')} did not start:\n${out}`)),
+      opts.timeoutMs ?? 20_000,
+    );
     const onData = (c: Buffer) => {
       out += c;
       const m = /listening on (http:\/\/\S+)/.exec(out);
@@ -67,7 +78,11 @@ export interface ClusterFiles {
 
 export function clusterFiles(dir: string): ClusterFiles {
   fs.mkdirSync(dir, { recursive: true });
-  return { dir, secret: kilnDist(['auth', 'generate-jwt-hs256-key']), clientToken: `client-${path.basename(dir)}` };
+  return {
+    dir,
+    secret: kilnDist(['auth', 'generate-jwt-hs256-key']),
+    clientToken: `client-${path.basename(dir)}`,
+  };
 }
 
 export function writeSchedulerConfig(files: ClusterFiles, port = 0, extra = ''): string {
@@ -89,7 +104,14 @@ secret_key = "${files.secret}"
 }
 
 export function writeWorkerConfig(files: ClusterFiles, id: string, schedulerUrl: string, extra = ''): string {
-  const token = kilnDist(['auth', 'generate-jwt-hs256-worker-token', '--worker', id, '--secret-key', files.secret]);
+  const token = kilnDist([
+    'auth',
+    'generate-jwt-hs256-worker-token',
+    '--worker',
+    id,
+    '--secret-key',
+    files.secret,
+  ]);
   const file = path.join(files.dir, `${id}.toml`);
   fs.writeFileSync(
     file,

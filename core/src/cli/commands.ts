@@ -14,6 +14,7 @@ import {
 import { socketPath } from '../paths.js';
 import type { StatsData } from '../stats/stats.js';
 import { formatSize } from '../util/size.js';
+import { distStatus, distTestConn } from './dist-commands.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const MASQUERADE_NAMES = ['gcc', 'g++', 'cc', 'c++', 'clang', 'clang++'] as const;
@@ -29,6 +30,8 @@ Commands:
   --stop-server                  stop the daemon
   -s, --show-stats               show cache statistics [--stats-format text|json]
   -z, --zero-stats               reset the statistics
+  --dist-status                  the cluster's pools and workers as JSON
+  --dist-test-conn               check the scheduler and every worker accept this client
   --install-bins DIR             create masquerade links (${MASQUERADE_NAMES.join(', ')}) in DIR
   --package-toolchain EXE OUT    pack the gcc or clang EXE for distributed compiles into OUT (.tar.gz)
   --help, --version
@@ -174,8 +177,12 @@ export async function runCommand(argv: readonly string[], self: string): Promise
       case '--package-toolchain':
         return await packageCommand(rest, self);
     }
-    loadClientConfig(env); // a config mistake is reported here, before any daemon is involved
+    const config = loadClientConfig(env); // a config mistake is reported here, before any daemon is involved
     switch (command) {
+      case '--dist-status':
+        return await distStatus(config);
+      case '--dist-test-conn':
+        return await distTestConn(config);
       case '--start-server':
         return await startServer(env);
       case '--stop-server': {

@@ -24,7 +24,8 @@ See README.md ("Distributed compilation") for the config files.
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const version = () =>
-  (JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  (JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as { version: string })
+    .version;
 
 function flag(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -94,7 +95,10 @@ async function main(args: string[]): Promise<number> {
     const keyFlag = flag(args, '--secret-key');
     const configFile = flag(args, '--config');
     const key = keyFlag ?? (configFile ? loadSchedulerConfig(configFile).worker_auth.secret_key : undefined);
-    if (!key) throw KILN_ERR_USAGE('generate-jwt-hs256-worker-token needs --secret-key KEY or --config scheduler.toml');
+    if (!key)
+      throw KILN_ERR_USAGE(
+        'generate-jwt-hs256-worker-token needs --secret-key KEY or --config scheduler.toml',
+      );
     console.log(await workerToken(secretKeyFrom(key), worker));
     return 0;
   }

@@ -128,13 +128,15 @@ const PREPROCESSOR_ONLY_SEPARATE = new Set([
   '-A',
 ]);
 const PREPROCESSOR_ONLY = new Set(['-nostdinc', '-nostdinc++', '-undef', '-trigraphs', '-P', '-C', '-CC']);
-const PREPROCESSOR_ONLY_PREFIX = /^(-[DUIA].|-Wp,|-(isystem|iquote|idirafter|include|imacros|isysroot|iprefix)(.))/;
+const PREPROCESSOR_ONLY_PREFIX =
+  /^(-[DUIA].|-Wp,|-(isystem|iquote|idirafter|include|imacros|isysroot|iprefix)(.))/;
 
 /** Options whose result a worker cannot reproduce from preprocessed output: the call stays local. */
 function LOCAL_ONLY(a: string): string | undefined {
   if (/^-g(gdb|dwarf-?\d*)?3$/.test(a) || a === '-fdebug-macro') return 'macro debug info (-g3)';
   if (a === '-H') return 'header listing (-H)';
-  if (a === '-B' || a.startsWith('-B') || a === '--sysroot' || a.startsWith('--sysroot=')) return 'toolchain paths (-B, --sysroot)';
+  if (a === '-B' || a.startsWith('-B') || a === '--sysroot' || a.startsWith('--sysroot='))
+    return 'toolchain paths (-B, --sysroot)';
   if (a === '-fdirectives-only' || a === '-traditional-cpp') return 'special preprocessing';
   // Remote inputs sit at mapped paths that kiln maps back with -fdebug-prefix-map.
   if (/^-f(debug|file|macro)-prefix-map=/.test(a)) return 'prefix maps';
@@ -456,14 +458,25 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       (family === 'clang' && keyCwd ? 'clang debug info' : undefined);
     if (reason) return { ok: false, reason };
     const style = family === 'gcc' ? 'directives-only' : 'preprocessed';
-    const isDep = (i: number) => notForPreprocessor.has(i) && i !== outputIndex && args[i] !== '-c' && !/^-o./.test(args[i]!) && args[i] !== '-o';
-    const preprocess = args.filter((a, i) => !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || isDep(i)));
+    const isDep = (i: number) =>
+      notForPreprocessor.has(i) &&
+      i !== outputIndex &&
+      args[i] !== '-c' &&
+      !/^-o./.test(args[i]!) &&
+      args[i] !== '-o';
+    const preprocess = args.filter(
+      (a, i) => !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || isDep(i)),
+    );
     if (deps && depFile === undefined) preprocess.push('-MF', depPath!);
     if (deps && !explicitTarget) preprocess.push('-MQ', objectPath);
     preprocess.push('-E');
     if (style === 'directives-only') preprocess.push('-fdirectives-only');
     const compile = args.filter(
-      (a, i) => i !== input!.index && !notForRemote.has(i) && !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || a === '-c'),
+      (a, i) =>
+        i !== input!.index &&
+        !notForRemote.has(i) &&
+        !COLOR_FLAGS.test(a) &&
+        (!notForPreprocessor.has(i) || a === '-c'),
     );
     return { ok: true, preprocessArgs: preprocess, compileArgs: compile, style };
   };

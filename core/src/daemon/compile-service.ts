@@ -221,7 +221,8 @@ export class CompileService {
     let preprocessed: Buffer | undefined;
     if (parsed.needsPreprocessor) {
       // The remote variant also writes the user's depfile: the worker never sees the headers.
-      const cppArgs = distributable && parsed.remote.ok ? parsed.remote.preprocessArgs : parsed.preprocessArgs;
+      const cppArgs =
+        distributable && parsed.remote.ok ? parsed.remote.preprocessArgs : parsed.preprocessArgs;
       const cpp = await runCaptured(program, program, cppArgs, req.cwd, req.env);
       if (cpp.exitCode !== 0 || cpp.failure) {
         return this.uncached('preprocessor error', asTyped);
@@ -308,7 +309,11 @@ export class CompileService {
     }
     this.stats.count('misses');
     const stderr = Buffer.alloc(0);
-    return { stdout: outcome.stdout, stderr, success: { action: Action.RESULT, exitCode: 0, stdout: outcome.stdout, stderr } };
+    return {
+      stdout: outcome.stdout,
+      stderr,
+      success: { action: Action.RESULT, exitCode: 0, stdout: outcome.stdout, stderr },
+    };
   }
 
   /**

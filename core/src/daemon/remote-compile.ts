@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { PackagedToolchain } from '@kiln/plugins';
-import { Languages, type CacheableCompile } from '../compiler/gcc-args.js';
+import { type CacheableCompile, Languages } from '../compiler/gcc-args.js';
 import type { DistConfig } from '../dist/client-config.js';
 import { DistClient, DistError } from '../dist/dist-client.js';
 import type { Logger } from '../log.js';
@@ -20,7 +20,8 @@ export interface RemoteOutcome {
 }
 
 /** Signs that a failure came from the toolchain in the sandbox, not from the user's code. */
-const INFRA_FAILURE = /error while loading shared libraries|cannot execute|installation problem|No such file or directory\s*$|cannot find (as|ld)\b/m;
+const INFRA_FAILURE =
+  /error while loading shared libraries|cannot execute|installation problem|No such file or directory\s*$|cannot find (as|ld)\b/m;
 const INPUT_NAME = 'kiln-input';
 const OUTPUT_NAME = 'kiln-output.o';
 /** Environment passed into the sandbox when the client has it: what gcc/clang read. */
@@ -64,7 +65,8 @@ function remoteInput(parsed: CacheableCompile, cwd: string, preprocessed: Buffer
     };
   }
   const ups = /^(\.\.\/)+/.exec(path.posix.normalize(typed))?.[0].length ?? 0;
-  if (ups === 0) return { inputs: [{ path: typed, data }], inputArg: typed, mapArgs: common, lang: parsed.language };
+  if (ups === 0)
+    return { inputs: [{ path: typed, data }], inputArg: typed, mapArgs: common, lang: parsed.language };
   // "../src/a.c" becomes ".kiln-up/1/../src/a.c": the same name once the prefix is mapped away.
   const depth = ups / 3;
   const stem = `.kiln-up/${Array.from({ length: depth }, (_, i) => i + 1).join('/')}/`;
@@ -112,7 +114,8 @@ export class RemoteCompiler {
   /** The packaged toolchain when ready; starts packaging in the background otherwise (unless forced). */
   private async toolchain(program: string): Promise<PackagedToolchain | Error | undefined> {
     const known = this.packaged.get(program);
-    if (known instanceof Error || (known && !(known instanceof Promise))) return known as PackagedToolchain | Error;
+    if (known instanceof Error || (known && !(known instanceof Promise)))
+      return known as PackagedToolchain | Error;
     const work =
       (known as Promise<unknown> | undefined) ??
       this.toolchains.get(program).then(
@@ -143,7 +146,11 @@ export class RemoteCompiler {
     if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
     const { spec, archive } = toolchain;
     try {
-      const alloc = await this.client.allocate({ kind: spec.kind, digest: spec.digest, hostTriples: spec.hostTriples });
+      const alloc = await this.client.allocate({
+        kind: spec.kind,
+        digest: spec.digest,
+        hostTriples: spec.hostTriples,
+      });
       if (alloc.status !== 'assigned') return this.local('no capacity');
       const { worker, jobId, jobToken } = alloc;
       const upload = () => {
@@ -165,7 +172,16 @@ export class RemoteCompiler {
       const header = {
         toolchain: { kind: spec.kind, digest: spec.digest, compiler: spec.compiler },
         cwd,
-        argv: [spec.compiler, ...parsed.remote.compileArgs, ...mapArgs, '-x', lang, inputArg, '-o', OUTPUT_NAME],
+        argv: [
+          spec.compiler,
+          ...parsed.remote.compileArgs,
+          ...mapArgs,
+          '-x',
+          lang,
+          inputArg,
+          '-o',
+          OUTPUT_NAME,
+        ],
         env: jobEnv,
         inputs: inputs.map((i) => i.path),
         outputs: [OUTPUT_NAME],
@@ -184,7 +200,10 @@ export class RemoteCompiler {
       if (timedOut) return this.failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
       if (exitCode === null || signal) return this.failed('remote crash', `killed by ${signal}`);
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
-        return this.failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
+        return this.failed(
+          'toolchain broken on worker',
+          result.stderr.toString().trim().split('\n')[0] ?? '',
+        );
       }
       // Diagnostics from the remote input would quote the wrong source lines (all headers are
       // inlined into one file): the local compiler produces the exact ones the user expects.

@@ -47,7 +47,8 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
     target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
   for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
   for (const field of ['distCompiles', 'distErrors', 'distLocal'] as const) {
-    const into = (target[field] ??= {});
+    target[field] ??= {};
+    const into = target[field];
     for (const [k, v] of Object.entries(delta[field] ?? {})) into[k] = (into[k] ?? 0) + v;
   }
   return target;

@@ -1,0 +1,67 @@
+/** `kiln --dist-status` and `kiln --dist-test-conn`: the client's view of its cluster. */
+import type { ClientConfig } from '../config.js';
+import type { DistConfig } from '../dist/client-config.js';
+import { KILN_ERR_DIST_UNAVAILABLE, KILN_ERR_USAGE } from '../errors.js';
+
+function distConfig(config: ClientConfig): DistConfig {
+  if (!config.dist)
+    throw KILN_ERR_USAGE('no cluster configured: add a [dist] table with scheduler_url to the config');
+  return config.dist;
+}
+
+async function client(dist: DistConfig) {
+  // undici loads only for these commands, never on the compile path.
+  const { DistClient, DistError } = await import('../dist/dist-client.js');
+  return { c: new DistClient(dist), DistError };
+}
+
+export async function distStatus(config: ClientConfig): Promise<number> {
+  const dist = distConfig(config);
+  const { c, DistError } = await client(dist);
+  try {
+    const status = await c.status();
+    process.stdout.write(`${JSON.stringify({ schedulerUrl: dist.scheduler_url, ...status }, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof DistError) throw KILN_ERR_DIST_UNAVAILABLE(err.message);
+    throw err;
+  } finally {
+    await c.close();
+  }
+}
+
+/** Checks the scheduler and every worker can be reached and accept our credentials. */
+export async function distTestConn(config: ClientConfig): Promise<number> {
+  const dist = distConfig(config);
+  const { c, DistError } = await client(dist);
+  const why = (err: unknown) => (err instanceof DistError ? err.message : (err as Error).message);
+  let failures = 0;
+  try {
+    let status: Awaited<ReturnType<typeof c.status>>;
+    try {
+      status = await c.status();
+    } catch (err) {
+      process.stdout.write(`scheduler ${dist.scheduler_url}: FAILED: ${why(err)}\n`);
+      return 1;
+    }
+    process.stdout.write(
+      `scheduler ${dist.scheduler_url}: ok (${status.totals.workers} workers, ${status.totals.pools} pools)\n`,
+    );
+    for (const pool of status.pools) {
+      for (const w of pool.workers) {
+        try {
+          await c.health(w.url);
+          const probe = await c.probeToken(w.id);
+          await c.ping(w.url, probe.jobId, probe.jobToken);
+          process.stdout.write(`worker ${w.id} ${w.url} (${w.hostTriple}): ok\n`);
+        } catch (err) {
+          failures++;
+          process.stdout.write(`worker ${w.id} ${w.url} (${w.hostTriple}): FAILED: ${why(err)}\n`);
+        }
+      }
+    }
+    return failures ? 1 : 0;
+  } finally {
+    await c.close();
+  }
+}
