@@ -20,7 +20,7 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,scheduler').split(',');
 
 const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
 const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
@@ -248,7 +248,7 @@ function benchLatency(list) {
   return rows;
 }
 
-function main() {
+async function main() {
   fs.mkdirSync(work, { recursive: true });
   sh('bash', [path.join(here, 'fetch-sources.sh'), 'zlib', 'yaml-cpp', 'duktape'], { stdio: 'inherit' });
   const list = tools();
@@ -257,6 +257,13 @@ function main() {
   const results = {};
   for (const p of ['zlib', 'yaml-cpp']) if (ONLY.includes(p)) results[p] = benchProject(p, list);
   const lat = ONLY.includes('latency') ? benchLatency(list) : undefined;
+  // Scheduler load: medians over runs of a real scheduler process with 1,000 simulated workers.
+  const sched = [];
+  if (ONLY.includes('scheduler')) {
+    const { benchScheduler } = await import('./scheduler.mjs');
+    for (let i = 0; i < Math.min(RUNS, 3); i++)
+      sched.push(await benchScheduler({ workers: 1000, seconds: 8 }));
+  }
   for (const t of list) t.clear();
 
   const col = (s) => String(s).padStart(11);
@@ -284,6 +291,12 @@ function main() {
   lines.push(
     `${'daemon peak RSS (MB)'.padEnd(30)}${names.map((n) => col(peakRss.has(n) ? peakRss.get(n).toFixed(0) : '-')).join('')}`,
   );
+  if (sched.length) {
+    lines.push(
+      `${'scheduler allocs/s, 1000 wkrs'.padEnd(30)}${col(median(sched.map((r) => r.allocsPerSec)).toFixed(0))}`,
+    );
+    lines.push(`${'scheduler peak RSS (MB)'.padEnd(30)}${col(median(sched.map((r) => r.rssMb)).toFixed(0))}`);
+  }
   console.log(
     `\nkiln bench — medians of ${RUNS} runs, make/cmake -j${JOBS}, ${os.cpus().length} cores, ${os.cpus()[0]?.model}`,
   );
@@ -293,4 +306,4 @@ function main() {
   console.log(lines.join('\n'));
 }
 
-main();
+await main();
