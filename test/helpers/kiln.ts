@@ -142,8 +142,14 @@ export class KilnSandbox {
   }
 
   dispose(): void {
+    const pid = this.daemonPid();
     this.kiln(['--stop-server']);
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    // The daemon answers "stop" before its last stats flush: wait for it to exit.
+    const end = Date.now() + 3000;
+    while (pid && Date.now() < end && fs.existsSync(`/proc/${pid}`)) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
   }
 }
 
