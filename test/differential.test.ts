@@ -1,17 +1,13 @@
-/**
- * Differential test on a real project: zlib (Debian's source package) built with and without
- * kiln — cold, warm, after a header edit and after a -D change — gives byte-identical objects.
- */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KilnSandbox } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
+import { debianSource } from './helpers/sources.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const zlibSrc = path.join(root, 'bench', '.work', 'src', 'zlib');
+const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+let zlibSrc: string;
 
 let sb: KilnSandbox;
 let dir: string;
@@ -19,10 +15,7 @@ let dir: string;
 beforeAll(() => {
   have('gcc');
   have('make');
-  if (!fs.existsSync(zlibSrc)) {
-    const r = spawnSync('bash', [path.join(root, 'bench', 'fetch-sources.sh'), 'zlib'], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`cannot fetch zlib's Debian source: ${r.stderr}`);
-  }
+  zlibSrc = debianSource('zlib');
   sb = new KilnSandbox();
   dir = path.join(sb.work, 'zlib');
   fs.cpSync(zlibSrc, dir, { recursive: true });

@@ -12,6 +12,7 @@ import {
   type ClusterFiles,
   clientDistConfig,
   clusterFiles,
+  clusterStatus,
   type ServerProcess,
   startServer,
   writeSchedulerConfig,
@@ -29,16 +30,7 @@ let files: ClusterFiles;
 let scheduler: ServerProcess;
 const servers: ServerProcess[] = [];
 
-async function status() {
-  const res = await fetch(`${scheduler.url}/api/v1/status`, {
-    headers: { authorization: `Bearer ${files.clientToken}` },
-  });
-  return (await res.json()) as {
-    schedulerHostTriple: string;
-    totals: { workers: number; pools: number };
-    pools: { hostTriple: string; workers: { id: string }[] }[];
-  };
-}
+const status = () => clusterStatus(scheduler.url, files.clientToken);
 
 beforeAll(async () => {
   have('qemu-aarch64-static');

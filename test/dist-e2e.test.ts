@@ -1,9 +1,3 @@
-/**
- * End to end on loopback: the real daemon, a real scheduler and two real workers running jobs in
- * bubblewrap. zlib built with `make -j` through the cluster gives the same objects as a plain build;
- * a worker killed mid-job and a scheduler restarted mid-build still end in correct objects.
- */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -13,6 +7,7 @@ import {
   type ClusterFiles,
   clientDistConfig,
   clusterFiles,
+  clusterStatus,
   type ServerProcess,
   startServer,
   writeSchedulerConfig,
@@ -20,9 +15,10 @@ import {
 } from './helpers/cluster.js';
 import { KilnSandbox } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
+import { debianSource } from './helpers/sources.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const zlibSrc = path.join(root, 'bench', '.work', 'src', 'zlib');
+const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+let zlibSrc: string;
 
 let sb: KilnSandbox;
 let files: ClusterFiles;
@@ -40,15 +36,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function status(): Promise<{
-  totals: { workers: number; runningJobs: number };
-  pools: { workers: { id: string; toolchains: number }[] }[];
-}> {
-  const res = await fetch(`${scheduler.url}/api/v1/status`, {
-    headers: { authorization: `Bearer ${files.clientToken}` },
-  });
-  return res.json() as never;
-}
+const status = () => clusterStatus(scheduler.url, files.clientToken);
 
 async function waitFor(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
@@ -67,10 +55,7 @@ beforeAll(async () => {
   have('bwrap');
   have('gcc');
   have('make');
-  if (!fs.existsSync(zlibSrc)) {
-    const r = spawnSync('bash', [path.join(root, 'bench', 'fetch-sources.sh'), 'zlib'], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`cannot fetch zlib's Debian source: ${r.stderr}`);
-  }
+  zlibSrc = debianSource('zlib');
   sb = new KilnSandbox();
   files = clusterFiles(path.join(sb.dir, 'cluster'));
   schedulerPort = await freePort();

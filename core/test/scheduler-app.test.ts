@@ -200,7 +200,7 @@ describe('client auth with JWTs', () => {
       config({ client_auth: { type: 'jwt', jwks_url: jwksUrl, issuer: 'https://idp.example' } }),
     );
     try {
-      const sign = (key: CryptoKey | jose.KeyObject, iss: string, exp: string | number) =>
+      const sign = (key: Parameters<jose.SignJWT['sign']>[0], iss: string, exp: string | number) =>
         new jose.SignJWT({})
           .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
           .setIssuer(iss)

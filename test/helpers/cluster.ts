@@ -6,6 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ClusterStatus } from '../../core/src/dist/api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KILN_DIST = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
@@ -138,4 +139,13 @@ ${extra}
 type = "token"
 token = "${files.clientToken}"
 `;
+}
+
+/** The scheduler's status JSON, as a client with `clientToken` sees it. */
+export async function clusterStatus(schedulerUrl: string, clientToken: string): Promise<ClusterStatus> {
+  const res = await fetch(`${schedulerUrl}/api/v1/status`, {
+    headers: { authorization: `Bearer ${clientToken}` },
+  });
+  if (res.status !== 200) throw new Error(`status answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as ClusterStatus;
 }

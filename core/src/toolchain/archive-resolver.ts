@@ -2,8 +2,7 @@
  * The built-in resolver for gcc and clang packed by kiln itself (kind "archive"): the client packs
  * the compiler with everything it loads; the worker checks and unpacks the archive.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type {
@@ -13,6 +12,7 @@ import type {
   ToolchainSpec,
 } from '@kiln/plugins';
 import { KILN_ERR_TOOLCHAIN_UNSAFE, KILN_ERR_TOOLCHAIN_UNSUPPORTED } from '../errors.js';
+import { sha256File } from '../util/sha256-file.js';
 import { packageToolchain } from './package.js';
 import { type ExtractLimits, safeExtract } from './safe-extract.js';
 import type { ToolchainCache } from './toolchain-cache.js';
@@ -23,12 +23,6 @@ export interface ArchiveResolverOptions {
   readonly tmpDir?: string;
   /** Worker side: limits on what an uploaded archive may unpack to. */
   readonly limits?: ExtractLimits;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 export class ArchiveResolver implements ToolchainResolver {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { PackagedToolchain, ToolchainSpec } from '@kiln/plugins';
 import { findExecutable } from '../client/find-executable.js';
 import { KILN_ERR_TOOLCHAIN_NOT_FOUND } from '../errors.js';
+import { sha256File } from '../util/sha256-file.js';
 import { packageToolchain } from './package.js';
 
 interface IndexEntry {
@@ -24,12 +25,6 @@ interface IndexFile {
 }
 
 const INDEX = 'index.json';
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 export class ToolchainCache {
   private index: Map<string, IndexEntry> | undefined;

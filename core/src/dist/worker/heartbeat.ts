@@ -39,7 +39,7 @@ export class Heartbeat {
     this.timer.unref();
   }
 
-  /** One heartbeat now (also used when a job finishes, so the scheduler sees the slot free soon). */
+  /** One heartbeat now; resolves with whether the scheduler accepted it. */
   async beat(): Promise<boolean> {
     try {
       const res = await request(`${this.opts.schedulerUrl}${API}/workers/heartbeat`, {

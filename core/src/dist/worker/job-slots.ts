@@ -24,8 +24,4 @@ export class JobSlots {
       else this.running--;
     };
   }
-
-  get active(): number {
-    return this.running;
-  }
 }

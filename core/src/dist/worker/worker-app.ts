@@ -45,7 +45,6 @@ export interface WorkerApp {
   readonly jobKey: string;
   /** Job ids this worker holds now (token seen, not finished). */
   heldJobs(): string[];
-  runningJobs(): number;
 }
 
 const MAX_JOB_BODY = 512 * 1024 * 1024;
@@ -175,6 +174,5 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
       for (const [jobId, since] of held) if (now - since > HOLD_MS) held.delete(jobId);
       return [...held.keys()];
     },
-    runningJobs: () => slots.active,
   };
 }
