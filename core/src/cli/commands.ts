@@ -102,6 +102,13 @@ export function formatStats(data: {
   out += row('Non-cacheable calls', nonCacheable);
   for (const [reason, n] of Object.entries(s.nonCacheable).sort((a, b) => b[1] - a[1]))
     out += row(`  ${reason}`, n);
+  const languages = Object.entries(s.languages ?? {}).sort((a, b) => a[0].localeCompare(b[0]));
+  if (languages.length) {
+    out += `${'Per language'.padEnd(40)}${['hits', 'misses', 'failed', 'uncached'].map((h) => h.padStart(9)).join('')}\n`;
+    for (const [lang, c] of languages) {
+      out += `${`  ${lang}`.padEnd(40)}${[c.hits, c.misses, c.failed, c.uncached].map((n) => String(n).padStart(9)).join('')}\n`;
+    }
+  }
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
   const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);

@@ -36,3 +36,34 @@ export function parseDepfile(text: string): string[] | undefined {
   if (cur) out.push(cur);
   return out;
 }
+
+/** What rustc's `--emit=dep-info` says a crate read: its files, and the environment variables `env!`/`option_env!` looked up. */
+export interface RustDepInfo {
+  readonly files: readonly string[];
+  /** [name, value]; value undefined when the variable was unset. */
+  readonly env: readonly (readonly [string, string | undefined])[];
+}
+
+/** rustc escapes `\`, newline and carriage return in `# env-dep:` lines. */
+function unescapeDepEnv(text: string): string {
+  return text.replace(/\\([\\nr])/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
+}
+
+/** Parses rustc's dep-info: the first rule's prerequisites plus its `# env-dep:NAME[=VALUE]` lines. */
+export function parseRustDepInfo(text: string): RustDepInfo | undefined {
+  const files = parseDepfile(text);
+  if (!files) return undefined;
+  const env: [string, string | undefined][] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('# env-dep:')) continue;
+    const body = line.slice('# env-dep:'.length);
+    // The name is escaped too, but a name never contains '='.
+    const eq = body.indexOf('=');
+    env.push(
+      eq < 0
+        ? [unescapeDepEnv(body), undefined]
+        : [unescapeDepEnv(body.slice(0, eq)), unescapeDepEnv(body.slice(eq + 1))],
+    );
+  }
+  return { files, env };
+}

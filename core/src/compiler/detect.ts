@@ -19,3 +19,10 @@ export function detectFamily(name: string, resolved: string, versionBanner: stri
 export function looksLikeCCompiler(name: string, resolved: string): boolean {
   return [path.basename(name), path.basename(resolved)].some((n) => GCC_NAME.test(n) || CLANG_NAME.test(n));
 }
+
+const RUSTC_NAME = /^rustc(-[0-9.]+)?$/;
+
+/** rustc, by the name cargo or the user gave or the file it resolves to (rustup's proxy is a link to `rustup`). */
+export function looksLikeRustc(name: string, resolved: string): boolean {
+  return [path.basename(name), path.basename(resolved)].some((n) => RUSTC_NAME.test(n));
+}

@@ -53,6 +53,16 @@ export function languageGroup(lang: Language): string {
   return 'C';
 }
 
+/** The language of the first argument that names a source file by its extension (for statistics). */
+export function sourceLanguage(args: readonly string[]): Language | undefined {
+  for (const arg of args) {
+    if (arg.startsWith('-')) continue;
+    const lang = EXTENSIONS[path.extname(arg)];
+    if (lang) return lang;
+  }
+  return undefined;
+}
+
 /** Options whose value is the next argument when not attached. */
 const SEPARATE_ARG = new Set([
   '-o',

@@ -3,24 +3,30 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type FileDigestCache, KeyHasher } from '../cache/digest.js';
-import { EnvelopeKind, open, seal } from '../cache/envelope.js';
+import { type CachedResult, CacheEntries } from '../cache/entries.js';
 import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
-import { EntryKind, type Storage } from '../cache/storage.js';
+import type { Storage } from '../cache/storage.js';
 import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
 import { parseDepfile } from '../compiler/depfile.js';
-import { detectFamily, looksLikeCCompiler } from '../compiler/detect.js';
-import { type CacheableCompile, type Family, parseGccArgs } from '../compiler/gcc-args.js';
+import { detectFamily, looksLikeCCompiler, looksLikeRustc } from '../compiler/detect.js';
+import {
+  type CacheableCompile,
+  type Family,
+  languageGroup,
+  parseGccArgs,
+  sourceLanguage,
+} from '../compiler/gcc-args.js';
 import { includedFiles } from '../compiler/linemarkers.js';
 import { runCaptured } from '../compiler/run.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { RemoteCompiler } from './remote-compile.js';
+import { RustCompileService } from './rust-compile.js';
 
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
 const KEY_VERSION = 'kiln-cc-1';
-const MAX_MANIFEST_ENTRIES = 32;
 /**
  * A header whose mtime/ctime is this close to the compile's start (or later) may have changed
  * while the compiler read it. File timestamps come from the kernel's coarse clock, which lags
@@ -64,29 +70,12 @@ interface CompilerIdentity {
   readonly family: Family | undefined;
 }
 
-interface ResultHeader {
-  readonly exitCode: number;
-  /** One name per blob after stdout and stderr: object, dep, dwo, gcno. */
-  readonly files: readonly string[];
-}
-
-interface ManifestHeader {
-  readonly entries: readonly {
-    readonly files: readonly (readonly [string, string])[];
-    readonly result: string;
-  }[];
-}
-
-interface CachedResult {
-  readonly stdout: Buffer;
-  readonly stderr: Buffer;
-  readonly files: ReadonlyMap<string, Buffer>;
-}
-
 /** A finished compile: `response` alone when there is nothing to store (a crash or a failed compile). */
 type CompileRun =
   | { response: Response; stdout?: never; stderr?: never; success?: never }
   | { response?: never; stdout: Buffer; stderr: Buffer; success: Response };
+
+const group = (parsed: CacheableCompile) => languageGroup(parsed.language);
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escape sequences is the point
 const ANSI = /\x1b\[[0-9;]*[mK]/g;
@@ -97,16 +86,21 @@ const ANSI = /\x1b\[[0-9;]*[mK]/g;
  */
 export class CompileService {
   private readonly identities = new Map<string, CompilerIdentity>();
+  private readonly entries: CacheEntries;
+  private readonly rust: RustCompileService;
 
   constructor(
     private readonly config: ClientConfig,
-    private readonly storage: Storage,
+    storage: Storage,
     private readonly stats: Stats,
     private readonly digests: FileDigestCache,
     private readonly log: Logger,
     /** Set when a `[dist]` scheduler is configured: cacheable misses may compile on the cluster. */
     private readonly remote?: RemoteCompiler,
-  ) {}
+  ) {
+    this.entries = new CacheEntries(storage, stats, log);
+    this.rust = new RustCompileService(this.entries, stats, digests, log);
+  }
 
   async handle(req: CompileRequest): Promise<Response> {
     this.stats.count('requests');
@@ -116,11 +110,18 @@ export class CompileService {
     const runAsIs = (reason: string) =>
       this.uncached(reason, { action: Action.EXEC, program, argv: [program, ...args] });
     try {
+      if (looksLikeRustc(name, program)) {
+        return (await this.rust.handle(program, args, req)) ?? runAsIs('unsupported compiler');
+      }
       if (!looksLikeCCompiler(name, program)) return runAsIs('unsupported compiler');
       const identity = await this.identify(program, name, req);
       if (!identity.family) return runAsIs('unsupported compiler');
       const parsed = parseGccArgs(identity.family, args, req.cwd);
-      if (!parsed.cacheable) return runAsIs(parsed.reason);
+      if (!parsed.cacheable) {
+        const lang = sourceLanguage(args);
+        if (lang) this.stats.language(languageGroup(lang), 'uncached');
+        return runAsIs(parsed.reason);
+      }
       if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
         return runAsIs('dependency output via environment');
       return await this.compileCached(program, args, identity, parsed, req);
@@ -198,6 +199,7 @@ export class CompileService {
       const response = lookup.result && this.replay(lookup.result, parsed, req);
       if (response) {
         this.stats.count('hitsDirect');
+        this.stats.language(group(parsed), 'hits');
         return response;
       }
       // Never compiled with these arguments and this source: nothing for the preprocessor to find
@@ -240,12 +242,13 @@ export class CompileService {
     }
 
     this.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
-    const cached = this.readResult(resultKey);
+    const cached = this.entries.readResult(resultKey);
     this.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
     if (cached) {
       const response = this.replay(cached, parsed, req);
       if (response) {
         this.stats.count('hitsPreprocessed');
+        this.stats.language(group(parsed), 'hits');
         if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
         return response;
       }
@@ -281,9 +284,11 @@ export class CompileService {
     const stderr = this.stderrFor(run.stderr, parsed, req);
     if (run.exitCode !== 0) {
       this.stats.count('compileFailed');
+      this.stats.language(group(parsed), 'failed');
       return { response: { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr } };
     }
     this.stats.count('misses');
+    this.stats.language(group(parsed), 'misses');
     return {
       stdout: run.stdout,
       stderr: run.stderr,
@@ -308,6 +313,7 @@ export class CompileService {
       return undefined;
     }
     this.stats.count('misses');
+    this.stats.language(group(parsed), 'misses');
     const stderr = Buffer.alloc(0);
     return {
       stdout: outcome.stdout,
@@ -360,10 +366,10 @@ export class CompileService {
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
         this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-        this.writeManifest(directKey, resultKey, files);
+        this.entries.addManifestEntry(directKey, { files, result: resultKey });
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
-        this.putManifest(directKey, []);
+        this.entries.putManifest(directKey, []);
       }
       return run.success;
     } finally {
@@ -385,41 +391,17 @@ export class CompileService {
   }
 
   private store(key: string, stdout: Buffer, stderr: Buffer, parsed: CacheableCompile, cwd: string): void {
-    const names: string[] = [];
-    const blobs: Buffer[] = [stdout, stderr];
+    const files: [string, Buffer][] = [];
     for (const [kind, file] of this.outputFiles(parsed)) {
       const data = readOutputFile(cwd, file);
-      if (data) {
-        names.push(kind);
-        blobs.push(data);
-      } else if (kind === 'object' || kind === 'dep') {
+      if (data) files.push([kind, data]);
+      else if (kind === 'object' || kind === 'dep') {
         this.stats.error('missing output');
         this.log.warn(`not storing: ${kind} ${file} was not produced`);
         return;
       }
     }
-    const header: ResultHeader = { exitCode: 0, files: names };
-    try {
-      this.storage.put(EntryKind.RESULT, key, seal(EnvelopeKind.RESULT, header, blobs));
-    } catch (err) {
-      this.stats.error('cache write');
-      this.log.warn(`cannot store ${key}: ${(err as Error).message}`);
-    }
-  }
-
-  private readResult(key: string): CachedResult | undefined {
-    const data = this.storage.get(EntryKind.RESULT, key);
-    if (!data) return undefined;
-    const env = open<ResultHeader>(EnvelopeKind.RESULT, data);
-    if (!env || !Array.isArray(env.header.files) || env.blobs.length !== env.header.files.length + 2) {
-      this.stats.error('corrupt entry');
-      this.log.warn(`removing corrupt result ${key}`);
-      this.storage.remove(EntryKind.RESULT, key);
-      return undefined;
-    }
-    const files = new Map<string, Buffer>();
-    for (const [i, kind] of env.header.files.entries()) files.set(kind, env.blobs[i + 2]!);
-    return { stdout: env.blobs[0]!, stderr: env.blobs[1]!, files };
+    this.entries.putResult(key, stdout, stderr, files);
   }
 
   /** Writes a cached result's files; undefined when they cannot be written (the caller compiles). */
@@ -444,24 +426,12 @@ export class CompileService {
     };
   }
 
-  private readManifest(key: string): ManifestHeader | undefined {
-    const data = this.storage.get(EntryKind.MANIFEST, key);
-    if (!data) return undefined;
-    const env = open<ManifestHeader>(EnvelopeKind.MANIFEST, data);
-    if (!env || !Array.isArray(env.header.entries)) {
-      this.stats.error('corrupt entry');
-      this.storage.remove(EntryKind.MANIFEST, key);
-      return undefined;
-    }
-    return env.header;
-  }
-
   /** The result a manifest names for the headers as they are now; `known` says whether a manifest exists. */
   private lookupManifest(directKey: string, cwd: string): { known: boolean; result?: CachedResult } {
-    const manifest = this.readManifest(directKey);
-    this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.entries.length} entries` : 'absent'}`);
+    const manifest = this.entries.readManifest(directKey);
+    this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.length} entries` : 'absent'}`);
     if (!manifest) return { known: false };
-    for (const entry of manifest.entries) {
+    for (const entry of manifest) {
       const matches = entry.files.every(
         ([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest,
       );
@@ -469,7 +439,7 @@ export class CompileService {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
         continue;
       }
-      const result = this.readResult(entry.result);
+      const result = this.entries.readResult(entry.result);
       if (result) return { known: true, result };
     }
     return { known: true };
@@ -487,7 +457,7 @@ export class CompileService {
     startedMs: number,
   ): void {
     const files = this.trustedDigests(headers, req, startedMs);
-    if (files) this.writeManifest(directKey, resultKey, files);
+    if (files) this.entries.addManifestEntry(directKey, { files, result: resultKey });
   }
 
   /**
@@ -521,23 +491,5 @@ export class CompileService {
       files.push([file, d.digest]);
     }
     return files;
-  }
-
-  private writeManifest(directKey: string, resultKey: string, files: [string, string][]): void {
-    const old = this.readManifest(directKey)?.entries ?? [];
-    const entries = [{ files, result: resultKey }, ...old.filter((e) => e.result !== resultKey)].slice(
-      0,
-      MAX_MANIFEST_ENTRIES,
-    );
-    this.putManifest(directKey, entries);
-  }
-
-  private putManifest(directKey: string, entries: ManifestHeader['entries']): void {
-    try {
-      this.storage.put(EntryKind.MANIFEST, directKey, seal(EnvelopeKind.MANIFEST, { entries }, []));
-    } catch (err) {
-      this.stats.error('cache write');
-      this.log.warn(`cannot store manifest: ${(err as Error).message}`);
-    }
   }
 }

@@ -20,8 +20,18 @@ export interface StatsData {
   distErrors: Record<string, number>;
   /** Cacheable misses kept local by choice (no capacity, conftest, toolchain still packaging), by reason. */
   distLocal: Record<string, number>;
+  /** Per language group (C, C++, Rust, CUDA…): hits, misses, failed compiles, calls not cached. */
+  languages: Record<string, LanguageCounts>;
   since: string;
 }
+
+export interface LanguageCounts {
+  hits: number;
+  misses: number;
+  failed: number;
+  uncached: number;
+}
+export type LanguageOutcome = keyof LanguageCounts;
 
 export const emptyStats = (): StatsData => ({
   requests: 0,
@@ -34,6 +44,7 @@ export const emptyStats = (): StatsData => ({
   distCompiles: {},
   distErrors: {},
   distLocal: {},
+  languages: {},
   since: new Date().toISOString(),
 });
 
@@ -50,6 +61,12 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
     target[field] ??= {};
     const into = target[field];
     for (const [k, v] of Object.entries(delta[field] ?? {})) into[k] = (into[k] ?? 0) + v;
+  }
+  target.languages ??= {};
+  for (const [lang, counts] of Object.entries(delta.languages ?? {})) {
+    target.languages[lang] ??= { hits: 0, misses: 0, failed: 0, uncached: 0 };
+    const into = target.languages[lang];
+    for (const k of ['hits', 'misses', 'failed', 'uncached'] as const) into[k] += counts[k] ?? 0;
   }
   return target;
 }
@@ -91,6 +108,12 @@ export class Stats {
 
   error(kind: string): void {
     this.delta.errors[kind] = (this.delta.errors[kind] ?? 0) + 1;
+  }
+
+  /** One call's outcome, counted under its language group. */
+  language(group: string, outcome: LanguageOutcome): void {
+    this.delta.languages[group] ??= { hits: 0, misses: 0, failed: 0, uncached: 0 };
+    this.delta.languages[group][outcome]++;
   }
 
   dist(field: 'distCompiles' | 'distErrors' | 'distLocal', key: string): void {

@@ -1,0 +1,363 @@
+/**
+ * rustc through kiln (`RUSTC_WRAPPER=kiln cargo build`). A crate compile is looked up by a direct
+ * key — rustc's identity, the arguments that matter, the working directory, the source, every
+ * `--extern` crate and static library by content, the CARGO_* environment — and a manifest that
+ * lists what earlier compiles with that key read according to rustc's own dep-info: source files
+ * (`mod`, `include!`, `include_str!`, files a build script wrote) by digest and the variables
+ * `env!`/`option_env!` looked up. A hit costs no rustc run at all; a miss compiles once, with
+ * dep-info, and stores the outputs.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { digestBuffer, type FileDigestCache, KeyHasher } from '../cache/digest.js';
+import type { CachedResult, CacheEntries, ManifestEntry } from '../cache/entries.js';
+import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
+import { findExecutable } from '../client/find-executable.js';
+import { Action, type Response } from '../client/protocol.js';
+import { parseRustDepInfo } from '../compiler/depfile.js';
+import { runCaptured } from '../compiler/run.js';
+import { parseRustcArgs, type RustCompile, rustOutputs } from '../compiler/rustc-args.js';
+import type { Logger } from '../log.js';
+import type { Stats } from '../stats/stats.js';
+import type { CompileRequest } from './compile-service.js';
+
+/** Bump when the key recipe or entry layout changes. */
+const KEY_VERSION = 'kiln-rust-1';
+/** See compile-service.ts: a file changed this close to the compile's start may have changed while rustc read it. */
+const TOO_NEW_MARGIN_MS = 50;
+const LANGUAGE = 'Rust';
+
+/**
+ * CARGO_* variables that name where things are or how cargo itself runs, never what a crate is:
+ * everything else cargo sets (package name, version, manifest dir, features for build scripts…)
+ * joins the key, since a proc-macro may read it without rustc knowing.
+ */
+const CARGO_ENV_IGNORED =
+  /^CARGO_(MAKEFLAGS|HOME|TARGET_DIR|BUILD_JOBS|TERM_.*|LOG|HTTP_.*|NET_.*|REGISTRY_.*|REGISTRIES_.*|INCREMENTAL|ENCODED_RUSTFLAGS|CACHE_RUSTC_INFO)$/;
+/** Other variables that change what rustc or the proc-macro linker produce. */
+const KEY_ENV = ['RUSTC_BOOTSTRAP', 'RUST_TARGET_PATH', 'LIBRARY_PATH'];
+
+interface RustcIdentity {
+  readonly digest: string;
+  readonly host: string;
+}
+
+/** A file kiln names in a manifest, as rustc's dep-info gave it, with its digest. */
+type FileDigests = [string, string][];
+
+function statSignature(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** Names, sizes and mtimes of a directory's files: enough to notice a replaced toolchain library. */
+function listing(dir: string): string {
+  try {
+    return fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => {
+        const st = fs.statSync(path.join(dir, e.name));
+        return `${e.name}:${st.size}:${st.mtimeMs}`;
+      })
+      .sort()
+      .join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Cargo hands rustc its jobserver as inherited file descriptors. A compile started by the daemon
+ * does not have them, and rustc warns about the dangling numbers: drop them so it uses its own.
+ */
+function withoutFdJobserver(env: Readonly<Record<string, string>>): Record<string, string> {
+  const out = { ...env };
+  for (const name of ['CARGO_MAKEFLAGS', 'MAKEFLAGS', 'MFLAGS']) {
+    const value = out[name];
+    if (value === undefined) continue;
+    out[name] = value
+      .split(' ')
+      .filter((t) => !/^--jobserver-(fds|auth)=\d+,\d+$/.test(t))
+      .join(' ');
+  }
+  return out;
+}
+
+const envDigest = (value: string | undefined): string | null =>
+  value === undefined ? null : digestBuffer(Buffer.from(value));
+
+/** Replaces the output directory a cached entry was made in with the current one. */
+function relocate(data: Buffer, from: string, to: string, encode: (p: string) => string): Buffer {
+  if (from === to) return data;
+  return Buffer.from(data.toString('latin1').replaceAll(encode(from), encode(to)), 'latin1');
+}
+/** rustc's dep-info escapes spaces in paths. */
+const depEscape = (p: string) => Buffer.from(`${p}/`.replaceAll(' ', '\\ ')).toString('latin1');
+/** Artifact notifications (`--json=artifacts`) carry output paths as JSON strings. */
+const jsonEscape = (p: string) => Buffer.from(JSON.stringify(`${p}/`).slice(1, -1)).toString('latin1');
+
+export class RustCompileService {
+  /** By program (and toolchain choice for rustup proxies); null: not rustc. */
+  private readonly identities = new Map<string, { signature: string; identity: RustcIdentity | null }>();
+
+  constructor(
+    private readonly entries: CacheEntries,
+    private readonly stats: Stats,
+    private readonly digests: FileDigestCache,
+    private readonly log: Logger,
+  ) {}
+
+  /** Undefined when `program` is not rustc: the caller runs it unchanged. */
+  async handle(program: string, args: readonly string[], req: CompileRequest): Promise<Response | undefined> {
+    const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
+    const uncached = (reason: string) => {
+      this.stats.nonCacheable(reason);
+      this.stats.language(LANGUAGE, 'uncached');
+      this.log.debug(`rustc not cached: ${reason}`);
+      return asTyped;
+    };
+    const identity = await this.identify(program, req);
+    if (!identity) return undefined;
+    const parsed = parseRustcArgs(args, req.cwd);
+    if (!parsed.cacheable) return uncached(parsed.reason);
+    const outputs = rustOutputs(parsed, identity.host);
+    if (!outputs) return uncached(`output names for target ${parsed.target}`);
+    const startedMs = Date.now();
+    const directKey = await this.directKey(identity, parsed, req);
+    if (!directKey) return uncached('unreadable input or extern crate');
+
+    const hit = this.lookup(directKey, req);
+    if (hit) {
+      const response = this.replay(hit, outputs, parsed);
+      if (response) {
+        this.stats.count('hitsDirect');
+        this.stats.language(LANGUAGE, 'hits');
+        return response;
+      }
+    }
+    return this.compile(program, parsed, outputs, directKey, req, startedMs);
+  }
+
+  /** rustc's identity: `-vV`, the sysroot and its libraries. Null: the program is not rustc. */
+  private async identify(program: string, req: CompileRequest): Promise<RustcIdentity | null> {
+    // A rustup proxy picks its toolchain from RUSTUP_TOOLCHAIN or, without it, from the directory.
+    const proxy = path.basename(fs.realpathSync(program)).startsWith('rustup');
+    const memoKey = proxy
+      ? `${program}\0${req.env.RUSTUP_TOOLCHAIN ?? req.cwd}\0${req.env.RUSTUP_HOME}`
+      : program;
+    const signature = statSignature(program);
+    const known = this.identities.get(memoKey);
+    if (known?.signature === signature) return known.identity;
+    const identity = await this.askRustc(program, req);
+    this.identities.set(memoKey, { signature, identity });
+    return identity;
+  }
+
+  private async askRustc(program: string, req: CompileRequest): Promise<RustcIdentity | null> {
+    const env = withoutFdJobserver(req.env);
+    const vv = await runCaptured(program, program, ['-vV'], req.cwd, env);
+    const text = vv.stdout.toString();
+    const host = /^host: (\S+)$/m.exec(text)?.[1];
+    if (vv.exitCode !== 0 || vv.failure || !/^rustc \S+/.test(text) || !host) return null;
+    const sysrootRun = await runCaptured(program, program, ['--print', 'sysroot'], req.cwd, env);
+    const sysroot = sysrootRun.stdout.toString().trim();
+    if (sysrootRun.exitCode !== 0 || !sysroot) return null;
+    const h = new KeyHasher()
+      .add('vV', text)
+      .add('sysroot', sysroot)
+      .add('lib', listing(path.join(sysroot, 'lib')));
+    const rustlib = path.join(sysroot, 'lib', 'rustlib');
+    for (const triple of fs.existsSync(rustlib) ? fs.readdirSync(rustlib).sort() : []) {
+      h.add(`rustlib:${triple}`, listing(path.join(rustlib, triple, 'lib')));
+    }
+    return { digest: h.digest(), host };
+  }
+
+  /** The direct key; undefined when the source or an extern crate cannot be read. */
+  private async directKey(
+    identity: RustcIdentity,
+    parsed: RustCompile,
+    req: CompileRequest,
+  ): Promise<string | undefined> {
+    const source = this.digests.get(path.resolve(req.cwd, parsed.input));
+    if (!source) return undefined;
+    const h = new KeyHasher()
+      .add('version', KEY_VERSION)
+      .add('rustc', identity.digest)
+      .add('cwd', req.cwd)
+      .add('input', parsed.input)
+      .add('source', source.digest)
+      .addList('args', parsed.keyArgs);
+    for (const [name, file] of parsed.externs) {
+      const d = this.digests.get(file);
+      if (!d) return undefined;
+      h.add(`extern:${name}`, d.digest);
+    }
+    for (const lib of parsed.staticLibs) {
+      const file = lib.searchDirs
+        .map((dir) => path.join(dir, `lib${lib.name}.a`))
+        .find((f) => fs.existsSync(f));
+      h.add(`static:${lib.name}`, file ? this.digests.get(file)?.digest : 'missing');
+    }
+    if (parsed.target?.endsWith('.json')) {
+      h.add('target-spec', this.digests.get(path.resolve(req.cwd, parsed.target))?.digest ?? 'missing');
+    }
+    for (const name of Object.keys(req.env).sort()) {
+      if (name.startsWith('CARGO_') && !CARGO_ENV_IGNORED.test(name)) h.add(`env:${name}`, req.env[name]);
+    }
+    for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
+    if (parsed.crateTypes.includes('proc-macro')) h.add('linker', await this.linkerIdentity(parsed, req));
+    return h.digest();
+  }
+
+  /** A proc-macro is linked by the system linker (`cc` unless -C linker): its binary and version join the key. */
+  private async linkerIdentity(parsed: RustCompile, req: CompileRequest): Promise<string> {
+    const linker = parsed.linker ?? findExecutable('cc', req.env.PATH, req.cwd, new Set());
+    if (!linker) return 'none';
+    const d = this.digests.get(linker);
+    const version = await runCaptured(linker, linker, ['--version'], req.cwd, req.env);
+    return `${linker}:${d?.digest}:${version.stdout.toString()}`;
+  }
+
+  /** The newest manifest entry whose files and environment match the current ones. */
+  private lookup(directKey: string, req: CompileRequest): CachedResult | undefined {
+    for (const entry of this.entries.readManifest(directKey) ?? []) {
+      const filesMatch = entry.files.every(
+        ([file, digest]) => this.digests.get(path.resolve(req.cwd, file))?.digest === digest,
+      );
+      const envMatches = (entry.env ?? []).every(([name, digest]) => envDigest(req.env[name]) === digest);
+      if (!filesMatch || !envMatches) continue;
+      const result = this.entries.readResult(entry.result);
+      if (result) return result;
+    }
+    return undefined;
+  }
+
+  /** Writes a cached crate's outputs; undefined when one is missing or cannot be written. */
+  private replay(
+    result: CachedResult,
+    outputs: [string, string][],
+    parsed: RustCompile,
+  ): Response | undefined {
+    const storedDir = result.meta.outDir ?? parsed.outDir;
+    try {
+      for (const [kind, file] of outputs) {
+        const data = result.files.get(kind);
+        if (!data) return undefined;
+        const bytes = kind === 'dep-info' ? relocate(data, storedDir, parsed.outDir, depEscape) : data;
+        writeOutputFile('/', file, bytes, kind === 'proc-macro' ? 0o777 : 0o666);
+      }
+    } catch (err) {
+      this.stats.error('output write');
+      this.log.info(`cannot write rustc outputs: ${(err as Error).message}`);
+      return undefined;
+    }
+    return {
+      action: Action.RESULT,
+      exitCode: 0,
+      stdout: result.stdout,
+      stderr: relocate(result.stderr, storedDir, parsed.outDir, jsonEscape),
+    };
+  }
+
+  /** A miss: compile with dep-info, answer the client, then store the outputs and the manifest entry. */
+  private async compile(
+    program: string,
+    parsed: RustCompile,
+    outputs: [string, string][],
+    directKey: string,
+    req: CompileRequest,
+    startedMs: number,
+  ): Promise<Response> {
+    const ownDepInfo = parsed.emits.has('dep-info')
+      ? undefined
+      : path.join(os.tmpdir(), `kiln-rust-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+    const extra = ownDepInfo ? [`--emit=dep-info=${ownDepInfo}`] : [];
+    try {
+      const run = await runCaptured(
+        program,
+        program,
+        [...parsed.args, ...extra],
+        req.cwd,
+        withoutFdJobserver(req.env),
+      );
+      if (run.failure) {
+        this.stats.error('compiler crashed');
+        return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
+      }
+      const response: Response = {
+        action: Action.RESULT,
+        exitCode: run.exitCode,
+        stdout: run.stdout,
+        stderr: run.stderr,
+      };
+      if (run.exitCode !== 0) {
+        this.stats.count('compileFailed');
+        this.stats.language(LANGUAGE, 'failed');
+        return response;
+      }
+      this.stats.count('misses');
+      this.stats.language(LANGUAGE, 'misses');
+      const depInfoFile = ownDepInfo ?? outputs.find(([kind]) => kind === 'dep-info')![1];
+      this.store(directKey, run.stdout, run.stderr, outputs, depInfoFile, parsed, req, startedMs);
+      return response;
+    } finally {
+      if (ownDepInfo) fs.rmSync(ownDepInfo, { force: true });
+    }
+  }
+
+  private store(
+    directKey: string,
+    stdout: Buffer,
+    stderr: Buffer,
+    outputs: [string, string][],
+    depInfoFile: string,
+    parsed: RustCompile,
+    req: CompileRequest,
+    startedMs: number,
+  ): void {
+    const depInfo = parseRustDepInfo(readOutputFile('/', depInfoFile)?.toString() ?? '');
+    const files = depInfo && this.trustedDigests(depInfo.files, req.cwd, startedMs);
+    if (!depInfo || !files) {
+      this.log.debug(
+        `${parsed.crateName}: not stored (dep-info missing or a source changed during the compile)`,
+      );
+      return;
+    }
+    const blobs: [string, Buffer][] = [];
+    for (const [kind, file] of outputs) {
+      const data = readOutputFile('/', file);
+      if (!data) {
+        this.stats.error('missing output');
+        this.log.warn(`not storing ${parsed.crateName}: ${file} was not produced`);
+        return;
+      }
+      blobs.push([kind, data]);
+    }
+    const env = depInfo.env.map(([name]) => [name, envDigest(req.env[name])] as const);
+    const h = new KeyHasher().add('version', KEY_VERSION).add('direct', directKey);
+    for (const [file, digest] of files) h.add(`file:${file}`, digest);
+    for (const [name, digest] of env) h.add(`env:${name}`, digest ?? undefined);
+    const resultKey = h.digest();
+    this.entries.putResult(resultKey, stdout, stderr, blobs, { outDir: parsed.outDir });
+    const entry: ManifestEntry = { files, env, result: resultKey };
+    this.entries.addManifestEntry(directKey, entry);
+  }
+
+  /** Digests of the files rustc read, or undefined when one is unreadable or changed during the compile. */
+  private trustedDigests(files: readonly string[], cwd: string, startedMs: number): FileDigests | undefined {
+    const out: FileDigests = [];
+    for (const file of files) {
+      const d = this.digests.get(path.resolve(cwd, file));
+      if (!d || d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
+        this.log.debug(`rust manifest off: ${file} ${d ? 'is too new' : 'cannot be read'}`);
+        return undefined;
+      }
+      out.push([file, d.digest]);
+    }
+    return out;
+  }
+}
