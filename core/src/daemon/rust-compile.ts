@@ -275,7 +275,8 @@ export class RustCompileService {
     const ownDepInfo = parsed.emits.has('dep-info')
       ? undefined
       : path.join(os.tmpdir(), `kiln-rust-${process.pid}-${randomBytes(6).toString('hex')}.d`);
-    const extra = ownDepInfo ? [`--emit=dep-info=${ownDepInfo}`] : [];
+    // Repeating the kinds asked for keeps rustc's default (link) when the call had no --emit.
+    const extra = ownDepInfo ? [`--emit=${[...parsed.emits, `dep-info=${ownDepInfo}`].join(',')}`] : [];
     try {
       const run = await runCaptured(
         program,
