@@ -26,3 +26,8 @@ const RUSTC_NAME = /^rustc(-[0-9.]+)?$/;
 export function looksLikeRustc(name: string, resolved: string): boolean {
   return [path.basename(name), path.basename(resolved)].some((n) => RUSTC_NAME.test(n));
 }
+
+/** nvcc, CUDA's compiler driver. */
+export function looksLikeNvcc(name: string, resolved: string): boolean {
+  return [path.basename(name), path.basename(resolved)].some((n) => n === 'nvcc');
+}

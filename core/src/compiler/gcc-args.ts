@@ -20,6 +20,8 @@ export const Languages = {
   'objective-c-cpp-output': { preprocessed: undefined },
   'objective-c++-cpp-output': { preprocessed: undefined },
   assembler: { preprocessed: undefined },
+  /** CUDA through nvcc (never gcc's: gcc treats .cu as a linker input). */
+  cu: { preprocessed: undefined },
 } as const;
 export type Language = keyof typeof Languages;
 
@@ -50,6 +52,7 @@ export function languageGroup(lang: Language): string {
   if (lang.startsWith('objective-c')) return 'Objective-C';
   if (lang.startsWith('c++')) return 'C++';
   if (lang.startsWith('assembler')) return 'Assembler';
+  if (lang === 'cu') return 'CUDA';
   return 'C';
 }
 
@@ -182,13 +185,18 @@ export interface ExtraOutput {
 
 export interface CacheableCompile {
   readonly cacheable: true;
-  readonly family: Family;
+  readonly family: Family | 'nvcc';
   /** The arguments after response-file expansion, in order, as the compiler will see them. */
   readonly args: readonly string[];
   readonly input: string;
   readonly language: Language;
   /** False when the input needs no preprocessor run (.i, .ii, .s): its bytes are the key. */
   readonly needsPreprocessor: boolean;
+  /**
+   * No `-E` run shows every header (nvcc: device passes), so a miss always compiles in depend
+   * mode and headers come from the compiler's depfile; without direct mode nothing is cached.
+   */
+  readonly dependModeOnly: boolean;
   readonly output: string;
   /** Where the depfile lands, when -MD/-MMD asks for one. */
   readonly depFile: string | undefined;
@@ -507,6 +515,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     input: input.file,
     language: input.language,
     needsPreprocessor: Languages[input.language].preprocessed !== undefined,
+    dependModeOnly: false,
     output: objectPath,
     depFile: depPath,
     depListing: !deps ? 'none' : partialDeps ? 'partial' : 'all',

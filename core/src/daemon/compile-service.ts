@@ -9,7 +9,7 @@ import type { Storage } from '../cache/storage.js';
 import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
 import { parseDepfile } from '../compiler/depfile.js';
-import { detectFamily, looksLikeCCompiler, looksLikeRustc } from '../compiler/detect.js';
+import { detectFamily, looksLikeCCompiler, looksLikeNvcc, looksLikeRustc } from '../compiler/detect.js';
 import {
   type CacheableCompile,
   type Family,
@@ -18,6 +18,7 @@ import {
   sourceLanguage,
 } from '../compiler/gcc-args.js';
 import { includedFiles } from '../compiler/linemarkers.js';
+import { parseNvccArgs } from '../compiler/nvcc-args.js';
 import { runCaptured } from '../compiler/run.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -53,6 +54,9 @@ const KEY_ENV = [
   'GCC_COLORS',
   'CCC_OVERRIDE_OPTIONS',
 ];
+
+/** nvcc adds these to its command line or uses them to pick the host compiler. */
+const NVCC_KEY_ENV = ['NVCC_PREPEND_FLAGS', 'NVCC_APPEND_FLAGS', 'NVCC_CCBIN'];
 
 export interface CompileRequest {
   readonly cwd: string;
@@ -113,6 +117,7 @@ export class CompileService {
       if (looksLikeRustc(name, program)) {
         return (await this.rust.handle(program, args, req)) ?? runAsIs('unsupported compiler');
       }
+      if (looksLikeNvcc(name, program)) return await this.handleNvcc(program, name, args, req, runAsIs);
       if (!looksLikeCCompiler(name, program)) return runAsIs('unsupported compiler');
       const identity = await this.identify(program, name, req);
       if (!identity.family) return runAsIs('unsupported compiler');
@@ -130,6 +135,38 @@ export class CompileService {
       this.stats.error('internal');
       return { action: Action.EXEC, program, argv: [program, ...args] };
     }
+  }
+
+  /**
+   * nvcc: its own identity plus the host compiler's (`-ccbin`, NVCC_CCBIN or gcc), then the C/C++
+   * path with depend mode as the only way to learn headers.
+   */
+  private async handleNvcc(
+    program: string,
+    name: string,
+    args: readonly string[],
+    req: CompileRequest,
+    runAsIs: (reason: string) => Response,
+  ): Promise<Response> {
+    const parsed = parseNvccArgs(args);
+    if (!parsed.cacheable) {
+      this.stats.language('CUDA', 'uncached');
+      return runAsIs(parsed.reason);
+    }
+    let hostName = parsed.hostCompiler ?? req.env.NVCC_CCBIN ?? 'gcc';
+    if (fs.statSync(path.resolve(req.cwd, hostName), { throwIfNoEntry: false })?.isDirectory()) {
+      hostName = path.join(hostName, 'gcc');
+    }
+    const host = findExecutable(hostName, req.env.PATH, req.cwd, req.skip);
+    if (!host) return runAsIs('nvcc host compiler not found');
+    const nvcc = await this.identify(program, name, req);
+    const hostId = await this.identify(host, hostName, req);
+    const identity: CompilerIdentity = {
+      signature: '',
+      digest: new KeyHasher().add('nvcc', nvcc.digest).add('host', hostId.digest).digest(),
+      family: undefined,
+    };
+    return await this.compileCached(program, args, identity, parsed, req);
   }
 
   private uncached(reason: string, response: Response): Response {
@@ -163,6 +200,7 @@ export class CompileService {
       .add('language', parsed.language)
       .addList('args', parsed.keyArgs);
     for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
+    if (parsed.family === 'nvcc') for (const name of NVCC_KEY_ENV) h.add(`env:${name}`, req.env[name]);
     if (parsed.keyCwd) h.add('cwd', req.cwd);
     if (parsed.keyHostCpu) h.add('cpu', `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`);
     for (const file of parsed.keyFiles) h.add(`file:${file}`, this.digests.get(file)?.digest);
@@ -204,7 +242,8 @@ export class CompileService {
       }
       // Never compiled with these arguments and this source: nothing for the preprocessor to find
       // either, so skip it and learn the headers from a depfile (ccache's "depend mode").
-      if (!manifestKnown && this.config.dependMode && parsed.depListing !== 'partial' && !distributable) {
+      const depend = parsed.dependModeOnly || (!manifestKnown && this.config.dependMode);
+      if (depend && parsed.depListing !== 'partial' && !distributable) {
         const response = await this.compileDependMode(
           program,
           args,
@@ -216,6 +255,12 @@ export class CompileService {
         );
         if (response) return response;
       }
+    }
+
+    if (parsed.dependModeOnly) {
+      // No preprocessor mode to fall back on: compile, store nothing.
+      const run = await this.compile(program, args, [], parsed, req);
+      return run.response ?? run.success;
     }
 
     let resultKey: string;
