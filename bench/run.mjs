@@ -20,7 +20,7 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency,scheduler').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler').split(',');
 
 const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
 const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
@@ -257,6 +257,16 @@ async function main() {
   const results = {};
   for (const p of ['zlib', 'yaml-cpp']) if (ONLY.includes(p)) results[p] = benchProject(p, list);
   const lat = ONLY.includes('latency') ? benchLatency(list) : undefined;
+  // Rust (cargo, offline from Debian's crate sources) and CUDA (one nvcc file): bench/rust-cuda.mjs.
+  const { benchCargo, benchCuda, cargoPrerequisites } = await import('./rust-cuda.mjs');
+  const extraRows = {};
+  if (ONLY.includes('cargo')) {
+    const missing = has('cargo') ? cargoPrerequisites() : 'cargo not installed';
+    if (missing) process.stderr.write(`  cargo rows skipped: ${missing}\n`);
+    else extraRows['cargo build'] = benchCargo({ runs: Math.min(RUNS, 3), work, tools: list });
+  }
+  if (ONLY.includes('cuda') && has('nvcc'))
+    extraRows['nvcc saxpy.cu'] = benchCuda({ runs: RUNS, work, tools: list });
   // Scheduler load: medians over runs of a real scheduler process with 1,000 simulated workers.
   const sched = [];
   if (ONLY.includes('scheduler')) {
@@ -279,6 +289,12 @@ async function main() {
     lines.push(
       `${`${p} cold overhead vs plain`.padEnd(30)}${names.map((n) => col(`${over(n).toFixed(1)}%`)).join('')}`,
     );
+  }
+  for (const [label, rows] of Object.entries(extraRows)) {
+    for (const mode of ['cold', 'warm']) {
+      const cell = (n) => col(rows[mode][n] === undefined ? '-' : rows[mode][n].toFixed(2));
+      lines.push(`${`${label}, ${mode} (s)`.padEnd(30)}${names.map(cell).join('')}`);
+    }
   }
   if (lat) {
     for (const file of ['small.c', 'duktape.c']) {

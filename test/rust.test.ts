@@ -230,6 +230,19 @@ describe.skipIf(!haveRust)('cargo through RUSTC_WRAPPER=kiln', () => {
     expect(runApp()).toMatch(/ x=1 /);
   });
 
+  it('caches release builds and cargo check too', () => {
+    cargo(['build', '--release']);
+    cargo(['clean', '--release']);
+    const release = delta(() => cargo(['build', '--release']));
+    expect(release).toEqual({ hits: 6, misses: 0 });
+    const out = spawnSync(path.join(project, 'target', 'release', 'app'), { encoding: 'utf8' }).stdout;
+    expect(out.trim()).toBe('gen=two loud=true x=1 answer=43 pid=true width=5');
+    cargo(['check']);
+    cargo(['clean']);
+    // check emits metadata only: its own entries, all hits the second time.
+    expect(delta(() => cargo(['check']))).toEqual({ hits: 6, misses: 0 });
+  });
+
   it('runs a "rustc" that is not rustc unchanged', () => {
     const fake = sb.file('fake/rustc', '#!/bin/sh\necho "not really rustc: $*"\nexit 3\n');
     fs.chmodSync(fake, 0o755);
