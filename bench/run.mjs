@@ -292,7 +292,8 @@ async function main() {
   }
   for (const [label, rows] of Object.entries(extraRows)) {
     for (const mode of ['cold', 'warm']) {
-      const cell = (n) => col(rows[mode][n] === undefined ? '-' : rows[mode][n].toFixed(2));
+      const v = (n) => rows[mode][n];
+      const cell = (n) => col(v(n) === undefined ? '-' : v(n).toFixed(v(n) < 0.1 ? 3 : 2));
       lines.push(`${`${label}, ${mode} (s)`.padEnd(30)}${names.map(cell).join('')}`);
     }
   }
@@ -317,7 +318,10 @@ async function main() {
     `\nkiln bench — medians of ${RUNS} runs, make/cmake -j${JOBS}, ${os.cpus().length} cores, ${os.cpus()[0]?.model}`,
   );
   console.log(
-    'plain: the compiler alone (warm = cold); ccache in its default direct mode; NODE_EXTRA_CA_CERTS unset\n',
+    'plain: the compiler alone (warm = cold); ccache in its default direct mode; NODE_EXTRA_CA_CERTS unset',
+  );
+  console.log(
+    'cargo: warm = `cargo clean` then `cargo build` with the cache filled; dev profile, so the root crate is incremental and never cached\n',
   );
   console.log(lines.join('\n'));
 }
