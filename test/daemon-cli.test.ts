@@ -88,10 +88,14 @@ describe('commands', () => {
     expect(text).toMatch(/Compile requests\s+6\n/);
     expect(text).toMatch(/Cache hits\s+1\n/);
     expect(text).toMatch(/ {2}linking\s+1\n/);
+    sb.file('c.cpp', 'int c;\n');
+    expect(sb.kiln(['g++', '-c', 'c.cpp']).status).toBe(0);
+    // Per language: hits, misses, failed, uncached (the linking call named a .c file: C).
+    expect(sb.kiln(['--show-stats']).stdout).toMatch(/ {2}C\s+1\s+1\s+0\s+4\n {2}C\+\+\s+0\s+1\s+0\s+0\n/);
     const { stats } = sb.stats();
     for (const [, reason] of calls) if (reason) expect(stats.nonCacheable[reason], reason).toBe(1);
     sb.kiln(['--stop-server']);
-    expect(sb.stats().stats.requests).toBe(6); // read back from disk by a new daemon
+    expect(sb.stats().stats.requests).toBe(7); // read back from disk by a new daemon
     expect(sb.kiln(['--zero-stats']).status).toBe(0);
     expect(sb.stats().stats.requests).toBe(0);
   });
