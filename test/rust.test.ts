@@ -243,6 +243,44 @@ describe.skipIf(!haveRust)('cargo through RUSTC_WRAPPER=kiln', () => {
     expect(delta(() => cargo(['check']))).toEqual({ hits: 6, misses: 0 });
   });
 
+  it('keys a static library that a #[link] attribute pulls from a -L native= directory', () => {
+    const lib = (value: number) => {
+      sb.file('native/f.c', `int f(void) { return ${value}; }\n`);
+      const cc = sb.run(['sh', '-c', 'cd native && gcc -c f.c && rm -f libfoo.a && ar rcs libfoo.a f.o']);
+      expect(cc.status, cc.stderr).toBe(0);
+      sleep(100);
+    };
+    lib(1);
+    sb.file(
+      'nat.rs',
+      '#[link(name = "foo", kind = "static")]\nextern "C" { fn f() -> i32; }\npub fn g() -> i32 { unsafe { f() } }\n',
+    );
+    const args = [
+      'rustc',
+      '--crate-name',
+      'nat',
+      '--crate-type',
+      'lib',
+      '--out-dir',
+      'nat-out',
+      '-L',
+      'native=native',
+      'nat.rs',
+    ];
+    const compile = () => {
+      const r = sb.run([sb.client, ...args], { env });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    expect(delta(compile)).toEqual({ hits: 0, misses: 1 });
+    // No dep-info asked for: kiln's own dep-info run must leave the rlib as plain rustc writes it.
+    const plain = sb.run(['rustc', ...args.slice(1, 5), '--out-dir', 'nat-plain', ...args.slice(7)], { env });
+    expect(plain.status, plain.stderr).toBe(0);
+    expect(sb.read('nat-out/libnat.rlib').equals(sb.read('nat-plain/libnat.rlib'))).toBe(true);
+    expect(delta(compile)).toEqual({ hits: 1, misses: 0 });
+    lib(2); // the rlib bundles libfoo.a: a new archive must not hit the old rlib
+    expect(delta(compile)).toEqual({ hits: 0, misses: 1 });
+  });
+
   it('runs a "rustc" that is not rustc unchanged', () => {
     const fake = sb.file('fake/rustc', '#!/bin/sh\necho "not really rustc: $*"\nexit 3\n');
     fs.chmodSync(fake, 0o755);

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { parseRustDepInfo } from '../src/compiler/depfile.js';
+import { parseNvccArgs } from '../src/compiler/nvcc-args.js';
 import { parseRustcArgs, type RustCompile, rustOutputs } from '../src/compiler/rustc-args.js';
 
 const cwd = '/w/reg/foo-1.0';
@@ -97,9 +99,18 @@ describe('parseRustcArgs', () => {
     expect(rustOutputs(lib, 'x86_64-pc-windows-msvc')).toBeUndefined();
   });
 
-  it('keys static libraries linked with -l static= by their search directories', () => {
-    const p = cacheable([...cargoLib, '-L', 'native=/opt/lib', '-l', 'static=z']);
-    expect(p.staticLibs).toEqual([{ name: 'z', searchDirs: ['/opt/lib'] }]);
+  it('keeps the -L directories whose libraries can end up in the output, not dependency ones', () => {
+    const p = cacheable([...cargoLib, '-L', 'native=/opt/lib', '-L', 'crates', '-l', 'static=z']);
+    expect(p.searchDirs).toEqual([
+      { kind: 'native', dir: '/opt/lib' },
+      { kind: 'all', dir: '/w/reg/foo-1.0/crates' },
+    ]);
+  });
+
+  it('keys a relative --out-dir (rustc writes it into the .d file as given) and target-cpu=native', () => {
+    expect(cacheable([...cargoLib, '--out-dir', 'rel']).keyArgs).toContain('--out-dir=rel');
+    expect(cacheable(cargoLib).keyHostCpu).toBe(false);
+    expect(cacheable([...cargoLib, '-Ctarget-cpu=native']).keyHostCpu).toBe(true);
   });
 
   it.each([
@@ -126,5 +137,45 @@ describe('parseRustcArgs', () => {
     [['--crate-name', 'a', '--crate-type', 'lib', 'a.rs', '--crate-type'], '--crate-type without a value'],
   ])('%j is not cached: %s', (args, why) => {
     expect(reason(args)).toBe(why);
+  });
+});
+
+describe('parseRustDepInfo', () => {
+  it('reads files (only spaces are escaped) and env-deps (set, unset, escaped newlines)', () => {
+    const text =
+      '/o/x-1.d: src/lib.rs src\\ dir#x$$y/a.rs\n\n/o/libx-1.rlib: src/lib.rs\n\nsrc/lib.rs:\n\n' +
+      '# env-dep:A=b\\nc\n# env-dep:UNSET\n';
+    expect(parseRustDepInfo(text)).toEqual({
+      files: ['src/lib.rs', 'src dir#x$$y/a.rs'],
+      env: [
+        ['A', 'b\nc'],
+        ['UNSET', undefined],
+      ],
+    });
+    expect(parseRustDepInfo('')).toBeUndefined();
+  });
+});
+
+describe('parseNvccArgs', () => {
+  const cu = (args: string[]) => parseNvccArgs(args);
+  it('reads a .cu compile with its object, depfile and host compiler', () => {
+    const p = cu(['-c', 'src/k.cu', '-odir', 'obj', '-ccbin', 'g++-12', '-MD', '-MF', 'k.d', '-arch=sm_80']);
+    expect(p).toMatchObject({ cacheable: true, output: 'obj/k.o', depFile: 'k.d', hostCompiler: 'g++-12' });
+    expect(cu(['-c', 'k.cu', '-Xcompiler', '-O2,-march=native'])).toMatchObject({ keyHostCpu: true });
+  });
+
+  it.each([
+    [['k.cu', '-o', 'k'], 'nvcc call that does not compile (linking or another mode)'],
+    [['-c', 'k.cu', '-arch=native'], '-arch=native (the local GPU)'],
+    [['-c', 'k.cu', '-Xcompiler', '-fPIC -MD'], 'host compiler option -MD'],
+    [['-c', 'k.cu', '-Xcompiler', '--coverage'], 'host compiler option --coverage'],
+    [['-c', 'k.cu', '-MF', 'k.d'], '-MF without -MD'],
+    [['-c', 'k.cu', '-time', 't.csv'], 'nvcc -time'],
+    [['-c', 'k.cpp'], 'nvcc input that is not CUDA'],
+    [['-c', 'a.cu', 'b.cu'], 'multiple input files'],
+    [['-E', 'k.cu'], 'nvcc -E'],
+  ])('%j is not cached: %s', (args, why) => {
+    const p = cu(args);
+    expect(p.cacheable ? undefined : p.reason).toBe(why);
   });
 });

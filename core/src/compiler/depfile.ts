@@ -49,12 +49,20 @@ function unescapeDepEnv(text: string): string {
   return text.replace(/\\([\\nr])/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
 }
 
-/** Parses rustc's dep-info: the first rule's prerequisites plus its `# env-dep:NAME[=VALUE]` lines. */
+/**
+ * Parses rustc's dep-info: the first rule's prerequisites plus its `# env-dep:NAME[=VALUE]` lines.
+ * rustc escapes only spaces in paths (`#` and `$` are written as they are), so only `\ ` is undone.
+ */
 export function parseRustDepInfo(text: string): RustDepInfo | undefined {
-  const files = parseDepfile(text);
-  if (!files) return undefined;
+  const lines = text.split('\n');
+  const rule = lines.find((l) => l.trim() !== '' && !l.startsWith('#'));
+  if (rule === undefined) return undefined;
+  // The target ends at the first ": " (or ":" at the end) that is not part of an escaped path.
+  const sep = rule.search(/(?<!\\):( |$)/);
+  if (sep < 0) return undefined;
+  const files = (rule.slice(sep + 1).match(/(?:\\ |\S)+/g) ?? []).map((f) => f.replaceAll('\\ ', ' '));
   const env: [string, string | undefined][] = [];
-  for (const line of text.split('\n')) {
+  for (const line of lines) {
     if (!line.startsWith('# env-dep:')) continue;
     const body = line.slice('# env-dep:'.length);
     // The name is escaped too, but a name never contains '='.

@@ -61,6 +61,27 @@ const WITH_VALUE = new Set([
   '--relocatable-device-code',
   '-m',
   '--machine',
+  '-default-stream',
+  '--default-stream',
+  '-cudart',
+  '--cudart',
+  '-cudadevrt',
+  '--cudadevrt',
+  '-split-compile',
+  '--split-compile',
+  '-diag-suppress',
+  '--diag-suppress',
+  '-diag-warn',
+  '--diag-warn',
+  '-diag-error',
+  '--diag-error',
+  '-ldir',
+  '--libdevice-directory',
+  '-keep-dir',
+  '--keep-dir',
+  '-time',
+  '--time',
+  '-fdevice-time-trace',
 ]);
 
 /** Modes that do not produce one object from one source. */
@@ -98,7 +119,19 @@ const OTHER_MODES = new Set([
   '-V',
   '--help',
   '-h',
+  // Side outputs kiln does not collect, or inputs (libdevice) it does not hash.
+  '-time',
+  '--time',
+  '-fdevice-time-trace',
+  '-keep-dir',
+  '--keep-dir',
+  '-ldir',
+  '--libdevice-directory',
 ]);
+
+/** Host-compiler options (in -Xcompiler) that write files beside the object or need the host CPU. */
+const HOST_SIDE_OUTPUT =
+  /^-(M|save-temps|fdump-|fstack-usage|fcallgraph-info|ftime-trace|gsplit-dwarf|-coverage|ftest-coverage|fprofile-arcs|aux-info)/;
 
 const COMPILE_FLAGS = new Set(['-c', '--compile', '-dc', '--device-c']);
 
@@ -127,6 +160,7 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
   let hostCompiler: string | undefined;
   let depFile: string | undefined;
   let depListing: 'none' | 'all' | 'partial' = 'none';
+  let keyHostCpu = false;
 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -147,8 +181,13 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
     else if (opt === '-MD' || opt === '--generate-dependencies-with-compile') depListing = 'all';
     else if (opt === '-MMD' || opt === '--generate-nonsystem-dependencies-with-compile')
       depListing = 'partial';
-    else if ((opt === '-Xcompiler' || opt === '--compiler-options') && /(^|,)-M/.test(value ?? '')) {
-      return no('dependency options for the host compiler');
+    else if (opt === '-Xcompiler' || opt === '--compiler-options') {
+      for (const hostArg of (value ?? '').split(/[\s,]+/)) {
+        if (HOST_SIDE_OUTPUT.test(hostArg)) return no(`host compiler option ${hostArg}`);
+        if (/^-m(arch|tune|cpu)=native$/.test(hostArg)) keyHostCpu = true;
+      }
+    } else if ((opt === '-arch' || opt === '--gpu-architecture') && /native/.test(value ?? '')) {
+      return no('-arch=native (the local GPU)');
     }
   }
   if (!compile) return no('nvcc call that does not compile (linking or another mode)');
@@ -156,6 +195,7 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
   const input = inputs[0]!;
   if ((language ?? path.extname(input).slice(1)) !== 'cu') return no('nvcc input that is not CUDA');
   if (depListing !== 'none' && !depFile) return no('-MD without -MF');
+  if (depListing === 'none' && depFile) return no('-MF without -MD'); // nvcc refuses it
   const object = output ?? path.join(outputDir ?? '', `${path.basename(input, path.extname(input))}.o`);
   return {
     cacheable: true,
@@ -174,7 +214,7 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
     // nvcc writes the source's absolute path into the object: the whole call, cwd included, is the key.
     keyArgs: args,
     keyCwd: true,
-    keyHostCpu: false,
+    keyHostCpu,
     keyFiles: [],
     color: 'never',
     hostCompiler,

@@ -54,11 +54,15 @@ const WITH_VALUE = new Set([
   '--env-set',
 ]);
 
-/** A `-l`/static library: linked into the rlib or archive, so its bytes belong in the key. */
-export interface StaticLib {
-  readonly name: string;
-  /** `-L native=`/`-L all=`/`-L` directories, in order, searched for lib<name>.a. */
-  readonly searchDirs: readonly string[];
+/**
+ * A `-L` directory whose libraries can end up in the output: static libraries (`-l static=` or a
+ * `#[link(kind = "static")]` in the source, bundled into the rlib) in `native`/`all` directories,
+ * crates (`extern crate` without `--extern`) in `crate`/`all` directories. Their files join the key
+ * by content. `dependency` directories only lead rustc to crates the `--extern` files pin already.
+ */
+export interface SearchDir {
+  readonly kind: 'native' | 'crate' | 'all' | 'framework';
+  readonly dir: string;
 }
 
 export interface RustCompile {
@@ -75,9 +79,11 @@ export interface RustCompile {
   readonly target: string | undefined;
   /** `--extern name=path`: the files whose content joins the key (path resolved against cwd). */
   readonly externs: readonly (readonly [string, string])[];
-  readonly staticLibs: readonly StaticLib[];
-  /** `-C linker=`: part of a proc-macro's identity. */
+  readonly searchDirs: readonly SearchDir[];
+  /** `-C linker=` as given (a path, or a name looked up in PATH): part of a proc-macro's identity. */
   readonly linker: string | undefined;
+  /** `-C target-cpu=native`: the host CPU joins the key. */
+  readonly keyHostCpu: boolean;
   /** The arguments that make up the key: output paths, search paths and extern paths removed. */
   readonly keyArgs: readonly string[];
   /** The arguments as given (what the compile runs with). */
@@ -111,17 +117,9 @@ function optionAndValue(
 }
 
 /** `-L [kind=]path` → [kind, path]. */
-function searchPath(value: string): [string, string] {
+function searchPath(value: string): [SearchDir['kind'] | 'dependency', string] {
   const m = /^(dependency|crate|native|framework|all)=(.*)$/s.exec(value);
-  return m ? [m[1]!, m[2]!] : ['all', value];
-}
-
-/** `-l [kind[:mods]=]name[:rename]` → kind and name. */
-function linkLib(value: string): { kind: string; name: string } {
-  const eq = value.indexOf('=');
-  const kind = eq >= 0 ? value.slice(0, eq).split(':')[0]! : 'dylib';
-  const name = (eq >= 0 ? value.slice(eq + 1) : value).split(':')[0]!;
-  return { kind, name };
+  return m ? [m[1] as SearchDir['kind'] | 'dependency', m[2]!] : ['all', value];
 }
 
 /** Parses rustc's arguments; anything kiln cannot key or collect is reported with a reason. */
@@ -136,8 +134,8 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
   let target: string | undefined;
   let linker: string | undefined;
   const externs: [string, string][] = [];
-  const searchDirs: [string, string][] = [];
-  const libs: { kind: string; name: string }[] = [];
+  const searchDirs: SearchDir[] = [];
+  let keyHostCpu = false;
   const keyArgs: string[] = [];
 
   for (let i = 0; i < args.length; i++) {
@@ -187,6 +185,8 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
         continue;
       case '--out-dir':
         outDir = path.resolve(cwd, v);
+        // A relative out-dir is written as given into the .d file and artifact notifications.
+        if (!path.isAbsolute(v)) keyArgs.push(`${opt}=${v}`);
         continue;
       case '--target':
         target = v;
@@ -194,12 +194,10 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
         continue;
       case '-L': {
         const [kind, dir] = searchPath(v);
-        // Dependency directories only help rustc find crates the --extern files already pin.
-        if (kind !== 'dependency' && kind !== 'crate') searchDirs.push([kind, path.resolve(cwd, dir)]);
+        if (kind !== 'dependency') searchDirs.push({ kind, dir: path.resolve(cwd, dir) });
         continue;
       }
       case '-l':
-        libs.push(linkLib(v));
         keyArgs.push(`${opt}=${v}`);
         continue;
       case '--extern': {
@@ -222,7 +220,8 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
         if (reason) return no(reason);
         if (name === 'split-debuginfo' && val !== 'off') return no('split debuginfo');
         if (name === 'extra-filename') extraFilename = val;
-        if (name === 'linker') linker = path.resolve(cwd, val);
+        if (name === 'linker') linker = val;
+        if (name === 'target-cpu' && val === 'native') keyHostCpu = true;
         keyArgs.push(`-C${name}=${val}`);
         continue;
       }
@@ -241,12 +240,8 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
   }
   if (!emitGiven) emits.add('link');
 
-  const libDirs = searchDirs.filter(([kind]) => kind === 'native' || kind === 'all').map(([, dir]) => dir);
-  const staticLibs = libs
-    .filter((l) => l.kind === 'static')
-    .map((l) => ({ name: l.name, searchDirs: libDirs }));
-  // Search paths other than dependency ones join the key by position; their files by content below.
-  for (const [kind, dir] of searchDirs) keyArgs.push(`-L${kind}=${dir}`);
+  // Search paths join the key by position; their libraries by content (see SearchDir).
+  for (const { kind, dir } of searchDirs) keyArgs.push(`-L${kind}=${dir}`);
 
   return {
     cacheable: true,
@@ -258,8 +253,9 @@ export function parseRustcArgs(args: readonly string[], cwd: string): RustCompil
     extraFilename,
     target,
     externs,
-    staticLibs,
+    searchDirs,
     linker,
+    keyHostCpu,
     keyArgs,
     args,
   };
@@ -298,5 +294,15 @@ export function rustOutputs(parsed: RustCompile, host: string): [string, string]
   }
   if (parsed.emits.has('metadata')) out.push(['rmeta', at(`lib${base}.rmeta`)]);
   if (parsed.emits.has('dep-info')) out.push(['dep-info', at(`${base}.d`)]);
+  return out;
+}
+
+/** The arguments without their `--emit` options (for a dep-info-only run beside the real compile). */
+export function withoutEmit(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--emit') i++;
+    else if (!args[i]!.startsWith('--emit=')) out.push(args[i]!);
+  }
   return out;
 }

@@ -18,7 +18,7 @@ import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
 import { parseRustDepInfo } from '../compiler/depfile.js';
 import { runCaptured } from '../compiler/run.js';
-import { parseRustcArgs, type RustCompile, rustOutputs } from '../compiler/rustc-args.js';
+import { parseRustcArgs, type RustCompile, rustOutputs, withoutEmit } from '../compiler/rustc-args.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-service.js';
@@ -28,6 +28,10 @@ const KEY_VERSION = 'kiln-rust-1';
 /** See compile-service.ts: a file changed this close to the compile's start may have changed while rustc read it. */
 const TOO_NEW_MARGIN_MS = 50;
 const LANGUAGE = 'Rust';
+/** More libraries than this in `-L` directories: a system directory, not a build's own; not cached. */
+const MAX_SEARCH_LIBRARIES = 256;
+
+const hostCpu = () => `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`;
 
 /**
  * CARGO_* variables that name where things are or how cargo itself runs, never what a crate is:
@@ -46,6 +50,19 @@ interface RustcIdentity {
 
 /** A file kiln names in a manifest, as rustc's dep-info gave it, with its digest. */
 type FileDigests = [string, string][];
+
+/** rustup's proxies are links to the rustup binary: symbolic (rustup today) or hard (older rustup). */
+function isRustupProxy(program: string): boolean {
+  if (path.basename(fs.realpathSync(program)).startsWith('rustup')) return true;
+  const rustup = path.join(path.dirname(program), 'rustup');
+  try {
+    const a = fs.statSync(program);
+    const b = fs.statSync(rustup);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
 
 function statSignature(file: string): string {
   const st = fs.statSync(file, { bigint: true });
@@ -100,7 +117,7 @@ const depEscape = (p: string) => Buffer.from(`${p}/`.replaceAll(' ', '\\ ')).toS
 const jsonEscape = (p: string) => Buffer.from(JSON.stringify(`${p}/`).slice(1, -1)).toString('latin1');
 
 export class RustCompileService {
-  /** By program (and toolchain choice for rustup proxies); null: not rustc. */
+  /** By the rustc binary (never a rustup proxy), checked against its stat; null: not rustc. */
   private readonly identities = new Map<string, { signature: string; identity: RustcIdentity | null }>();
 
   constructor(
@@ -119,15 +136,17 @@ export class RustCompileService {
       this.log.debug(`rustc not cached: ${reason}`);
       return asTyped;
     };
-    const identity = await this.identify(program, req);
-    if (!identity) return undefined;
+    const found = await this.identify(program, req);
+    if (!found) return undefined;
+    const { rustc, identity } = found;
     const parsed = parseRustcArgs(args, req.cwd);
     if (!parsed.cacheable) return uncached(parsed.reason);
     const outputs = rustOutputs(parsed, identity.host);
     if (!outputs) return uncached(`output names for target ${parsed.target}`);
     const startedMs = Date.now();
-    const directKey = await this.directKey(identity, parsed, req);
-    if (!directKey) return uncached('unreadable input or extern crate');
+    const keyed = await this.directKey(identity, parsed, req);
+    if ('reason' in keyed) return uncached(keyed.reason);
+    const directKey = keyed.key;
 
     const hit = this.lookup(directKey, req);
     if (hit) {
@@ -138,33 +157,53 @@ export class RustCompileService {
         return response;
       }
     }
-    return this.compile(program, parsed, outputs, directKey, req, startedMs);
+    return this.compile(rustc, parsed, outputs, directKey, req, startedMs);
   }
 
-  /** rustc's identity: `-vV`, the sysroot and its libraries. Null: the program is not rustc. */
-  private async identify(program: string, req: CompileRequest): Promise<RustcIdentity | null> {
-    // A rustup proxy picks its toolchain from RUSTUP_TOOLCHAIN or, without it, from the directory.
-    const proxy = path.basename(fs.realpathSync(program)).startsWith('rustup');
-    const memoKey = proxy
-      ? `${program}\0${req.env.RUSTUP_TOOLCHAIN ?? req.cwd}\0${req.env.RUSTUP_HOME}`
-      : program;
-    const signature = statSignature(program);
-    const known = this.identities.get(memoKey);
-    if (known?.signature === signature) return known.identity;
-    const identity = await this.askRustc(program, req);
-    this.identities.set(memoKey, { signature, identity });
-    return identity;
+  /**
+   * The rustc to run and its identity: `-vV`, the sysroot and its libraries. Null: the program is
+   * not rustc. A rustup proxy chooses its toolchain on every call (RUSTUP_TOOLCHAIN, overrides,
+   * rust-toolchain.toml, the default — any of which may change between calls), so kiln asks it for
+   * the sysroot each time and works with that toolchain's own rustc. Cargo passes the real rustc.
+   */
+  private async identify(
+    program: string,
+    req: CompileRequest,
+  ): Promise<{ rustc: string; identity: RustcIdentity } | null> {
+    let rustc = program;
+    if (isRustupProxy(program)) {
+      const sysroot = await this.sysroot(program, req);
+      if (!sysroot) return null;
+      rustc = path.join(sysroot, 'bin', 'rustc');
+      if (!fs.existsSync(rustc) || isRustupProxy(rustc)) return null;
+    }
+    const signature = statSignature(rustc);
+    const known = this.identities.get(rustc);
+    if (known?.signature === signature) return known.identity && { rustc, identity: known.identity };
+    const identity = await this.askRustc(rustc, req);
+    this.identities.set(rustc, { signature, identity });
+    return identity && { rustc, identity };
+  }
+
+  private async sysroot(program: string, req: CompileRequest): Promise<string | undefined> {
+    const run = await runCaptured(
+      program,
+      program,
+      ['--print', 'sysroot'],
+      req.cwd,
+      withoutFdJobserver(req.env),
+    );
+    const sysroot = run.stdout.toString().trim();
+    return run.exitCode === 0 && !run.failure && sysroot ? sysroot : undefined;
   }
 
   private async askRustc(program: string, req: CompileRequest): Promise<RustcIdentity | null> {
-    const env = withoutFdJobserver(req.env);
-    const vv = await runCaptured(program, program, ['-vV'], req.cwd, env);
+    const vv = await runCaptured(program, program, ['-vV'], req.cwd, withoutFdJobserver(req.env));
     const text = vv.stdout.toString();
     const host = /^host: (\S+)$/m.exec(text)?.[1];
     if (vv.exitCode !== 0 || vv.failure || !/^rustc \S+/.test(text) || !host) return null;
-    const sysrootRun = await runCaptured(program, program, ['--print', 'sysroot'], req.cwd, env);
-    const sysroot = sysrootRun.stdout.toString().trim();
-    if (sysrootRun.exitCode !== 0 || !sysroot) return null;
+    const sysroot = await this.sysroot(program, req);
+    if (!sysroot) return null;
     const h = new KeyHasher()
       .add('vV', text)
       .add('sysroot', sysroot)
@@ -176,14 +215,14 @@ export class RustCompileService {
     return { digest: h.digest(), host };
   }
 
-  /** The direct key; undefined when the source or an extern crate cannot be read. */
+  /** The direct key, or why there is none (an input kiln cannot read or hash). */
   private async directKey(
     identity: RustcIdentity,
     parsed: RustCompile,
     req: CompileRequest,
-  ): Promise<string | undefined> {
+  ): Promise<{ key: string } | { reason: string }> {
     const source = this.digests.get(path.resolve(req.cwd, parsed.input));
-    if (!source) return undefined;
+    if (!source) return { reason: 'unreadable source file' };
     const h = new KeyHasher()
       .add('version', KEY_VERSION)
       .add('rustc', identity.digest)
@@ -193,15 +232,13 @@ export class RustCompileService {
       .addList('args', parsed.keyArgs);
     for (const [name, file] of parsed.externs) {
       const d = this.digests.get(file);
-      if (!d) return undefined;
+      if (!d) return { reason: 'unreadable extern crate' };
       h.add(`extern:${name}`, d.digest);
     }
-    for (const lib of parsed.staticLibs) {
-      const file = lib.searchDirs
-        .map((dir) => path.join(dir, `lib${lib.name}.a`))
-        .find((f) => fs.existsSync(f));
-      h.add(`static:${lib.name}`, file ? this.digests.get(file)?.digest : 'missing');
-    }
+    const libraries = this.searchDirLibraries(parsed.searchDirs);
+    if (!libraries) return { reason: 'too many libraries in -L directories' };
+    for (const [file, digest] of libraries) h.add(`lib:${file}`, digest);
+    if (parsed.keyHostCpu) h.add('cpu', hostCpu());
     if (parsed.target?.endsWith('.json')) {
       h.add('target-spec', this.digests.get(path.resolve(req.cwd, parsed.target))?.digest ?? 'missing');
     }
@@ -210,12 +247,37 @@ export class RustCompileService {
     }
     for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
     if (parsed.crateTypes.includes('proc-macro')) h.add('linker', await this.linkerIdentity(parsed, req));
-    return h.digest();
+    return { key: h.digest() };
+  }
+
+  /**
+   * Digests of the libraries in `-L` directories that can end up in the output (see SearchDir);
+   * undefined when there are too many to hash (a system directory given as `-L native=`).
+   */
+  private searchDirLibraries(dirs: RustCompile['searchDirs']): [string, string][] | undefined {
+    const out: [string, string][] = [];
+    for (const { kind, dir } of dirs) {
+      const wanted = (name: string) =>
+        ((kind === 'native' || kind === 'all') && name.endsWith('.a')) ||
+        ((kind === 'crate' || kind === 'all') && /\.(rlib|rmeta)$/.test(name));
+      let names: string[];
+      try {
+        names = fs.readdirSync(dir).filter(wanted).sort();
+      } catch {
+        continue; // a missing directory: rustc finds nothing there either
+      }
+      for (const name of names) {
+        if (out.length >= MAX_SEARCH_LIBRARIES) return undefined;
+        const file = path.join(dir, name);
+        out.push([file, this.digests.get(file)?.digest ?? 'unreadable']);
+      }
+    }
+    return out;
   }
 
   /** A proc-macro is linked by the system linker (`cc` unless -C linker): its binary and version join the key. */
   private async linkerIdentity(parsed: RustCompile, req: CompileRequest): Promise<string> {
-    const linker = parsed.linker ?? findExecutable('cc', req.env.PATH, req.cwd, new Set());
+    const linker = findExecutable(parsed.linker ?? 'cc', req.env.PATH, req.cwd, new Set());
     if (!linker) return 'none';
     const d = this.digests.get(linker);
     const version = await runCaptured(linker, linker, ['--version'], req.cwd, req.env);
@@ -263,7 +325,7 @@ export class RustCompileService {
     };
   }
 
-  /** A miss: compile with dep-info, answer the client, then store the outputs and the manifest entry. */
+  /** A miss: compile, then store the outputs and a manifest entry from rustc's dep-info. */
   private async compile(
     program: string,
     parsed: RustCompile,
@@ -272,42 +334,48 @@ export class RustCompileService {
     req: CompileRequest,
     startedMs: number,
   ): Promise<Response> {
-    const ownDepInfo = parsed.emits.has('dep-info')
-      ? undefined
-      : path.join(os.tmpdir(), `kiln-rust-${process.pid}-${randomBytes(6).toString('hex')}.d`);
-    // Repeating the kinds asked for keeps rustc's default (link) when the call had no --emit.
-    const extra = ownDepInfo ? [`--emit=${[...parsed.emits, `dep-info=${ownDepInfo}`].join(',')}`] : [];
-    try {
-      const run = await runCaptured(
-        program,
-        program,
-        [...parsed.args, ...extra],
-        req.cwd,
-        withoutFdJobserver(req.env),
-      );
-      if (run.failure) {
-        this.stats.error('compiler crashed');
-        return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
-      }
-      const response: Response = {
-        action: Action.RESULT,
-        exitCode: run.exitCode,
-        stdout: run.stdout,
-        stderr: run.stderr,
-      };
-      if (run.exitCode !== 0) {
-        this.stats.count('compileFailed');
-        this.stats.language(LANGUAGE, 'failed');
-        return response;
-      }
-      this.stats.count('misses');
-      this.stats.language(LANGUAGE, 'misses');
-      const depInfoFile = ownDepInfo ?? outputs.find(([kind]) => kind === 'dep-info')![1];
-      this.store(directKey, run.stdout, run.stderr, outputs, depInfoFile, parsed, req, startedMs);
-      return response;
-    } finally {
-      if (ownDepInfo) fs.rmSync(ownDepInfo, { force: true });
+    const env = withoutFdJobserver(req.env);
+    const run = await runCaptured(program, program, parsed.args, req.cwd, env);
+    if (run.failure) {
+      this.stats.error('compiler crashed');
+      return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
     }
+    const response: Response = {
+      action: Action.RESULT,
+      exitCode: run.exitCode,
+      stdout: run.stdout,
+      stderr: run.stderr,
+    };
+    if (run.exitCode !== 0) {
+      this.stats.count('compileFailed');
+      this.stats.language(LANGUAGE, 'failed');
+      return response;
+    }
+    this.stats.count('misses');
+    this.stats.language(LANGUAGE, 'misses');
+    const asked = outputs.find(([kind]) => kind === 'dep-info')?.[1];
+    if (asked) {
+      this.store(directKey, run.stdout, run.stderr, outputs, asked, parsed, req, startedMs);
+      return response;
+    }
+    // The call did not ask for dep-info. Adding it to the compile would change the crate's hash
+    // (rustc hashes the set of emitted kinds), so a second, dep-info-only run lists the inputs.
+    const own = path.join(os.tmpdir(), `kiln-rust-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+    try {
+      const deps = await runCaptured(
+        program,
+        program,
+        [...withoutEmit(parsed.args), `--emit=dep-info=${own}`],
+        req.cwd,
+        env,
+      );
+      if (deps.exitCode === 0 && !deps.failure) {
+        this.store(directKey, run.stdout, run.stderr, outputs, own, parsed, req, startedMs);
+      }
+    } finally {
+      fs.rmSync(own, { force: true });
+    }
+    return response;
   }
 
   private store(
