@@ -20,7 +20,7 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster').split(',');
 
 const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
 const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
@@ -274,6 +274,10 @@ async function main() {
     for (let i = 0; i < Math.min(RUNS, 3); i++)
       sched.push(await benchScheduler({ workers: 1000, seconds: 8 }));
   }
+  // zlib through a loopback cluster (scheduler + two bwrap workers) against local make at the same -j.
+  const cluster = ONLY.includes('cluster')
+    ? await (await import('./cluster.mjs')).benchCluster({ runs: RUNS, jobs: JOBS, work, root, baseEnv })
+    : undefined;
   for (const t of list) t.clear();
 
   const col = (s) => String(s).padStart(11);
@@ -313,6 +317,18 @@ async function main() {
       `${'scheduler allocs/s, 1000 wkrs'.padEnd(30)}${col(median(sched.map((r) => r.allocsPerSec)).toFixed(0))}`,
     );
     lines.push(`${'scheduler peak RSS (MB)'.padEnd(30)}${col(median(sched.map((r) => r.rssMb)).toFixed(0))}`);
+    // Node 20 has no process.execve: kiln-dist waits beside the scheduler it relaunched with V8 flags.
+    const launcher = sched.filter((r) => r.launcherMb !== undefined).map((r) => r.launcherMb);
+    if (launcher.length)
+      lines.push(`${'+ launcher, private (MB)'.padEnd(30)}${col(median(launcher).toFixed(0))}`);
+  }
+  if (cluster) {
+    const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
+    row(`zlib local make -j${JOBS} (s)`, cluster.plain.toFixed(2));
+    row('zlib kiln, no cluster (s)', cluster.local.toFixed(2));
+    row('zlib via loopback cluster (s)', cluster.cluster.toFixed(2));
+    row(`... vs local make -j${JOBS}`, `${(cluster.cluster / cluster.plain).toFixed(2)}x`);
+    row('... first build, packaging (s)', cluster.first.toFixed(2));
   }
   console.log(
     `\nkiln bench — medians of ${RUNS} runs, make/cmake -j${JOBS}, ${os.cpus().length} cores, ${os.cpus()[0]?.model}`,

@@ -1,7 +1,9 @@
 /**
  * Scheduler load: a real `kiln-dist scheduler` process, 1,000 simulated workers registered by
  * real heartbeats, then as many allocations per second as 64 concurrent keep-alive clients get
- * through over loopback. Prints allocations/s and the scheduler's peak RSS.
+ * through over loopback. Prints allocations/s and the scheduler's peak RSS. On Node 20 the scheduler
+ * runs in a child of `kiln-dist` (relaunched with its V8 flags): the peak is the child's, and the
+ * launcher's private memory is reported beside it.
  * Run alone: node bench/scheduler.mjs [--workers N] [--seconds S]
  */
 import { spawn } from 'node:child_process';
@@ -12,6 +14,16 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const kilnDist = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
 const core = (p) => import(pathToFileURL(path.join(root, 'core', 'dist', p)).href);
+
+/** A process's memory from /proc, in MB: `key` is VmHWM (status) or a smaps_rollup field. */
+function memMb(pid, key) {
+  const file = key.startsWith('Vm') ? 'status' : 'smaps_rollup';
+  const text = fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  return Number(new RegExp(`${key}:\\s+(\\d+)`).exec(text)?.[1] ?? 0) / 1024;
+}
+
+const childrenOf = (pid) =>
+  fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 
 export async function benchScheduler({ workers = 1000, seconds = 10, concurrency = 64 } = {}) {
   const { generateHs256Key, secretKeyFrom, workerToken } = await core('dist/auth.js');
@@ -42,6 +54,8 @@ export async function benchScheduler({ workers = 1000, seconds = 10, concurrency
     });
     proc.on('exit', () => reject(new Error(out)));
   });
+  // Without process.execve (Node 20) the server is the launcher's only child.
+  const serverPid = childrenOf(proc.pid)[0] ?? proc.pid;
   const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000 });
   const key = secretKeyFrom(secret);
   const triples = ['x86_64-unknown-linux-gnu', 'aarch64-unknown-linux-gnu'];
@@ -105,12 +119,12 @@ export async function benchScheduler({ workers = 1000, seconds = 10, concurrency
     }),
   );
   const elapsed = (Date.now() - started) / 1000;
-  const status = fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8');
-  const rssMb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  const rssMb = memMb(serverPid, 'VmHWM');
+  const launcherMb = serverPid === proc.pid ? undefined : memMb(proc.pid, 'Private_Dirty');
   proc.kill('SIGTERM');
   await agent.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  return { workers, allocsPerSec: done / elapsed, noCapacity, rssMb };
+  return { workers, allocsPerSec: done / elapsed, noCapacity, rssMb, launcherMb };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -120,6 +134,6 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   };
   const r = await benchScheduler({ workers: arg('--workers', 1000), seconds: arg('--seconds', 10) });
   console.log(
-    `scheduler: ${r.workers} workers, ${r.allocsPerSec.toFixed(0)} allocations/s (${r.noCapacity} no-capacity), peak RSS ${r.rssMb.toFixed(0)} MB`,
+    `scheduler: ${r.workers} workers, ${r.allocsPerSec.toFixed(0)} allocations/s (${r.noCapacity} no-capacity), peak RSS ${r.rssMb.toFixed(0)} MB${r.launcherMb === undefined ? '' : ` (+ launcher, private: ${r.launcherMb.toFixed(0)} MB)`}`,
   );
 }

@@ -138,6 +138,30 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect(warm.misses).toBe(s.misses);
   });
 
+  it('distributes every compile after a daemon restart without force_remote_build: the stored package is found', () => {
+    const defaults = path.join(sb.dir, 'defaults.toml');
+    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url));
+    const env = { ...sb.env, KILN_CONFIG: defaults };
+    sb.kiln(['--stop-server']);
+    const dir = path.join(sb.work, 'zlib');
+    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+    sb.kiln(['--zero-stats'], { env });
+    const r = sb.run(
+      ['make', '-j4', 'libz.a', `CC=${sb.client} gcc`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1 -DAGAIN'],
+      { cwd: dir, env },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const s = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats as {
+      misses: number;
+      distCompiles: Record<string, number>;
+      distLocal: Record<string, number>;
+    };
+    expect(s.distLocal).toEqual({});
+    expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(s.misses);
+    // Later tests start the daemon again with the default config file (force_remote_build).
+    sb.kiln(['--stop-server'], { env });
+  });
+
   it('--dist-status and --dist-test-conn show the cluster and who accepts this client', () => {
     const st = sb.kiln(['--dist-status']);
     expect(st.status, st.stderr).toBe(0);

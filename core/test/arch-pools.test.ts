@@ -107,4 +107,41 @@ describe('ArchPoolScheduler', () => {
     fresh.heartbeat(worker('w', { maxJobs: 2, runningJobs: ['j1', 'j2'] }));
     expect(fresh.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] }).ok).toBe(false);
   });
+
+  it('remembers ended jobs for a while, up to a cap, and running ones as long as they run', () => {
+    const now = { t: 0 };
+    const s = new ArchPoolScheduler({
+      workerTimeoutMs: 1000,
+      assignTimeoutMs: 5000,
+      version: '0',
+      now: () => now.t,
+      maxEndedJobs: 5,
+    });
+    s.heartbeat(worker('w', { maxJobs: 100 }));
+    const allocate = () => {
+      const a = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+      if (!a.ok) throw new Error('no allocation');
+      return a.jobId;
+    };
+    const running = [allocate(), allocate()];
+    const finished = Array.from({ length: 8 }, () => {
+      now.t++;
+      const id = allocate();
+      expect(s.finish(id, 'w', false)).toBe(true);
+      return id;
+    });
+    expect(finished.filter((id) => s.job(id)).length).toBe(5);
+    expect(s.job(finished[0]!)).toBeUndefined();
+    expect(s.job(finished[7]!)).toEqual({ state: 'finished', workerId: 'w' });
+    expect(s.job(running[0]!)).toEqual({ state: 'assigned', workerId: 'w' });
+    expect(s.finish(finished[7]!, 'w', true)).toBe(false);
+    expect(s.finish(running[0]!, 'w', true, 'sandbox failed')).toBe(true);
+    expect(s.job(running[0]!)).toEqual({ state: 'failed', workerId: 'w', reason: 'sandbox failed' });
+    // JOB_MEMORY_MS (10 minutes) later the sweep has forgotten every ended job.
+    now.t += 10 * 60_000 + 1;
+    s.heartbeat(worker('w', { maxJobs: 100, runningJobs: [running[1]!] }));
+    s.expire();
+    expect(finished.concat(running[0]!).filter((id) => s.job(id))).toEqual([]);
+    expect(s.job(running[1]!)?.state).toBe('assigned');
+  });
 });

@@ -27,9 +27,10 @@ export function kilnDist(args: readonly string[], node = process.execPath): stri
 /** Starts a kiln-dist server and resolves once it prints the address it listens on. */
 export function startServer(
   args: readonly string[],
-  opts: { node?: string; prefix?: string[]; timeoutMs?: number } = {},
+  opts: { node?: string; prefix?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ) {
-  const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+  const { NODE_EXTRA_CA_CERTS: _, ...base } = process.env;
+  const env = { ...base, ...opts.env };
   const command = opts.prefix?.[0] ?? opts.node ?? process.execPath;
   const argv = [
     ...(opts.prefix?.slice(1) ?? []),

@@ -10,7 +10,7 @@ function distConfig(config: ClientConfig): DistConfig {
 }
 
 async function client(dist: DistConfig) {
-  // undici loads only for these commands, never on the compile path.
+  // Loaded only for these commands: the CLI's other commands never talk to a cluster.
   const { DistClient, DistError } = await import('../dist/dist-client.js');
   return { c: new DistClient(dist), DistError };
 }

@@ -36,7 +36,7 @@ async function main(): Promise<number> {
   const log = fileLogger(daemonLogPath(env), config.logLevel);
   const storage = new DiskStorage(config.cacheDir, config.cacheSize, log);
   const stats = new Stats(config.cacheDir);
-  // undici and the toolchain packer load only when a cluster is configured.
+  // The cluster client and the toolchain cache load only when a cluster is configured.
   const remote = config.dist
     ? new (await import('./remote-compile.js')).RemoteCompiler(config.dist, config.cacheDir, stats, log)
     : undefined;

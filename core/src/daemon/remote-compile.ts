@@ -86,8 +86,19 @@ export class RemoteCompiler {
   private readonly client: DistClient;
   private readonly toolchains: ToolchainCache;
   /** Per compiler path: its packaged toolchain, or why it cannot be distributed. */
-  private readonly packaged = new Map<string, PackagedToolchain | Error | Promise<unknown>>();
+  private readonly packaged = new Map<string, PackagedToolchain | Error>();
+  /** Per compiler path: the lookup of its stored package (milliseconds)… */
+  private readonly lookups = new Map<string, Promise<void>>();
+  /** …and, when there was none, its packaging (seconds). */
+  private readonly packaging = new Map<string, Promise<void>>();
+  /** Uploads in flight, by worker and digest: concurrent jobs share one. */
   private readonly uploads = new Map<string, Promise<void>>();
+  /**
+   * Toolchains this daemon sent, by worker and digest. The scheduler learns what a worker holds
+   * from its heartbeats (every few seconds), and until then answers `hasToolchain: false`: without
+   * this, each job in between sent the whole archive (45 MB for gcc) again.
+   */
+  private readonly sent = new Set<string>();
 
   constructor(
     private readonly config: DistConfig,
@@ -111,24 +122,65 @@ export class RemoteCompiler {
     return undefined;
   }
 
-  /** The packaged toolchain when ready; starts packaging in the background otherwise (unless forced). */
+  /**
+   * The packaged toolchain when ready. A package stored by an earlier daemon is found in
+   * milliseconds and waited for; packaging takes seconds and runs in the background meanwhile
+   * (waited for only with force_remote_build).
+   */
   private async toolchain(program: string): Promise<PackagedToolchain | Error | undefined> {
-    const known = this.packaged.get(program);
-    if (known instanceof Error || (known && !(known instanceof Promise)))
-      return known as PackagedToolchain | Error;
-    const work =
-      (known as Promise<unknown> | undefined) ??
-      this.toolchains.get(program).then(
-        (t) => this.packaged.set(program, t),
+    if (!this.packaged.has(program) && !this.packaging.has(program)) {
+      let lookup = this.lookups.get(program);
+      if (!lookup) {
+        lookup = this.lookUp(program).finally(() => this.lookups.delete(program));
+        this.lookups.set(program, lookup);
+      }
+      await lookup;
+    }
+    const settled = this.packaged.get(program);
+    if (settled || !this.config.force_remote_build) return settled;
+    await this.packaging.get(program);
+    return this.packaged.get(program);
+  }
+
+  /** Finds the stored package of `program`; when there is none, starts packaging it. */
+  private async lookUp(program: string): Promise<void> {
+    const found = await this.toolchains.find(program).catch(() => undefined);
+    if (found) {
+      this.packaged.set(program, found);
+      return;
+    }
+    const work = this.toolchains
+      .get(program)
+      .then(
+        (t) => void this.packaged.set(program, t),
         (err: Error) => {
           this.log.warn(`cannot package ${program} for distribution: ${err.message}`);
           this.packaged.set(program, err);
         },
-      );
-    if (!known) this.packaged.set(program, work);
-    if (!this.config.force_remote_build) return undefined;
-    await work;
-    return this.packaged.get(program) as PackagedToolchain | Error;
+      )
+      .finally(() => this.packaging.delete(program));
+    this.packaging.set(program, work);
+  }
+
+  /** Sends a toolchain to a worker unless this daemon did already (or `again`: the worker lost it). */
+  private upload(
+    worker: { readonly id: string; readonly url: string },
+    jobToken: string,
+    { spec, archive }: PackagedToolchain,
+    again = false,
+  ): Promise<void> {
+    const key = `${worker.id}\0${spec.digest}`;
+    if (again) this.sent.delete(key);
+    if (this.sent.has(key)) return Promise.resolve();
+    let p = this.uploads.get(key);
+    if (!p) {
+      p = this.client
+        .uploadToolchain(worker.url, jobToken, spec.kind, spec.digest, archive)
+        .then(() => void this.sent.add(key));
+      this.uploads.set(key, p);
+      p.catch(() => {}).finally(() => this.uploads.delete(key));
+    }
+    return p;
   }
 
   async compile(
@@ -144,7 +196,7 @@ export class RemoteCompiler {
     const toolchain = await this.toolchain(program);
     if (!toolchain) return this.local('toolchain being packaged');
     if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
-    const { spec, archive } = toolchain;
+    const { spec } = toolchain;
     try {
       const alloc = await this.client.allocate({
         kind: spec.kind,
@@ -153,17 +205,7 @@ export class RemoteCompiler {
       });
       if (alloc.status !== 'assigned') return this.local('no capacity');
       const { worker, jobId, jobToken } = alloc;
-      const upload = () => {
-        const key = `${worker.id}\0${spec.digest}`;
-        let p = this.uploads.get(key);
-        if (!p) {
-          p = this.client.uploadToolchain(worker.url, jobToken, spec.kind, spec.digest, archive);
-          this.uploads.set(key, p);
-          p.catch(() => {}).finally(() => this.uploads.delete(key));
-        }
-        return p;
-      };
-      if (!alloc.hasToolchain) await upload();
+      if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
       const { inputs, inputArg, mapArgs, lang } = remoteInput(parsed, cwd, preprocessed);
       const jobEnv: Record<string, string> = { PATH: '/usr/bin:/bin' };
       for (const name of JOB_ENV) if (env[name] !== undefined) jobEnv[name] = env[name];
@@ -193,7 +235,7 @@ export class RemoteCompiler {
         result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
       } catch (err) {
         if (!(err instanceof DistError && err.toolchainMissing)) throw err;
-        await upload();
+        await this.upload(worker, jobToken, toolchain, true);
         result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
       }
       const { exitCode, timedOut, signal } = result.header;

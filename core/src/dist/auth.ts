@@ -1,14 +1,16 @@
 /**
- * Tokens between the parts of a cluster (sccache-dist's scheme, with jose):
+ * Tokens between the parts of a cluster (sccache-dist's scheme):
  * - worker → scheduler: an HS256 JWT whose subject is the worker id, signed with the scheduler's
  *   secret key. Identity is the id, not the IP, so workers behind NAT work.
  * - scheduler → client → worker: a per-job token, HS256 with a key the worker made up at start and
  *   sent in its heartbeat; bound to the job id and the worker, valid for minutes.
  * - client → scheduler: a shared bearer token or a JWT checked against a JWKS or a public key.
+ * kiln's own HS256 tokens use node:crypto (./hs256-jwt.ts); jose is loaded only for client JWTs.
  */
 import { createPublicKey, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
-import * as jose from 'jose';
+import type * as Jose from 'jose';
 import { KILN_ERR_AUTH_INVALID } from '../errors.js';
+import { signHs256, verifyHs256 } from './hs256-jwt.js';
 
 const WORKER_AUDIENCE = 'kiln-scheduler';
 const JOB_ISSUER = 'kiln-scheduler';
@@ -20,51 +22,34 @@ export function generateHs256Key(): string {
 
 export function secretKeyFrom(text: string): KeyObject {
   const bytes = Buffer.from(text, 'base64url');
-  if (bytes.length < 32) throw KILN_ERR_AUTH_INVALID('the HS256 secret key must be at least 32 bytes (base64url)');
+  if (bytes.length < 32)
+    throw KILN_ERR_AUTH_INVALID('the HS256 secret key must be at least 32 bytes (base64url)');
   return createSecretKey(bytes);
 }
 
 export async function workerToken(secret: KeyObject, workerId: string): Promise<string> {
-  return new jose.SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(workerId)
-    .setAudience(WORKER_AUDIENCE)
-    .setIssuedAt()
-    .sign(secret);
+  return signHs256(secret, { sub: workerId, aud: WORKER_AUDIENCE });
 }
 
 /** The worker id a worker token names; undefined when it is forged, malformed or for another audience. */
 export async function verifyWorkerToken(secret: KeyObject, token: string): Promise<string | undefined> {
-  try {
-    const { payload } = await jose.jwtVerify(token, secret, { audience: WORKER_AUDIENCE, algorithms: ['HS256'] });
-    return typeof payload.sub === 'string' && payload.sub ? payload.sub : undefined;
-  } catch {
-    return undefined;
-  }
+  const sub = verifyHs256(secret, token, { audience: WORKER_AUDIENCE })?.sub;
+  return typeof sub === 'string' && sub ? sub : undefined;
 }
 
 export async function jobToken(workerKey: KeyObject, workerId: string, jobId: string, lifetimeS: number) {
-  return new jose.SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuer(JOB_ISSUER)
-    .setSubject(jobId)
-    .setAudience(`kiln-worker:${workerId}`)
-    .setExpirationTime(Math.floor(Date.now() / 1000) + lifetimeS)
-    .sign(workerKey);
+  return signHs256(workerKey, {
+    iss: JOB_ISSUER,
+    sub: jobId,
+    aud: `kiln-worker:${workerId}`,
+    exp: Math.floor(Date.now() / 1000) + lifetimeS,
+  });
 }
 
 /** The job id a job token is bound to; undefined when it is expired, forged or for another worker. */
 export async function verifyJobToken(workerKey: KeyObject, workerId: string, token: string) {
-  try {
-    const { payload } = await jose.jwtVerify(token, workerKey, {
-      issuer: JOB_ISSUER,
-      audience: `kiln-worker:${workerId}`,
-      algorithms: ['HS256'],
-    });
-    return typeof payload.sub === 'string' ? payload.sub : undefined;
-  } catch {
-    return undefined;
-  }
+  const sub = verifyHs256(workerKey, token, { audience: `kiln-worker:${workerId}`, issuer: JOB_ISSUER })?.sub;
+  return typeof sub === 'string' ? sub : undefined;
 }
 
 export interface ClientAuthConfig {
@@ -91,32 +76,48 @@ export function clientVerifier(config: ClientAuthConfig): ClientVerifier {
         return got.length === expected.length && timingSafeEqual(got, expected);
       };
     }
-    case 'jwt': {
-      let key: jose.JWTVerifyGetKey | KeyObject;
-      if (config.jwks_url) key = jose.createRemoteJWKSet(new URL(config.jwks_url));
-      else if (config.key) {
-        try {
-          key = createPublicKey(config.key);
-        } catch (err) {
-          throw KILN_ERR_AUTH_INVALID(`[client_auth] key is not a PEM public key: ${(err as Error).message}`);
-        }
-      } else throw KILN_ERR_AUTH_INVALID('[client_auth] type = "jwt" needs jwks_url or key');
-      const options: jose.JWTVerifyOptions = {
-        ...(config.issuer ? { issuer: config.issuer } : {}),
-        ...(config.audience ? { audience: config.audience } : {}),
-      };
-      return async (bearer) => {
-        if (!bearer) return false;
-        try {
-          // Overloads differ for a key and a key getter; both are valid here.
-          await jose.jwtVerify(bearer, key as KeyObject, options);
-          return true;
-        } catch {
-          return false;
-        }
-      };
-    }
+    case 'jwt':
+      return jwtVerifier(config);
   }
+}
+
+function pemPublicKey(pem: string | undefined): KeyObject {
+  if (!pem) throw KILN_ERR_AUTH_INVALID('[client_auth] type = "jwt" needs jwks_url or key');
+  try {
+    return createPublicKey(pem);
+  } catch (err) {
+    throw KILN_ERR_AUTH_INVALID(`[client_auth] key is not a PEM public key: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Client JWTs (asymmetric keys, JWKS) are checked by jose, imported on the first use: a scheduler
+ * with token auth never loads it. The key is checked at once, so a bad PEM stops startup.
+ */
+function jwtVerifier(config: ClientAuthConfig): ClientVerifier {
+  // A JWKS is fetched by jose when the first client JWT arrives.
+  const publicKey = config.jwks_url ? undefined : pemPublicKey(config.key);
+  const options: Jose.JWTVerifyOptions = {
+    ...(config.issuer ? { issuer: config.issuer } : {}),
+    ...(config.audience ? { audience: config.audience } : {}),
+  };
+  let verify: Promise<(bearer: string) => Promise<unknown>> | undefined;
+  const load = async () => {
+    const jose = await import('jose');
+    const key = config.jwks_url ? jose.createRemoteJWKSet(new URL(config.jwks_url)) : publicKey!;
+    // Overloads differ for a key and a key getter; both are valid here.
+    return (bearer: string) => jose.jwtVerify(bearer, key as KeyObject, options);
+  };
+  return async (bearer) => {
+    if (!bearer) return false;
+    verify ??= load();
+    try {
+      await (await verify)(bearer);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 }
 
 export function bearerOf(header: string | undefined): string | undefined {

@@ -43,8 +43,13 @@ export function parseDistTable(table: unknown, where: string): DistConfig {
     `${where} [dist]`,
   );
   const size = parseSize(raw.toolchain_cache_size);
-  if (size === undefined) throw KILN_ERR_CONFIG_INVALID('dist.toolchain_cache_size', where, 'a size such as "5G"');
+  if (size === undefined)
+    throw KILN_ERR_CONFIG_INVALID('dist.toolchain_cache_size', where, 'a size such as "5G"');
   if (raw.auth.type === 'token' && !raw.auth.token)
     throw KILN_ERR_CONFIG_INVALID('dist.auth.token', where, 'a token for type = "token"');
-  return Object.freeze({ ...raw, scheduler_url: raw.scheduler_url.replace(/\/+$/, ''), toolchain_cache_size: size });
+  return Object.freeze({
+    ...raw,
+    scheduler_url: raw.scheduler_url.replace(/\/+$/, ''),
+    toolchain_cache_size: size,
+  });
 }

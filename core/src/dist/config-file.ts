@@ -37,6 +37,7 @@ export function validateTable<C>(table: unknown, schema: ObjectSchema, where: st
 export function parseAddr(addr: string, where: string): { host: string; port: number } {
   const m = /^(?:\[?([^\]]*)\]?:)?(\d{1,5})$/.exec(addr);
   const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port > 65535) throw KILN_ERR_CONFIG_INVALID('public_addr', where, 'host:port, e.g. 127.0.0.1:10600');
+  if (!m || port > 65535)
+    throw KILN_ERR_CONFIG_INVALID('public_addr', where, 'host:port, e.g. 127.0.0.1:10600');
   return { host: m[1] || '127.0.0.1', port };
 }

@@ -15,7 +15,9 @@ export const errorReplies = fp(
       }
       const fe = err as FastifyError;
       if (fe.validation) {
-        return reply.code(400).send({ code: 'KILN_ERR_DIST_BAD_REQUEST', message: `bad request: ${fe.message}` });
+        return reply
+          .code(400)
+          .send({ code: 'KILN_ERR_DIST_BAD_REQUEST', message: `bad request: ${fe.message}` });
       }
       const status = fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 600 ? fe.statusCode : 500;
       if (status >= 500) request.log.error(fe);
@@ -25,7 +27,9 @@ export const errorReplies = fp(
       });
     });
     app.setNotFoundHandler((request, reply) =>
-      reply.code(404).send({ code: 'KILN_ERR_DIST_NOT_FOUND', message: `${request.method} ${request.url} not found` }),
+      reply
+        .code(404)
+        .send({ code: 'KILN_ERR_DIST_NOT_FOUND', message: `${request.method} ${request.url} not found` }),
     );
   },
   { name: 'kiln-error-replies' },

@@ -19,9 +19,11 @@ export function encodeFrame(header: object, blobs: readonly Uint8Array[]): Buffe
 
 /** Splits a frame; throws a 400 KilnError on anything malformed. */
 export function decodeFrame<H>(body: Buffer): { header: H; blobs: Buffer[] } {
-  if (body.length < 8 || !body.subarray(0, 4).equals(MAGIC)) throw KILN_ERR_DIST_BAD_REQUEST('not a kiln job frame');
+  if (body.length < 8 || !body.subarray(0, 4).equals(MAGIC))
+    throw KILN_ERR_DIST_BAD_REQUEST('not a kiln job frame');
   const len = body.readUInt32BE(4);
-  if (len > MAX_HEADER || 8 + len > body.length) throw KILN_ERR_DIST_BAD_REQUEST('frame header length out of range');
+  if (len > MAX_HEADER || 8 + len > body.length)
+    throw KILN_ERR_DIST_BAD_REQUEST('frame header length out of range');
   let header: H & { blobSizes?: unknown };
   try {
     header = JSON.parse(body.subarray(8, 8 + len).toString('utf8'));

@@ -11,7 +11,7 @@ import type { PackagedToolchain, ToolchainSpec } from '@kiln/plugins';
 import { findExecutable } from '../client/find-executable.js';
 import { KILN_ERR_TOOLCHAIN_NOT_FOUND } from '../errors.js';
 import { sha256File } from '../util/sha256-file.js';
-import { packageToolchain } from './package.js';
+import type { packageToolchain } from './package.js';
 
 interface IndexEntry {
   readonly spec: ToolchainSpec;
@@ -26,6 +26,10 @@ interface IndexFile {
 
 const INDEX = 'index.json';
 
+/** The packer (and tar) load on the first packaging: a daemon finding its toolchains stored never needs them. */
+const packLazily: typeof packageToolchain = async (compiler, out) =>
+  (await import('./package.js')).packageToolchain(compiler, out);
+
 export class ToolchainCache {
   private index: Map<string, IndexEntry> | undefined;
   private readonly inflight = new Map<string, Promise<PackagedToolchain>>();
@@ -36,7 +40,7 @@ export class ToolchainCache {
   constructor(
     readonly dir: string,
     readonly maxBytes: number,
-    private readonly pack: typeof packageToolchain = packageToolchain,
+    private readonly pack: typeof packageToolchain = packLazily,
   ) {}
 
   /** The archive path of a digest. */
@@ -72,14 +76,28 @@ export class ToolchainCache {
     return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
   }
 
-  private async lookupOrPackage(key: string, called: string): Promise<PackagedToolchain> {
+  /**
+   * The stored package of `compiler` as the binary is now, without packaging it: milliseconds, where
+   * packaging takes seconds. Undefined when there is none (or the compiler is not found).
+   */
+  async find(compiler: string): Promise<PackagedToolchain | undefined> {
+    const called = findExecutable(compiler, process.env.PATH, process.cwd(), new Set());
+    return called ? this.lookup(await this.weakKey(called)) : undefined;
+  }
+
+  private async lookup(key: string): Promise<PackagedToolchain | undefined> {
     const index = await this.load();
     const hit = index.get(key);
-    if (hit && fs.existsSync(this.archivePath(hit.spec.digest))) {
-      hit.lastUsed = this.now();
-      await this.save(index);
-      return { spec: hit.spec, archive: this.archivePath(hit.spec.digest) };
-    }
+    if (!hit || !fs.existsSync(this.archivePath(hit.spec.digest))) return undefined;
+    hit.lastUsed = this.now();
+    await this.save(index);
+    return { spec: hit.spec, archive: this.archivePath(hit.spec.digest) };
+  }
+
+  private async lookupOrPackage(key: string, called: string): Promise<PackagedToolchain> {
+    const found = await this.lookup(key);
+    if (found) return found;
+    const index = await this.load();
     await fsp.mkdir(this.dir, { recursive: true });
     const tmp = path.join(this.dir, `.packing-${process.pid}-${randomBytes(6).toString('hex')}.tar.gz`);
     let spec: ToolchainSpec;

@@ -13,25 +13,35 @@ export interface WorkerEntry {
   lastSeenMs: number;
 }
 
-interface JobRecord {
+/** What is remembered of a job that ended: assigned jobs live only in their worker's `jobs`. */
+interface EndedJob {
   readonly workerId: string;
-  state: JobState;
-  reason?: string;
-  readonly createdMs: number;
+  readonly state: Exclude<JobState, 'assigned'>;
+  readonly reason?: string;
+  readonly endedMs: number;
 }
 
 export type Allocation =
-  | { readonly ok: true; readonly jobId: string; readonly worker: WorkerEntry; readonly hasToolchain: boolean }
+  | {
+      readonly ok: true;
+      readonly jobId: string;
+      readonly worker: WorkerEntry;
+      readonly hasToolchain: boolean;
+    }
   | { readonly ok: false; readonly reason: string };
 
 /** Finished and failed jobs are remembered this long, so clients can ask what happened. */
 const JOB_MEMORY_MS = 10 * 60_000;
-const MAX_JOB_RECORDS = 100_000;
+const MAX_ENDED_JOBS = 100_000;
 
 export class ArchPoolScheduler {
   private readonly pools = new Map<string, Map<string, WorkerEntry>>();
   private readonly workers = new Map<string, WorkerEntry>();
-  private readonly jobs = new Map<string, JobRecord>();
+  /**
+   * In the order they ended, so the oldest are first to go. Only ended jobs are kept here: a record
+   * per assigned job too doubled the scheduler's memory per running job.
+   */
+  private readonly ended = new Map<string, EndedJob>();
   private readonly startedMs = Date.now();
   private counters = { allocations: 0, noCapacity: 0, lostJobs: 0 };
 
@@ -44,6 +54,8 @@ export class ArchPoolScheduler {
       readonly version: string;
       readonly hostTriple?: string;
       readonly now?: () => number;
+      /** Past this many ended jobs the oldest are forgotten before JOB_MEMORY_MS (default 100,000). */
+      readonly maxEndedJobs?: number;
     },
   ) {}
 
@@ -69,7 +81,8 @@ export class ArchPoolScheduler {
     const held = new Set(info.runningJobs);
     for (const jobId of held) if (!entry.jobs.has(jobId)) entry.jobs.set(jobId, now);
     for (const [jobId, since] of entry.jobs) {
-      if (!held.has(jobId) && now - since > this.opts.assignTimeoutMs) this.finish(jobId, info.id, true, 'never started');
+      if (!held.has(jobId) && now - since > this.opts.assignTimeoutMs)
+        this.finish(jobId, info.id, true, 'never started');
     }
     let pool = this.pools.get(info.hostTriple);
     if (!pool) {
@@ -88,21 +101,30 @@ export class ArchPoolScheduler {
       this.removeWorker(id, 'worker stopped heartbeating');
       gone.push(id);
     }
-    for (const [jobId, job] of this.jobs) {
-      if (job.state !== 'assigned' && now - job.createdMs > JOB_MEMORY_MS) this.jobs.delete(jobId);
+    // Oldest first: the scan stops at the first recent one.
+    for (const [jobId, job] of this.ended) {
+      if (now - job.endedMs <= JOB_MEMORY_MS) break;
+      this.ended.delete(jobId);
     }
     return gone;
+  }
+
+  /** Remembers how a job ended, forgetting the oldest record past the cap. */
+  private end(jobId: string, job: EndedJob): void {
+    // Re-inserted, so that the order stays by end time.
+    this.ended.delete(jobId);
+    this.ended.set(jobId, job);
+    if (this.ended.size > (this.opts.maxEndedJobs ?? MAX_ENDED_JOBS)) {
+      this.ended.delete(this.ended.keys().next().value!);
+    }
   }
 
   removeWorker(id: string, reason: string): void {
     const entry = this.workers.get(id);
     if (!entry) return;
+    const now = this.now();
     for (const jobId of entry.jobs.keys()) {
-      const job = this.jobs.get(jobId);
-      if (job) {
-        job.state = 'failed';
-        job.reason = reason;
-      }
+      this.end(jobId, { workerId: id, state: 'failed', reason, endedMs: now });
       this.counters.lostJobs++;
     }
     this.workers.delete(id);
@@ -151,25 +173,39 @@ export class ArchPoolScheduler {
     const jobId = randomBytes(12).toString('base64url');
     const now = this.now();
     best.jobs.set(jobId, now);
-    this.jobs.set(jobId, { workerId: best.info.id, state: 'assigned', createdMs: now });
-    if (this.jobs.size > MAX_JOB_RECORDS) this.expire();
     this.counters.allocations++;
     return { ok: true, jobId, worker: best, hasToolchain: bestHas };
   }
 
-  /** The worker finished (or gave up on) a job: its slot frees up. False for an unknown job. */
+  /**
+   * The worker finished (or gave up on) a job: its slot frees up. False for a job this worker does
+   * not hold (unknown, another worker's, or ended already).
+   */
   finish(jobId: string, workerId: string, failed: boolean, reason?: string): boolean {
-    const job = this.jobs.get(jobId);
-    if (!job || job.workerId !== workerId) return false;
-    job.state = failed ? 'failed' : 'finished';
-    if (reason) job.reason = reason;
-    this.workers.get(workerId)?.jobs.delete(jobId);
+    if (!this.workers.get(workerId)?.jobs.delete(jobId)) return false;
+    this.end(jobId, {
+      workerId,
+      state: failed ? 'failed' : 'finished',
+      endedMs: this.now(),
+      ...(reason ? { reason } : {}),
+    });
     return true;
   }
 
+  /** A job's state; looking up a running one walks the workers (this is for diagnostics only). */
   job(jobId: string): { state: JobState; workerId: string; reason?: string } | undefined {
-    const job = this.jobs.get(jobId);
-    return job && { state: job.state, workerId: job.workerId, ...(job.reason ? { reason: job.reason } : {}) };
+    const ended = this.ended.get(jobId);
+    if (ended) {
+      return {
+        state: ended.state,
+        workerId: ended.workerId,
+        ...(ended.reason ? { reason: ended.reason } : {}),
+      };
+    }
+    for (const w of this.workers.values()) {
+      if (w.jobs.has(jobId)) return { state: 'assigned', workerId: w.info.id };
+    }
+    return undefined;
   }
 
   status(): ClusterStatus {

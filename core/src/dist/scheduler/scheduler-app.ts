@@ -5,10 +5,11 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { KILN_ERR_AUTH_FORBIDDEN, KILN_ERR_AUTH_REQUIRED, KILN_ERR_DIST_NOT_FOUND } from '../../errors.js';
+import { hostTriple } from '../../toolchain/elf.js';
 import {
-  API,
   type AllocateRequest,
   type AllocateResponse,
+  API,
   allocateSchema,
   finishedSchema,
   heartbeatSchema,
@@ -17,7 +18,6 @@ import {
   workerIdParams,
 } from '../api.js';
 import { bearerOf, clientVerifier, jobToken, secretKeyFrom, verifyWorkerToken } from '../auth.js';
-import { hostTriple } from '../../toolchain/elf.js';
 import { errorReplies } from '../http-errors.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
@@ -61,7 +61,8 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   app.removeContentTypeParser('text/plain');
 
   const requireClient = async (request: FastifyRequest) => {
-    if (!(await verifyClient(bearerOf(request.headers.authorization)))) throw KILN_ERR_AUTH_REQUIRED('client');
+    if (!(await verifyClient(bearerOf(request.headers.authorization))))
+      throw KILN_ERR_AUTH_REQUIRED('client');
   };
   const requireWorker = async (request: FastifyRequest): Promise<string> => {
     const token = bearerOf(request.headers.authorization);
@@ -76,14 +77,20 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     async (request) => {
       const workerId = await requireWorker(request);
       const info = request.body;
-      if (info.id !== workerId) throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
+      if (info.id !== workerId)
+        throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
       if (config.worker_auth.check_worker_ip) {
         const host = new URL(info.url).hostname.replace(/^\[|\]$/g, '');
         if (host !== request.ip.replace(/^::ffff:/, ''))
-          throw KILN_ERR_AUTH_FORBIDDEN(`worker "${workerId}" advertises ${host} but connects from ${request.ip}`);
+          throw KILN_ERR_AUTH_FORBIDDEN(
+            `worker "${workerId}" advertises ${host} but connects from ${request.ip}`,
+          );
       }
       if (jobKeys.get(workerId)?.text !== info.jobKey) {
-        jobKeys.set(workerId, { text: info.jobKey, key: createSecretKey(Buffer.from(info.jobKey, 'base64url')) });
+        jobKeys.set(workerId, {
+          text: info.jobKey,
+          key: createSecretKey(Buffer.from(info.jobKey, 'base64url')),
+        });
       }
       pools.heartbeat(info);
       return { heartbeatIntervalMs, workerTimeoutMs };
@@ -95,34 +102,43 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     { schema: { params: jobIdParams, body: finishedSchema } },
     async (request, reply) => {
       const workerId = await requireWorker(request);
-      if (request.body.workerId !== workerId) throw KILN_ERR_AUTH_FORBIDDEN('a worker can only finish its own jobs');
+      if (request.body.workerId !== workerId)
+        throw KILN_ERR_AUTH_FORBIDDEN('a worker can only finish its own jobs');
       if (!pools.finish(request.params.jobId, workerId, request.body.failed ?? false))
         throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
       return reply.code(204).send();
     },
   );
 
-  app.post<{ Body: AllocateRequest }>(`${API}/jobs`, { schema: { body: allocateSchema } }, async (request) => {
-    await requireClient(request);
-    const result = pools.allocate(request.body.toolchain);
-    if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
-    const { worker } = result;
-    const key = jobKeys.get(worker.info.id)!.key;
-    return {
-      status: 'assigned',
-      jobId: result.jobId,
-      worker: { id: worker.info.id, url: worker.info.url, hostTriple: worker.info.hostTriple },
-      jobToken: await jobToken(key, worker.info.id, result.jobId, config.job_token_lifetime),
-      hasToolchain: result.hasToolchain,
-    } satisfies AllocateResponse;
-  });
+  app.post<{ Body: AllocateRequest }>(
+    `${API}/jobs`,
+    { schema: { body: allocateSchema } },
+    async (request) => {
+      await requireClient(request);
+      const result = pools.allocate(request.body.toolchain);
+      if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
+      const { worker } = result;
+      const key = jobKeys.get(worker.info.id)!.key;
+      return {
+        status: 'assigned',
+        jobId: result.jobId,
+        worker: { id: worker.info.id, url: worker.info.url, hostTriple: worker.info.hostTriple },
+        jobToken: await jobToken(key, worker.info.id, result.jobId, config.job_token_lifetime),
+        hasToolchain: result.hasToolchain,
+      } satisfies AllocateResponse;
+    },
+  );
 
-  app.get<{ Params: { jobId: string } }>(`${API}/jobs/:jobId`, { schema: { params: jobIdParams } }, async (request) => {
-    await requireClient(request);
-    const job = pools.job(request.params.jobId);
-    if (!job) throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
-    return job;
-  });
+  app.get<{ Params: { jobId: string } }>(
+    `${API}/jobs/:jobId`,
+    { schema: { params: jobIdParams } },
+    async (request) => {
+      await requireClient(request);
+      const job = pools.job(request.params.jobId);
+      if (!job) throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
+      return job;
+    },
+  );
 
   app.get(`${API}/status`, async (request) => {
     await requireClient(request);
@@ -143,12 +159,15 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     },
   );
 
-  const sweep = setInterval(() => {
-    for (const id of pools.expire()) {
-      jobKeys.delete(id);
-      app.log.warn(`worker ${id} stopped heartbeating; removed from its pool`);
-    }
-  }, Math.min(1000, workerTimeoutMs));
+  const sweep = setInterval(
+    () => {
+      for (const id of pools.expire()) {
+        jobKeys.delete(id);
+        app.log.warn(`worker ${id} stopped heartbeating; removed from its pool`);
+      }
+    },
+    Math.min(1000, workerTimeoutMs),
+  );
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   return { app, pools };

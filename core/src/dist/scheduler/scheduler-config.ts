@@ -1,7 +1,7 @@
 import type { ObjectSchema } from '@kiln/plugins';
+import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
-import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 
 /** scheduler.toml; names follow sccache-dist's scheduler config. */
 export interface SchedulerConfig {
@@ -56,7 +56,8 @@ export const schedulerSchema: ObjectSchema = {
 export function loadSchedulerConfig(file: string): SchedulerConfig {
   const config = loadTomlConfig<SchedulerConfig>(file, schedulerSchema);
   const auth = config.client_auth;
-  if (auth.type === 'token' && !auth.token) throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token for type = "token"');
+  if (auth.type === 'token' && !auth.token)
+    throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token for type = "token"');
   if (auth.type === 'jwt' && !auth.jwks_url && !auth.key)
     throw KILN_ERR_CONFIG_INVALID('client_auth', file, 'jwks_url or key for type = "jwt"');
   return config;

@@ -50,8 +50,10 @@ export class Heartbeat {
         bodyTimeout: 10_000,
       });
       const body = (await res.body.json()) as { heartbeatIntervalMs?: number; message?: string };
-      if (res.statusCode !== 200) throw new Error(`scheduler answered ${res.statusCode}: ${body.message ?? ''}`);
-      if (typeof body.heartbeatIntervalMs === 'number') this.intervalMs = Math.max(100, body.heartbeatIntervalMs);
+      if (res.statusCode !== 200)
+        throw new Error(`scheduler answered ${res.statusCode}: ${body.message ?? ''}`);
+      if (typeof body.heartbeatIntervalMs === 'number')
+        this.intervalMs = Math.max(100, body.heartbeatIntervalMs);
       if (this.lastError) this.opts.log.warn('scheduler reachable again');
       this.lastError = '';
       return true;
@@ -66,13 +68,16 @@ export class Heartbeat {
   /** Frees the job's slot on the scheduler now; a lost message is made good by the next heartbeats. */
   async finished(jobId: string, workerId: string, failed: boolean): Promise<void> {
     try {
-      const res = await request(`${this.opts.schedulerUrl}${API}/jobs/${encodeURIComponent(jobId)}/finished`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ workerId, failed }),
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-      });
+      const res = await request(
+        `${this.opts.schedulerUrl}${API}/jobs/${encodeURIComponent(jobId)}/finished`,
+        {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ workerId, failed }),
+          headersTimeout: 10_000,
+          bodyTimeout: 10_000,
+        },
+      );
       await res.body.dump();
     } catch (err) {
       this.opts.log.debug(`cannot report job ${jobId} finished: ${(err as Error).message}`);

@@ -105,7 +105,9 @@ export class ToolchainStore {
     const resolver = this.resolvers.get(kind);
     if (!resolver) {
       body.resume();
-      throw KILN_ERR_DIST_BAD_REQUEST(`this worker has no "${kind}" toolchain resolver (it has ${[...this.resolvers.keys()].join(', ')})`);
+      throw KILN_ERR_DIST_BAD_REQUEST(
+        `this worker has no "${kind}" toolchain resolver (it has ${[...this.resolvers.keys()].join(', ')})`,
+      );
     }
     const tmpArchive = path.join(this.tmp, `${digest}.${randomBytes(6).toString('hex')}`);
     const tmpRoot = `${tmpArchive}.root`;
@@ -116,12 +118,18 @@ export class ToolchainStore {
       for await (const chunk of body) {
         bytes += (chunk as Buffer).length;
         if (bytes > this.maxArchiveBytes) {
-          throw new KilnError('KILN_ERR_DIST_TOOLCHAIN_TOO_BIG', `toolchain archive is over ${this.maxArchiveBytes} bytes`, 413);
+          throw new KilnError(
+            'KILN_ERR_DIST_TOOLCHAIN_TOO_BIG',
+            `toolchain archive is over ${this.maxArchiveBytes} bytes`,
+            413,
+          );
         }
         hash.update(chunk as Buffer);
         if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
       }
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+      );
       const actual = hash.digest('hex');
       if (actual !== digest) throw KILN_ERR_DIST_TOOLCHAIN_DIGEST(digest, actual);
       const spec = { kind, digest, hostTriples: [], compiler: '/' };
@@ -155,7 +163,9 @@ export class ToolchainStore {
   }
 
   private makeRoom(incoming: number): void {
-    const victims = [...this.entries].filter(([, e]) => e.users === 0).sort(([, a], [, b]) => a.lastUsedMs - b.lastUsedMs);
+    const victims = [...this.entries]
+      .filter(([, e]) => e.users === 0)
+      .sort(([, a], [, b]) => a.lastUsedMs - b.lastUsedMs);
     let used = this.bytesUsed();
     for (const [digest, entry] of victims) {
       if (used + incoming <= this.maxBytes) break;

@@ -35,6 +35,8 @@ export interface WorkerAppOptions {
   readonly maxToolchainBytes: number;
   /** Called when a job ends, to tell the scheduler its slot is free. */
   readonly onJobDone?: (jobId: string, failed: boolean) => void;
+  /** Called when an uploaded toolchain is stored, to tell the scheduler this worker holds it. */
+  readonly onToolchainStored?: (digest: string) => void;
   readonly logger?: boolean;
   readonly logLevel?: string;
 }
@@ -66,8 +68,10 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser(JOB_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: MAX_JOB_BODY }, (_req, body, done) =>
-    done(null, body),
+  app.addContentTypeParser(
+    JOB_CONTENT_TYPE,
+    { parseAs: 'buffer', bodyLimit: MAX_JOB_BODY },
+    (_req, body, done) => done(null, body),
   );
   // Toolchains stream to disk while hashing; the store enforces the size limit.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
@@ -83,12 +87,16 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
 
   app.get(`${API}/health`, async () => ({ id: opts.id, hostTriple: opts.hostTriple, version: opts.version }));
 
-  app.post<{ Params: { jobId: string } }>(`${API}/jobs/:jobId/ping`, { schema: { params: jobIdParams } }, async (request) => {
-    const jobId = await requireJob(request);
-    held.delete(jobId);
-    if (jobId !== request.params.jobId) throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
-    return { ok: true, workerId: opts.id };
-  });
+  app.post<{ Params: { jobId: string } }>(
+    `${API}/jobs/:jobId/ping`,
+    { schema: { params: jobIdParams } },
+    async (request) => {
+      const jobId = await requireJob(request);
+      held.delete(jobId);
+      if (jobId !== request.params.jobId) throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
+      return { ok: true, workerId: opts.id };
+    },
+  );
 
   app.head<{ Params: { digest: string } }>(
     `${API}/toolchains/:digest`,
@@ -106,10 +114,16 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
       await requireJob(request);
       const length = Number(request.headers['content-length'] ?? 0);
       if (length > opts.maxToolchainBytes) {
-        throw new KilnError('KILN_ERR_DIST_TOOLCHAIN_TOO_BIG', `toolchain archive is over ${opts.maxToolchainBytes} bytes`, 413);
+        throw new KilnError(
+          'KILN_ERR_DIST_TOOLCHAIN_TOO_BIG',
+          `toolchain archive is over ${opts.maxToolchainBytes} bytes`,
+          413,
+        );
       }
-      if (!request.body) throw KILN_ERR_DIST_BAD_REQUEST('a toolchain upload needs content-type application/octet-stream');
+      if (!request.body)
+        throw KILN_ERR_DIST_BAD_REQUEST('a toolchain upload needs content-type application/octet-stream');
       await opts.store.put(request.params.digest, request.query.kind ?? 'archive', request.body as Readable);
+      opts.onToolchainStored?.(request.params.digest);
       return reply.code(201).send({ digest: request.params.digest });
     },
   );
@@ -122,12 +136,16 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
       let failed = true;
       try {
         if (jobId !== request.params.jobId) throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
-        if (!Buffer.isBuffer(request.body)) throw KILN_ERR_DIST_BAD_REQUEST(`a job needs content-type ${JOB_CONTENT_TYPE}`);
+        if (!Buffer.isBuffer(request.body))
+          throw KILN_ERR_DIST_BAD_REQUEST(`a job needs content-type ${JOB_CONTENT_TYPE}`);
         const { header, blobs } = decodeFrame<JobRequestHeader>(request.body);
         if (!validateJob(header)) {
-          throw KILN_ERR_DIST_BAD_REQUEST(`job header: ${validateJob.errors?.[0]?.instancePath} ${validateJob.errors?.[0]?.message}`);
+          throw KILN_ERR_DIST_BAD_REQUEST(
+            `job header: ${validateJob.errors?.[0]?.instancePath} ${validateJob.errors?.[0]?.message}`,
+          );
         }
-        if (header.inputs.length !== blobs.length) throw KILN_ERR_DIST_BAD_REQUEST('one blob per input is required');
+        if (header.inputs.length !== blobs.length)
+          throw KILN_ERR_DIST_BAD_REQUEST('one blob per input is required');
         const toolchain = opts.store.acquire(header.toolchain.digest);
         const release = await slots.acquire().catch((err) => {
           toolchain.release();
@@ -154,7 +172,11 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
           };
           failed = false;
           reply.header('content-type', JOB_CONTENT_TYPE);
-          return encodeFrame(resultHeader, [result.stdout, result.stderr, ...present.map((p) => result.outputs.get(abs(p))!)]);
+          return encodeFrame(resultHeader, [
+            result.stdout,
+            result.stderr,
+            ...present.map((p) => result.outputs.get(abs(p))!),
+          ]);
         } finally {
           release();
           toolchain.release();

@@ -1,9 +1,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { ObjectSchema } from '@kiln/plugins';
+import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
-import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 
 /** worker.toml; names follow sccache-dist's server config. */
 export interface WorkerConfig {

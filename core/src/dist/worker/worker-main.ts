@@ -4,15 +4,9 @@
  */
 import 'reflect-metadata';
 import path from 'node:path';
-import {
-  loadPlugin,
-  PluginKind,
-  SANDBOX,
-  TOOLCHAIN_RESOLVER,
-  type ToolchainResolver,
-} from '@kiln/plugins';
-import { container } from 'tsyringe';
+import { loadPlugin, PluginKind, SANDBOX, TOOLCHAIN_RESOLVER, type ToolchainResolver } from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
+import { container } from 'tsyringe';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { hostTriple } from '../../toolchain/elf.js';
@@ -37,14 +31,28 @@ export async function startWorker(
 ): Promise<RunningWorker> {
   const scope = container.createChildContainer();
   scope.register(TOOLCHAIN_RESOLVER, { useValue: new ArchiveResolver() });
-  await loadPlugin({ spec: config.sandbox, kind: PluginKind.SANDBOX, config: config.sandbox_config, container: scope, baseDir: configDir });
+  await loadPlugin({
+    spec: config.sandbox,
+    kind: PluginKind.SANDBOX,
+    config: config.sandbox_config,
+    container: scope,
+    baseDir: configDir,
+  });
   for (const spec of config.resolvers) {
-    await loadPlugin({ spec, kind: PluginKind.RESOLVER, config: undefined, container: scope, baseDir: configDir });
+    await loadPlugin({
+      spec,
+      kind: PluginKind.RESOLVER,
+      config: undefined,
+      container: scope,
+      baseDir: configDir,
+    });
   }
   const sandbox = scope.resolve(SANDBOX);
   const probe = await sandbox.probe();
   if (!probe.ok) throw KILN_ERR_SANDBOX_UNAVAILABLE(sandbox.name, probe.detail);
-  const resolvers = new Map<string, ToolchainResolver>(scope.resolveAll(TOOLCHAIN_RESOLVER).map((r) => [r.kind, r]));
+  const resolvers = new Map<string, ToolchainResolver>(
+    scope.resolveAll(TOOLCHAIN_RESOLVER).map((r) => [r.kind, r]),
+  );
   const store = new ToolchainStore(
     path.join(config.cache_dir, 'toolchains'),
     config.toolchain_cache_size,
@@ -65,6 +73,9 @@ export async function startWorker(
     logger: true,
     logLevel: config.log_level,
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
+    // Until the scheduler hears of it, it sends this toolchain's jobs to workers that reported it
+    // (heartbeats come every worker_timeout / 4: 7.5 s by default), and this worker idles.
+    onToolchainStored: () => void heartbeat?.beat(),
   });
   const { host, port } = parseAddr(config.public_addr, 'worker config');
   const address = await worker.app.listen({ host, port });

@@ -1,0 +1,291 @@
+/**
+ * A loopback cluster build: a real `kiln-dist scheduler` and two `kiln-dist worker`s (bubblewrap)
+ * on 127.0.0.1, zlib built with `make -jN` through `kiln gcc` from a cold cache, against plain gcc
+ * and kiln without a cluster at the same -j. The toolchain is packaged and sent to the workers by
+ * one untimed build first (reported apart): the client keeps the package (`<cache_dir>/toolchains`,
+ * kept between runs) and the workers keep what they received, as they would between real builds.
+ * After each cluster build it checks in the stats that every compile ran on the cluster; at the end,
+ * in the workers' request logs that each received the toolchain once, and in the scheduler's status
+ * that each holds it.
+ * Run alone: node bench/cluster.mjs [--runs N] [--jobs N]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const WORKERS = ['w1', 'w2'];
+const CFLAGS = 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1';
+
+function sh(argv0, args, opts = {}) {
+  const r = spawnSync(argv0, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
+  if (r.status !== 0)
+    throw new Error(`${argv0} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+function timed(argv0, args, opts) {
+  const t = process.hrtime.bigint();
+  sh(argv0, args, opts);
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** GET on a fresh connection: a kept-alive one may be closed by the server between the bench's polls. */
+function getJson(url, token) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => {
+        if (res.statusCode === 200) resolve(JSON.parse(body));
+        else reject(new Error(`${url}: ${res.statusCode} ${body}`));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Starts `kiln-dist ARGS` and resolves with its URL once it says where it listens. */
+function startServer(kilnDist, args, env) {
+  const proc = spawn(process.execPath, [kilnDist, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const url = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`kiln-dist ${args[0]} did not start:\n${out}`)), 30_000);
+    const onData = (chunk) => {
+      out += chunk;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`kiln-dist ${args[0]} exited with ${code}:\n${out}`));
+    });
+  });
+  const stop = () =>
+    new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      proc.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      proc.kill('SIGTERM');
+    });
+  return { proc, url, stop, output: () => out };
+}
+
+/** Writes the configs and starts the scheduler and the workers; `stop()` ends every one of them. */
+async function startCluster({ root, dir, env }) {
+  const kilnDist = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
+  const { generateHs256Key, secretKeyFrom, workerToken } = await import(
+    pathToFileURL(path.join(root, 'core', 'dist', 'dist', 'auth.js')).href
+  );
+  const secret = generateHs256Key();
+  const clientToken = `bench-${process.pid}`;
+  const servers = [];
+  const stop = async () => {
+    for (const s of [...servers].reverse()) await s.stop();
+  };
+  try {
+    const schedulerToml = path.join(dir, 'scheduler.toml');
+    fs.writeFileSync(
+      schedulerToml,
+      `public_addr = "127.0.0.1:0"\n[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n` +
+        `[worker_auth]\ntype = "jwt_hs256"\nsecret_key = "${secret}"\n`,
+    );
+    const scheduler = startServer(kilnDist, ['scheduler', '--config', schedulerToml], env);
+    servers.push(scheduler);
+    const schedulerUrl = await scheduler.url;
+    for (const id of WORKERS) {
+      const toml = path.join(dir, `${id}.toml`);
+      fs.writeFileSync(
+        toml,
+        `id = "${id}"\npublic_addr = "127.0.0.1:0"\nscheduler_url = "${schedulerUrl}"\n` +
+          // log_level info: fastify logs every request, which is how uploads are counted.
+          `cache_dir = "${path.join(dir, id)}"\nsandbox = "bwrap"\nlog_level = "info"\n` +
+          `[scheduler_auth]\ntype = "jwt_token"\ntoken = "${await workerToken(secretKeyFrom(secret), id)}"\n`,
+      );
+      const worker = startServer(kilnDist, ['worker', '--config', toml], env);
+      servers.push(worker);
+      await worker.url;
+    }
+    const status = () => getJson(`${schedulerUrl}/api/v1/status`, clientToken);
+    for (let i = 0; (await status()).totals.workers < WORKERS.length; i++) {
+      if (i > 200) throw new Error('the workers did not register');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const clientConfig = (extra) => {
+      const file = path.join(dir, extra ? 'client-forced.toml' : 'client.toml');
+      fs.writeFileSync(
+        file,
+        `[dist]\nscheduler_url = "${schedulerUrl}"\n${extra}\n[dist.auth]\ntype = "token"\ntoken = "${clientToken}"\n`,
+      );
+      return file;
+    };
+    /** Toolchain uploads each worker received, from its request log. */
+    const uploads = () =>
+      Object.fromEntries(
+        WORKERS.map((id, i) => [
+          id,
+          servers[i + 1].output().match(/"method":"PUT","url":"[^"]*\/toolchains\//g)?.length ?? 0,
+        ]),
+      );
+    return { clientConfig, status, uploads, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** A kiln client with its own daemon, cache and config; `cold()` stops it and empties the cache. */
+function kilnClient(root, work, name, configFile, baseEnv) {
+  const bin = path.join(root, 'core', 'bin', 'kiln');
+  const env = {
+    ...baseEnv,
+    KILN_CACHE_DIR: path.join(work, `${name}-cache`),
+    KILN_RUNTIME_DIR: path.join(work, `${name}-run`),
+    KILN_IDLE_TIMEOUT: '0',
+    KILN_CONFIG: configFile,
+  };
+  return {
+    cc: `${bin} gcc`,
+    env,
+    stop: () => spawnSync(bin, ['--stop-server'], { env, stdio: 'ignore' }),
+    /** Stops the daemon and empties the cache; the packaged toolchains stay, like a user's would. */
+    cold() {
+      this.stop();
+      fs.mkdirSync(env.KILN_CACHE_DIR, { recursive: true });
+      for (const entry of fs.readdirSync(env.KILN_CACHE_DIR)) {
+        if (entry !== 'toolchains')
+          fs.rmSync(path.join(env.KILN_CACHE_DIR, entry), { recursive: true, force: true });
+      }
+    },
+    stats: () => JSON.parse(sh(bin, ['--show-stats', '--stats-format', 'json'], { env }).stdout).stats,
+  };
+}
+
+/** Waits until every worker reports the toolchain (heartbeats follow an upload at once). */
+async function waitForToolchains(status) {
+  for (let i = 0; i < 100; i++) {
+    const workers = (await status()).pools.flatMap((p) => p.workers);
+    if (workers.every((w) => w.toolchains > 0)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the workers do not report the toolchain');
+}
+
+const sum = (record) => Object.values(record ?? {}).reduce((a, b) => a + b, 0);
+
+/** Every miss compiled on the cluster, none kept local or failed over. Throws otherwise. */
+function checkAllDistributed(stats) {
+  const remote = sum(stats.distCompiles);
+  if (remote !== stats.misses || sum(stats.distErrors) || sum(stats.distLocal)) {
+    throw new Error(
+      `not every compile was distributed: ${stats.misses} misses, ${remote} remote, local ${JSON.stringify(stats.distLocal)}, errors ${JSON.stringify(stats.distErrors)}`,
+    );
+  }
+  return remote;
+}
+
+/**
+ * Medians of `runs` cold zlib builds at `make -j<jobs>`: plain gcc, kiln alone, kiln with the
+ * loopback cluster (interleaved, so that drift on a noisy machine hits all three alike).
+ */
+export async function benchCluster({ runs, jobs, work, root, baseEnv }) {
+  const dir = path.join(work, 'cluster');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const src = path.join(dir, 'zlib');
+  fs.cpSync(path.join(work, 'src', 'zlib'), src, { recursive: true });
+  sh('./configure', ['--static'], { cwd: src, env: { ...baseEnv, CC: 'gcc' } });
+  const noDist = path.join(dir, 'no-dist.toml');
+  fs.writeFileSync(noDist, '');
+  const cluster = await startCluster({ root, dir, env: baseEnv });
+  const local = kilnClient(root, dir, 'local', noDist, baseEnv);
+  const remote = kilnClient(root, dir, 'remote', cluster.clientConfig(''), baseEnv);
+  try {
+    const build = (cc, env, j = jobs) => {
+      sh('make', ['clean'], { cwd: src, env });
+      return timed('make', [`-j${j}`, 'libz.a', `CC=${cc}`, CFLAGS], { cwd: src, env });
+    };
+    // Untimed: packages gcc (seconds) and sends it to the workers. force_remote_build waits for the
+    // packaging, where the default compiles locally meanwhile; the timed builds use the default.
+    // One job per worker at least, or the first worker to hold the toolchain would get every job.
+    remote.cold();
+    fs.rmSync(path.join(remote.env.KILN_CACHE_DIR, 'toolchains'), { recursive: true, force: true });
+    const forced = { ...remote.env, KILN_CONFIG: cluster.clientConfig('force_remote_build = true') };
+    const first = build(remote.cc, forced, Math.max(jobs, WORKERS.length));
+    await waitForToolchains(cluster.status);
+    const times = { plain: [], local: [], cluster: [] };
+    const remoteCompiles = [];
+    for (let i = 0; i < runs; i++) {
+      times.plain.push(build('gcc', baseEnv));
+      local.cold();
+      times.local.push(build(local.cc, local.env));
+      remote.cold();
+      times.cluster.push(build(remote.cc, remote.env));
+      remoteCompiles.push(checkAllDistributed(remote.stats()));
+    }
+    const held = (await cluster.status()).pools.flatMap((p) => p.workers.map((w) => [w.id, w.toolchains]));
+    const uploads = cluster.uploads();
+    if (
+      held.length !== WORKERS.length ||
+      held.some(([, n]) => n !== 1) ||
+      Object.values(uploads).some((n) => n !== 1)
+    ) {
+      throw new Error(
+        `each worker should have received and hold the one toolchain: held ${JSON.stringify(held)}, uploads ${JSON.stringify(uploads)}`,
+      );
+    }
+    return {
+      jobs,
+      plain: median(times.plain),
+      local: median(times.local),
+      cluster: median(times.cluster),
+      first,
+      remoteCompiles: median(remoteCompiles),
+      uploads,
+    };
+  } finally {
+    local.stop();
+    remote.stop();
+    await cluster.stop();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (n, d) => {
+    const i = process.argv.indexOf(n);
+    return i > 0 ? Number(process.argv[i + 1]) : d;
+  };
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const { NODE_EXTRA_CA_CERTS: _, ...baseEnv } = process.env;
+  const jobs = arg('--jobs', os.cpus().length);
+  const r = await benchCluster({
+    runs: arg('--runs', 3),
+    jobs,
+    work: path.join(here, '.work'),
+    root: path.resolve(here, '..'),
+    baseEnv,
+  });
+  console.log(
+    `zlib make -j${jobs}, medians: plain ${r.plain.toFixed(2)} s, kiln local ${r.local.toFixed(2)} s, ` +
+      `loopback cluster ${r.cluster.toFixed(2)} s (${(r.cluster / r.plain).toFixed(2)}x plain; ` +
+      `first build, packaging + uploads: ${r.first.toFixed(2)} s); ${r.remoteCompiles} compiles on the cluster per build; ` +
+      `toolchain uploads per worker: ${JSON.stringify(r.uploads)}`,
+  );
+}
