@@ -53,10 +53,13 @@ function writeCargoProject(dir) {
   );
 }
 
-/** { cold: {tool: s}, warm: {tool: s} } for plain, kiln and sccache. */
+/**
+ * { cold: {tool: s}, warm: {tool: s} } for plain, kiln and sccache. The tools take turns within
+ * each run, so a machine that gets slower or faster over the minutes affects them alike.
+ */
 export function benchCargo({ runs, work, tools }) {
-  const rows = { cold: {}, warm: {} };
-  for (const tool of tools.filter((t) => ['plain', 'kiln', 'sccache'].includes(t.name))) {
+  const chosen = tools.filter((t) => ['plain', 'kiln', 'sccache'].includes(t.name));
+  const setups = chosen.map((tool) => {
     const dir = path.join(work, 'build', `cargo-${tool.name}`);
     writeCargoProject(dir);
     const env = {
@@ -65,21 +68,25 @@ export function benchCargo({ runs, work, tools }) {
       CARGO_TERM_COLOR: 'never',
       ...(tool.wrapper && { RUSTC_WRAPPER: tool.wrapper }),
     };
-    const build = () => run('cargo', ['build'], { cwd: dir, env });
-    const cold = [];
-    const warm = [];
-    for (let i = 0; i < runs; i++) {
-      tool.clear();
-      run('cargo', ['clean'], { cwd: dir, env });
-      cold.push(build());
-      run('cargo', ['clean'], { cwd: dir, env });
-      warm.push(tool.wrapper ? build() : cold.at(-1));
+    return { tool, dir, env, cold: [], warm: [] };
+  });
+  for (let i = 0; i < runs; i++) {
+    for (const s of setups) {
+      const build = () => run('cargo', ['build'], { cwd: s.dir, env: s.env });
+      s.tool.clear();
+      run('cargo', ['clean'], { cwd: s.dir, env: s.env });
+      s.cold.push(build());
+      run('cargo', ['clean'], { cwd: s.dir, env: s.env });
+      s.warm.push(s.tool.wrapper ? build() : s.cold.at(-1));
+      process.stderr.write(
+        `  cargo ${s.tool.name} run ${i + 1}: cold ${s.cold.at(-1).toFixed(2)} s, warm ${s.warm.at(-1).toFixed(2)} s\n`,
+      );
     }
-    rows.cold[tool.name] = median(cold);
-    rows.warm[tool.name] = median(warm);
-    process.stderr.write(
-      `  cargo ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s\n`,
-    );
+  }
+  const rows = { cold: {}, warm: {} };
+  for (const s of setups) {
+    rows.cold[s.tool.name] = median(s.cold);
+    rows.warm[s.tool.name] = median(s.warm);
   }
   return rows;
 }

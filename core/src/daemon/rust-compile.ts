@@ -4,8 +4,8 @@
  * `--extern` crate and static library by content, the CARGO_* environment — and a manifest that
  * lists what earlier compiles with that key read according to rustc's own dep-info: source files
  * (`mod`, `include!`, `include_str!`, files a build script wrote) by digest and the variables
- * `env!`/`option_env!` looked up. A hit costs no rustc run at all; a miss compiles once, with
- * dep-info, and stores the outputs.
+ * `env!`/`option_env!` looked up. A hit costs no rustc run at all; a miss compiles once (plus a
+ * dep-info-only run when the call itself asked for no dep-info) and stores the outputs.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
