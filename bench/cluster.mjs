@@ -15,28 +15,10 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { median, sh, timed } from './util.mjs';
 
 const WORKERS = ['w1', 'w2'];
 const CFLAGS = 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1';
-
-function sh(argv0, args, opts = {}) {
-  const r = spawnSync(argv0, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
-  if (r.status !== 0)
-    throw new Error(`${argv0} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-}
-
-function timed(argv0, args, opts) {
-  const t = process.hrtime.bigint();
-  sh(argv0, args, opts);
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** GET on a fresh connection: a kept-alive one may be closed by the server between the bench's polls. */
 function getJson(url, token) {

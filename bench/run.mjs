@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { has, median, sh, timed } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -23,27 +24,6 @@ const JOBS = Number(opt('--jobs', String(os.cpus().length)));
 const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster').split(',');
 
 const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
-const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
-
-function sh(argv0, args, opts = {}) {
-  const r = spawnSync(argv0, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
-  if (r.status !== 0) {
-    throw new Error(`${argv0} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-  }
-  return r;
-}
-
-function timed(argv0, args, opts) {
-  const t = process.hrtime.bigint();
-  sh(argv0, args, opts);
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** A way to run compiles: its wrapper (undefined: plain), its environment and how to empty it. */
 function tools() {

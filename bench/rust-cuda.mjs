@@ -5,25 +5,12 @@
 //    (warm), plain cargo vs RUSTC_WRAPPER=kiln vs RUSTC_WRAPPER=sccache. Cargo's defaults (dev
 //    profile: the project's own crate is incremental, so no cache stores it).
 //  - nvcc: one .cu file compiled cold (empty cache) and warm (a hit), plain vs kiln/ccache/sccache.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { median, timed } from './util.mjs';
 
 const REGISTRY = '/usr/share/cargo/registry';
 const CRATES = ['serde-1', 'serde_derive-1', 'serde_json-1', 'regex-1'];
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-function run(argv0, args, opts) {
-  const t = process.hrtime.bigint();
-  const r = spawnSync(argv0, args, { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
-  if (r.status !== 0) throw new Error(`${argv0} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
 
 export function cargoPrerequisites() {
   const have = fs.existsSync(REGISTRY) ? fs.readdirSync(REGISTRY) : [];
@@ -72,11 +59,11 @@ export function benchCargo({ runs, work, tools }) {
   });
   for (let i = 0; i < runs; i++) {
     for (const s of setups) {
-      const build = () => run('cargo', ['build'], { cwd: s.dir, env: s.env });
+      const build = () => timed('cargo', ['build'], { cwd: s.dir, env: s.env });
       s.tool.clear();
-      run('cargo', ['clean'], { cwd: s.dir, env: s.env });
+      timed('cargo', ['clean'], { cwd: s.dir, env: s.env });
       s.cold.push(build());
-      run('cargo', ['clean'], { cwd: s.dir, env: s.env });
+      timed('cargo', ['clean'], { cwd: s.dir, env: s.env });
       s.warm.push(s.tool.wrapper ? build() : s.cold.at(-1));
       process.stderr.write(
         `  cargo ${s.tool.name} run ${i + 1}: cold ${s.cold.at(-1).toFixed(2)} s, warm ${s.warm.at(-1).toFixed(2)} s\n`,
@@ -111,7 +98,7 @@ export function benchCuda({ runs, work, tools }) {
   const rows = { cold: {}, warm: {} };
   for (const tool of tools.filter((t) => t.name !== 'kiln-node')) {
     const cmd = [...(tool.wrapper ? [tool.wrapper] : []), 'nvcc', '-O2', '-c', 'saxpy.cu', '-o', 'saxpy.o'];
-    const compile = () => run(cmd[0], cmd.slice(1), { cwd: dir, env: tool.env });
+    const compile = () => timed(cmd[0], cmd.slice(1), { cwd: dir, env: tool.env });
     const cold = [];
     const warm = [];
     for (let i = 0; i < runs; i++) {
