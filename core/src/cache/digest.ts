@@ -47,6 +47,19 @@ interface Memo {
 
 const TIME_MACROS = ['__DATE__', '__TIME__', '__TIMESTAMP__'];
 
+/**
+ * A file whose mtime/ctime is this close to a compile's start (or later) may have changed while
+ * the compiler read it. File timestamps come from the kernel's coarse clock, which lags the real
+ * time by at most a tick (1–10 ms), so 50 ms catches every change made during a compile.
+ */
+export const TOO_NEW_MARGIN_MS = 50;
+
+/** Device, inode, size, mtime and ctime: what tells a replaced or edited binary from the one seen before. */
+export function statSignature(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 export interface FileDigest {
   readonly digest: string;
   readonly size: number;

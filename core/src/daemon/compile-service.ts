@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type FileDigestCache, KeyHasher } from '../cache/digest.js';
+import { type FileDigestCache, KeyHasher, statSignature, TOO_NEW_MARGIN_MS } from '../cache/digest.js';
 import { type CachedResult, CacheEntries } from '../cache/entries.js';
 import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
 import type { Storage } from '../cache/storage.js';
@@ -28,12 +28,6 @@ import { RustCompileService } from './rust-compile.js';
 
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
 const KEY_VERSION = 'kiln-cc-1';
-/**
- * A header whose mtime/ctime is this close to the compile's start (or later) may have changed
- * while the compiler read it. File timestamps come from the kernel's coarse clock, which lags
- * the real time by at most a tick (1–10 ms), so 50 ms catches every change made during a compile.
- */
-const TOO_NEW_MARGIN_MS = 50;
 
 /** Environment variables that change what gcc/clang produce or print. */
 const KEY_ENV = [
@@ -176,8 +170,7 @@ export class CompileService {
   }
 
   private async identify(program: string, name: string, req: CompileRequest): Promise<CompilerIdentity> {
-    const st = fs.statSync(program, { bigint: true });
-    const signature = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const signature = statSignature(program);
     const known = this.identities.get(program);
     if (known?.signature === signature) return known;
     const version = await runCaptured(program, program, ['--version'], req.cwd, req.env);

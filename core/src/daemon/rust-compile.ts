@@ -11,7 +11,13 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { digestBuffer, type FileDigestCache, KeyHasher } from '../cache/digest.js';
+import {
+  digestBuffer,
+  type FileDigestCache,
+  KeyHasher,
+  statSignature,
+  TOO_NEW_MARGIN_MS,
+} from '../cache/digest.js';
 import type { CachedResult, CacheEntries, ManifestEntry } from '../cache/entries.js';
 import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
 import { findExecutable } from '../client/find-executable.js';
@@ -25,8 +31,6 @@ import type { CompileRequest } from './compile-service.js';
 
 /** Bump when the key recipe or entry layout changes. */
 const KEY_VERSION = 'kiln-rust-1';
-/** See compile-service.ts: a file changed this close to the compile's start may have changed while rustc read it. */
-const TOO_NEW_MARGIN_MS = 50;
 const LANGUAGE = 'Rust';
 /** More libraries than this in `-L` directories: a system directory, not a build's own; not cached. */
 const MAX_SEARCH_LIBRARIES = 256;
@@ -62,11 +66,6 @@ function isRustupProxy(program: string): boolean {
   } catch {
     return false;
   }
-}
-
-function statSignature(file: string): string {
-  const st = fs.statSync(file, { bigint: true });
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 /** Names, sizes and mtimes of a directory's files: enough to notice a replaced toolchain library. */

@@ -112,21 +112,11 @@ export const JobState = {
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 
-export interface WorkerStatus {
-  readonly id: string;
-  readonly url: string;
-  readonly hostTriple: string;
-  readonly os: string;
-  readonly cpuModel: string;
-  readonly cpus: number;
-  readonly memoryBytes: number;
-  readonly maxJobs: number;
+/** What the status shows of a worker: its heartbeat's facts, with jobs and toolchains counted. */
+export interface WorkerStatus extends Omit<WorkerHeartbeat, 'runningJobs' | 'toolchains' | 'jobKey'> {
   readonly runningJobs: number;
-  readonly sandbox: string;
-  readonly resolvers: readonly string[];
   readonly toolchains: number;
   readonly lastHeartbeatMsAgo: number;
-  readonly version: string;
 }
 
 export interface PoolStatus {
