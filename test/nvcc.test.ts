@@ -11,22 +11,9 @@ import { have } from './helpers/prereq.js';
 
 const haveNvcc = have('nvcc');
 
-interface Counts {
-  hits: number;
-  misses: number;
-  failed: number;
-  uncached: number;
-}
-
 describe.skipIf(!haveNvcc)('nvcc through kiln', () => {
   let sb: KilnSandbox;
-  const cuda = (): Counts =>
-    (sb.stats().stats as unknown as { languages: Record<string, Counts> }).languages.CUDA ?? {
-      hits: 0,
-      misses: 0,
-      failed: 0,
-      uncached: 0,
-    };
+  const cuda = () => sb.languageStats('CUDA');
   /** Compiles through kiln, returns what the CUDA counters did and the run. */
   const nvcc = (args: string[]) => {
     const before = cuda();

@@ -18,13 +18,6 @@ if (process.env.CI === 'true' && !haveRust)
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-interface RustStats {
-  hits: number;
-  misses: number;
-  failed: number;
-  uncached: number;
-}
-
 /** A workspace: registry crates (itoa, libc with a build script), a build script that generates code, env!(), a feature, a proc-macro. */
 function writeProject(sb: KilnSandbox, dir: string): string {
   const root = path.join(sb.work, dir);
@@ -116,13 +109,7 @@ describe.skipIf(!haveRust)('cargo through RUSTC_WRAPPER=kiln', () => {
   };
   const runApp = () =>
     spawnSync(path.join(project, 'target', 'debug', 'app'), { encoding: 'utf8' }).stdout.trim();
-  const rust = (): RustStats =>
-    (sb.stats().stats as unknown as { languages: Record<string, RustStats> }).languages.Rust ?? {
-      hits: 0,
-      misses: 0,
-      failed: 0,
-      uncached: 0,
-    };
+  const rust = () => sb.languageStats('Rust');
   /** Runs `step`, returns how Rust hits and misses moved. */
   const delta = (step: () => void) => {
     const before = rust();

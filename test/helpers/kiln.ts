@@ -25,8 +25,17 @@ export interface StatsJson {
     compileFailed: number;
     nonCacheable: Record<string, number>;
     errors: Record<string, number>;
+    languages: Record<string, LanguageCounts>;
   };
   cacheSize: number;
+}
+
+/** `--show-stats` counts per language group (C, C++, Rust, CUDA…). */
+export interface LanguageCounts {
+  hits: number;
+  misses: number;
+  failed: number;
+  uncached: number;
 }
 
 /**
@@ -123,6 +132,11 @@ export class KilnSandbox {
     const r = this.kiln(['--show-stats', '--stats-format', 'json']);
     if (r.status !== 0) throw new Error(`--show-stats failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as StatsJson;
+  }
+
+  /** One language group's counters; zeros when it has none yet. */
+  languageStats(group: string): LanguageCounts {
+    return this.stats().stats.languages[group] ?? { hits: 0, misses: 0, failed: 0, uncached: 0 };
   }
 
   daemonPid(): number | undefined {
