@@ -71,7 +71,7 @@ function startServer(kilnDist, args, env) {
 }
 
 /** Writes the configs and starts the scheduler and the workers; `stop()` ends every one of them. */
-async function startCluster({ root, dir, env }) {
+export async function startCluster({ root, dir, env }) {
   const kilnDist = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
   const { generateHs256Key, secretKeyFrom, workerToken } = await import(
     pathToFileURL(path.join(root, 'core', 'dist', 'dist', 'auth.js')).href
@@ -134,7 +134,7 @@ async function startCluster({ root, dir, env }) {
 }
 
 /** A kiln client with its own daemon, cache and config; `cold()` stops it and empties the cache. */
-function kilnClient(root, work, name, configFile, baseEnv) {
+export function kilnClient(root, work, name, configFile, baseEnv) {
   const bin = path.join(root, 'core', 'bin', 'kiln');
   const env = {
     ...baseEnv,

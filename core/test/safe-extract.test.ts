@@ -5,6 +5,7 @@ import zlib from 'node:zlib';
 import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KilnError } from '../src/errors.js';
+import { safeExtractInChild } from '../src/toolchain/extract-process.js';
 import { safeExtract } from '../src/toolchain/safe-extract.js';
 
 interface Raw {
@@ -199,5 +200,41 @@ describe('safeExtract', () => {
     await expect(safeExtract(archive(ok), dest)).rejects.toThrow(/already exists/);
     expect(fs.readdirSync(dest)).toEqual(['keep']);
     expect(fs.readdirSync(parent)).toEqual(['root']);
+  });
+});
+
+// The worker unpacks through a child process (the built one: `npm run build` comes first), so that
+// the memory unpacking takes leaves with it.
+describe('safeExtractInChild', () => {
+  it('extracts the same tree as in-process', async () => {
+    await safeExtractInChild(archive(ok), dest);
+    const inProcess = path.join(parent, 'in-process');
+    await safeExtract(archive(ok), inProcess);
+    const tree = (d: string) =>
+      fs
+        .readdirSync(d, { recursive: true, withFileTypes: true })
+        .map(
+          (e) =>
+            `${path.relative(d, path.join(e.parentPath, e.name))} ${e.isFile() ? fs.readFileSync(path.join(e.parentPath, e.name), 'utf8') : e.isSymbolicLink() ? '->' : '/'}`,
+        )
+        .sort();
+    expect(tree(dest).length).toBeGreaterThan(1);
+    expect(tree(dest)).toEqual(tree(inProcess));
+  });
+
+  it('passes on the refusal of an unsafe archive, as a 400, with nothing left behind', async () => {
+    const err = await safeExtractInChild(archive([{ path: '../evil', body: 'x' }]), dest).catch((e) => e);
+    expect(err).toBeInstanceOf(KilnError);
+    expect(err).toMatchObject({ code: 'KILN_ERR_TOOLCHAIN_UNSAFE', statusCode: 400 });
+    expect(err.message).toMatch(/"\.\." in a path/);
+    expect(fs.readdirSync(parent)).toEqual([]);
+  });
+
+  it('reports a write failure and a missing archive as extraction errors', async () => {
+    fs.writeFileSync(path.join(base, 'file'), '');
+    await expect(safeExtractInChild(archive(ok), path.join(base, 'file', 'root'))).rejects.toMatchObject({
+      code: 'KILN_ERR_TOOLCHAIN_EXTRACT',
+    });
+    await expect(safeExtractInChild(path.join(base, 'none.tar.gz'), dest)).rejects.toBeInstanceOf(KilnError);
   });
 });

@@ -27,16 +27,37 @@ const OUTPUT_NAME = 'kiln-output.o';
 /** Environment passed into the sandbox when the client has it: what gcc/clang read. */
 const JOB_ENV = ['SOURCE_DATE_EPOCH', 'GCC_COLORS', 'CCC_OVERRIDE_OPTIONS'];
 
-/** gcc's -fdirectives-only output repeats its built-in macros; the remote compiler defines them itself. */
+const BUILTIN_MARKER = Buffer.from('# 0 "<built-in>"\n');
+const DEFINE = Buffer.from('#define ');
+
+/**
+ * gcc's -fdirectives-only output starts with its built-in macros (`# 0 "<built-in>"` blocks before
+ * the first other line marker); the remote compiler defines them itself, and defining them twice
+ * is an error for some. Only that leading part is scanned: the rest, which is nearly all of it, is
+ * passed on as it is.
+ */
 export function stripBuiltinDefines(text: Buffer): Buffer {
-  const lines = text.toString('latin1').split('\n');
+  const kept: Buffer[] = [];
+  let pos = 0;
   let builtin = false;
-  const kept = lines.filter((line) => {
-    if (line.startsWith('# ')) builtin = line.startsWith('# 0 "<built-in>"');
-    else if (builtin && line.startsWith('#define ')) return false;
-    return true;
-  });
-  return Buffer.from(kept.join('\n'), 'latin1');
+  let markers = 0;
+  while (pos < text.length) {
+    const nl = text.indexOf(10, pos);
+    const end = nl < 0 ? text.length : nl + 1;
+    if (text[pos] === 0x23 && text[pos + 1] === 0x20) {
+      // "# …": a line marker. The file's name and, with -g, the working directory come first; the
+      // first other marker after the built-in block ends the scan (so does a third one before any).
+      const isBuiltin = text.subarray(pos, end).equals(BUILTIN_MARKER);
+      if (!isBuiltin && (builtin || ++markers > 2)) break;
+      builtin = isBuiltin;
+      kept.push(text.subarray(pos, end));
+    } else if (!(builtin && text.subarray(pos, pos + DEFINE.length).equals(DEFINE))) {
+      kept.push(text.subarray(pos, end));
+    }
+    pos = end;
+  }
+  kept.push(text.subarray(pos));
+  return Buffer.concat(kept);
 }
 
 /**

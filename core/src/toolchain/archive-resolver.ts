@@ -13,8 +13,9 @@ import type {
 } from '@kiln/plugins';
 import { KILN_ERR_TOOLCHAIN_UNSAFE, KILN_ERR_TOOLCHAIN_UNSUPPORTED } from '../errors.js';
 import { sha256File } from '../util/sha256-file.js';
+import { safeExtractInChild } from './extract-process.js';
 import { packageToolchain } from './package.js';
-import { type ExtractLimits, safeExtract } from './safe-extract.js';
+import type { ExtractLimits } from './safe-extract.js';
 import type { ToolchainCache } from './toolchain-cache.js';
 
 export interface ArchiveResolverOptions {
@@ -47,7 +48,7 @@ export class ArchiveResolver implements ToolchainResolver {
   }
 
   /**
-   * Re-checks the archive's digest against the spec, then unpacks it to `dest` with safeExtract.
+   * Re-checks the archive's digest against the spec, then unpacks it to `dest` with safeExtract, in a child process.
    * Rejects with KILN_ERR_TOOLCHAIN_UNSAFE (400) for a wrong digest or an unsafe archive.
    */
   async materialise(spec: ToolchainSpec, archive: string, dest: string): Promise<MaterialisedToolchain> {
@@ -56,7 +57,7 @@ export class ArchiveResolver implements ToolchainResolver {
     const digest = await sha256File(archive);
     if (digest !== spec.digest)
       throw KILN_ERR_TOOLCHAIN_UNSAFE(archive, `its sha256 is ${digest}, the spec says ${spec.digest}`);
-    await safeExtract(archive, dest, this.options.limits);
+    await safeExtractInChild(archive, dest, this.options.limits);
     return { root: dest };
   }
 }
