@@ -1,13 +1,13 @@
 /**
- * A loopback cluster build: a real `kiln-dist scheduler` and two `kiln-dist worker`s (bubblewrap)
- * on 127.0.0.1, zlib built with `make -jN` through `kiln gcc` from a cold cache, against plain gcc
- * and kiln without a cluster at the same -j. The toolchain is packaged and sent to the workers by
- * one untimed build first (reported apart): the client keeps the package (`<cache_dir>/toolchains`,
- * kept between runs) and the workers keep what they received, as they would between real builds.
- * After each cluster build it checks in the stats that every compile ran on the cluster; at the end,
- * in the workers' request logs that each received the toolchain once, and in the scheduler's status
- * that each holds it.
- * Run alone: node bench/cluster.mjs [--runs N] [--jobs N]
+ * Loopback cluster builds: a real `kiln-dist scheduler` and two `kiln-dist worker`s (bubblewrap)
+ * on 127.0.0.1; zlib (C, make) and leveldb (C++, CMake's Makefiles) built at -jN through kiln from a cold
+ * cache, against the plain compiler and kiln without a cluster at the same -j. Each project's
+ * compiler is packaged and sent to the workers by one untimed build first (reported apart): the
+ * client keeps the package (`<cache_dir>/toolchains`, kept between runs) and the workers keep what
+ * they received, as they would between real builds. After each cluster build it checks in the
+ * stats that every compile ran on the cluster; at the end, in the workers' request logs that each
+ * received each toolchain once, and in the scheduler's status that each holds them.
+ * Run alone: node bench/cluster.mjs [--runs N] [--jobs N] [--projects zlib,leveldb]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,10 +15,10 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { median, sh, timed } from './util.mjs';
+import { makeProjects } from './projects.mjs';
+import { median, sh } from './util.mjs';
 
 const WORKERS = ['w1', 'w2'];
-const CFLAGS = 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1';
 
 /** GET on a fresh connection: a kept-alive one may be closed by the server between the bench's polls. */
 function getJson(url, token) {
@@ -160,11 +160,11 @@ export function kilnClient(root, work, name, configFile, baseEnv) {
   };
 }
 
-/** Waits until every worker reports the toolchain (heartbeats follow an upload at once). */
-async function waitForToolchains(status) {
+/** Waits until every worker reports `count` toolchains (heartbeats follow an upload at once). */
+async function waitForToolchains(status, count) {
   for (let i = 0; i < 100; i++) {
     const workers = (await status()).pools.flatMap((p) => p.workers);
-    if (workers.every((w) => w.toolchains > 0)) return;
+    if (workers.every((w) => w.toolchains >= count)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the workers do not report the toolchain');
@@ -184,64 +184,78 @@ function checkAllDistributed(stats) {
 }
 
 /**
- * Medians of `runs` cold zlib builds at `make -j<jobs>`: plain gcc, kiln alone, kiln with the
+ * For each project, medians of `runs` cold builds at -j<jobs>: plain gcc, kiln alone, kiln with the
  * loopback cluster (interleaved, so that drift on a noisy machine hits all three alike).
  */
-export async function benchCluster({ runs, jobs, work, root, baseEnv }) {
+export async function benchCluster({ runs, jobs, work, root, baseEnv, projects: names = ['zlib'] }) {
   const dir = path.join(work, 'cluster');
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const src = path.join(dir, 'zlib');
-  fs.cpSync(path.join(work, 'src', 'zlib'), src, { recursive: true });
-  sh('./configure', ['--static'], { cwd: src, env: { ...baseEnv, CC: 'gcc' } });
+  const projects = makeProjects({ work: dir, jobs, baseEnv });
+  fs.symlinkSync(path.join(work, 'src'), path.join(dir, 'src'));
   const noDist = path.join(dir, 'no-dist.toml');
   fs.writeFileSync(noDist, '');
   const cluster = await startCluster({ root, dir, env: baseEnv });
   const local = kilnClient(root, dir, 'local', noDist, baseEnv);
   const remote = kilnClient(root, dir, 'remote', cluster.clientConfig(''), baseEnv);
+  const kiln = path.join(root, 'core', 'bin', 'kiln');
+  const tools = {
+    plain: { name: 'plain', wrapper: undefined, env: baseEnv },
+    local: { name: 'local', wrapper: kiln, env: local.env },
+    cluster: { name: 'cluster', wrapper: kiln, env: remote.env },
+  };
+  const forced = { ...remote.env, KILN_CONFIG: cluster.clientConfig('force_remote_build = true') };
   try {
-    const build = (cc, env, j = jobs) => {
-      sh('make', ['clean'], { cwd: src, env });
-      return timed('make', [`-j${j}`, 'libz.a', `CC=${cc}`, CFLAGS], { cwd: src, env });
-    };
-    // Untimed: packages gcc (seconds) and sends it to the workers. force_remote_build waits for the
-    // packaging, where the default compiles locally meanwhile; the timed builds use the default.
-    // One job per worker at least, or the first worker to hold the toolchain would get every job.
-    remote.cold();
-    fs.rmSync(path.join(remote.env.KILN_CACHE_DIR, 'toolchains'), { recursive: true, force: true });
-    const forced = { ...remote.env, KILN_CONFIG: cluster.clientConfig('force_remote_build = true') };
-    const first = build(remote.cc, forced, Math.max(jobs, WORKERS.length));
-    await waitForToolchains(cluster.status);
-    const times = { plain: [], local: [], cluster: [] };
-    const remoteCompiles = [];
-    for (let i = 0; i < runs; i++) {
-      times.plain.push(build('gcc', baseEnv));
-      local.cold();
-      times.local.push(build(local.cc, local.env));
+    const results = {};
+    for (const name of names) {
+      const project = projects[name];
+      const dirs = Object.fromEntries(Object.entries(tools).map(([k, tool]) => [k, project.prepare(tool)]));
+      // Untimed: packages the compiler (seconds) and sends it to the workers. force_remote_build
+      // waits for the packaging, where the default compiles locally meanwhile; the timed builds use
+      // the default. One job per worker at least, or the first worker to hold the toolchain would
+      // get every job. The client keeps its packages between runs, as a user's would.
       remote.cold();
-      times.cluster.push(build(remote.cc, remote.env));
-      remoteCompiles.push(checkAllDistributed(remote.stats()));
+      const first = project.build(
+        { ...tools.cluster, env: forced },
+        dirs.cluster,
+        Math.max(jobs, WORKERS.length),
+      );
+      const firstStats = remote.stats();
+      await waitForToolchains(cluster.status, Object.keys(results).length + 1).catch((err) => {
+        throw new Error(`${err.message}; the first build's stats: ${JSON.stringify(firstStats)}`);
+      });
+      const times = { plain: [], local: [], cluster: [] };
+      const remoteCompiles = [];
+      for (let i = 0; i < runs; i++) {
+        times.plain.push(project.build(tools.plain, dirs.plain));
+        local.cold();
+        times.local.push(project.build(tools.local, dirs.local));
+        remote.cold();
+        times.cluster.push(project.build(tools.cluster, dirs.cluster));
+        remoteCompiles.push(checkAllDistributed(remote.stats()));
+      }
+      results[name] = {
+        plain: median(times.plain),
+        local: median(times.local),
+        cluster: median(times.cluster),
+        first,
+        remoteCompiles: median(remoteCompiles),
+      };
     }
+    // One toolchain per project (gcc for zlib, c++ for leveldb): each sent once to each worker.
+    const expected = names.length;
     const held = (await cluster.status()).pools.flatMap((p) => p.workers.map((w) => [w.id, w.toolchains]));
     const uploads = cluster.uploads();
     if (
       held.length !== WORKERS.length ||
-      held.some(([, n]) => n !== 1) ||
-      Object.values(uploads).some((n) => n !== 1)
+      held.some(([, n]) => n !== expected) ||
+      Object.values(uploads).some((n) => n !== expected)
     ) {
       throw new Error(
-        `each worker should have received and hold the one toolchain: held ${JSON.stringify(held)}, uploads ${JSON.stringify(uploads)}`,
+        `each worker should have received and hold ${expected} toolchain(s) once: held ${JSON.stringify(held)}, uploads ${JSON.stringify(uploads)}`,
       );
     }
-    return {
-      jobs,
-      plain: median(times.plain),
-      local: median(times.local),
-      cluster: median(times.cluster),
-      first,
-      remoteCompiles: median(remoteCompiles),
-      uploads,
-    };
+    return { jobs, projects: results, uploads };
   } finally {
     local.stop();
     remote.stop();
@@ -252,22 +266,28 @@ export async function benchCluster({ runs, jobs, work, root, baseEnv }) {
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const arg = (n, d) => {
     const i = process.argv.indexOf(n);
-    return i > 0 ? Number(process.argv[i + 1]) : d;
+    return i > 0 ? process.argv[i + 1] : d;
   };
   const here = path.dirname(fileURLToPath(import.meta.url));
   const { NODE_EXTRA_CA_CERTS: _, ...baseEnv } = process.env;
-  const jobs = arg('--jobs', os.cpus().length);
+  const jobs = Number(arg('--jobs', os.cpus().length));
+  const work = path.join(here, '.work');
+  const projects = arg('--projects', 'zlib,leveldb').split(',');
+  sh('bash', [path.join(here, 'fetch-sources.sh'), ...projects], { stdio: 'inherit' });
   const r = await benchCluster({
-    runs: arg('--runs', 3),
+    runs: Number(arg('--runs', 3)),
     jobs,
-    work: path.join(here, '.work'),
+    work,
     root: path.resolve(here, '..'),
     baseEnv,
+    projects,
   });
-  console.log(
-    `zlib make -j${jobs}, medians: plain ${r.plain.toFixed(2)} s, kiln local ${r.local.toFixed(2)} s, ` +
-      `loopback cluster ${r.cluster.toFixed(2)} s (${(r.cluster / r.plain).toFixed(2)}x plain; ` +
-      `first build, packaging + uploads: ${r.first.toFixed(2)} s); ${r.remoteCompiles} compiles on the cluster per build; ` +
-      `toolchain uploads per worker: ${JSON.stringify(r.uploads)}`,
-  );
+  for (const [name, p] of Object.entries(r.projects)) {
+    console.log(
+      `${name} -j${jobs}, medians: plain ${p.plain.toFixed(2)} s, kiln local ${p.local.toFixed(2)} s, ` +
+        `loopback cluster ${p.cluster.toFixed(2)} s (${(p.cluster / p.plain).toFixed(2)}x plain; ` +
+        `first build, packaging + uploads: ${p.first.toFixed(2)} s); ${p.remoteCompiles} compiles on the cluster per build`,
+    );
+  }
+  console.log(`toolchain uploads per worker: ${JSON.stringify(r.uploads)}`);
 }

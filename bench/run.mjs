@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeProjects } from './projects.mjs';
 import { has, median, sh, timed } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -95,55 +96,7 @@ function notePeakRss(tool) {
   }
 }
 
-/** A project: prepare(tool) → build dir; build(tool, dir) from clean. */
-const projects = {
-  zlib: {
-    prepare(tool) {
-      const dir = path.join(work, 'build', `zlib-${tool.name}`);
-      if (!fs.existsSync(path.join(dir, 'Makefile'))) {
-        fs.rmSync(dir, { recursive: true, force: true });
-        fs.cpSync(path.join(work, 'src', 'zlib'), dir, { recursive: true });
-        sh('./configure', ['--static'], { cwd: dir, env: { ...baseEnv, CC: 'gcc' } });
-      }
-      return dir;
-    },
-    build(tool, dir) {
-      sh('make', ['clean'], { cwd: dir, env: tool.env });
-      const cc = tool.wrapper ? `${tool.wrapper} gcc` : 'gcc';
-      return timed('make', [`-j${JOBS}`, 'libz.a', `CC=${cc}`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1'], {
-        cwd: dir,
-        env: tool.env,
-      });
-    },
-  },
-  'yaml-cpp': {
-    prepare(tool) {
-      const dir = path.join(work, 'build', `yaml-cpp-${tool.name}`);
-      if (!fs.existsSync(path.join(dir, 'CMakeCache.txt'))) {
-        const launcher = tool.wrapper ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${tool.wrapper}`] : [];
-        sh(
-          'cmake',
-          [
-            '-S',
-            path.join(work, 'src', 'yaml-cpp'),
-            '-B',
-            dir,
-            '-DYAML_CPP_BUILD_TESTS=OFF',
-            '-DYAML_CPP_BUILD_TOOLS=OFF',
-            '-DCMAKE_BUILD_TYPE=RelWithDebInfo',
-            ...launcher,
-          ],
-          { env: tool.env },
-        );
-      }
-      return dir;
-    },
-    build(tool, dir) {
-      sh('cmake', ['--build', dir, '--target', 'clean'], { env: tool.env });
-      return timed('cmake', ['--build', dir, '-j', String(JOBS)], { env: tool.env });
-    },
-  },
-};
+const projects = makeProjects({ work, jobs: JOBS, baseEnv });
 
 function benchProject(name, list) {
   const project = projects[name];
@@ -230,7 +183,9 @@ function benchLatency(list) {
 
 async function main() {
   fs.mkdirSync(work, { recursive: true });
-  sh('bash', [path.join(here, 'fetch-sources.sh'), 'zlib', 'yaml-cpp', 'duktape'], { stdio: 'inherit' });
+  sh('bash', [path.join(here, 'fetch-sources.sh'), 'zlib', 'yaml-cpp', 'duktape', 'leveldb'], {
+    stdio: 'inherit',
+  });
   const list = tools();
   const names = list.map((t) => t.name);
   process.stderr.write(`kiln bench: ${RUNS} runs, -j${JOBS}, tools: ${names.join(', ')}\n`);
@@ -254,9 +209,17 @@ async function main() {
     for (let i = 0; i < Math.min(RUNS, 3); i++)
       sched.push(await benchScheduler({ workers: 1000, seconds: 8 }));
   }
-  // zlib through a loopback cluster (scheduler + two bwrap workers) against local make at the same -j.
+  // zlib and leveldb (yaml-cpp builds with -pedantic, which stays local) through a loopback cluster (scheduler + two bwrap workers) against local
+  // builds at the same -j.
   const cluster = ONLY.includes('cluster')
-    ? await (await import('./cluster.mjs')).benchCluster({ runs: RUNS, jobs: JOBS, work, root, baseEnv })
+    ? await (await import('./cluster.mjs')).benchCluster({
+        runs: RUNS,
+        jobs: JOBS,
+        work,
+        root,
+        baseEnv,
+        projects: ['zlib', 'leveldb'],
+      })
     : undefined;
   for (const t of list) t.clear();
 
@@ -304,11 +267,13 @@ async function main() {
   }
   if (cluster) {
     const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
-    row(`zlib local make -j${JOBS} (s)`, cluster.plain.toFixed(2));
-    row('zlib kiln, no cluster (s)', cluster.local.toFixed(2));
-    row('zlib via loopback cluster (s)', cluster.cluster.toFixed(2));
-    row(`... vs local make -j${JOBS}`, `${(cluster.cluster / cluster.plain).toFixed(2)}x`);
-    row('... first build, packaging (s)', cluster.first.toFixed(2));
+    for (const [name, p] of Object.entries(cluster.projects)) {
+      row(`${name} local -j${JOBS} (s)`, p.plain.toFixed(2));
+      row(`${name} kiln, no cluster (s)`, p.local.toFixed(2));
+      row(`${name} loopback cluster (s)`, p.cluster.toFixed(2));
+      row(`... vs local -j${JOBS}`, `${(p.cluster / p.plain).toFixed(2)}x`);
+      row('... first build, packaging (s)', p.first.toFixed(2));
+    }
   }
   console.log(
     `\nkiln bench — medians of ${RUNS} runs, make/cmake -j${JOBS}, ${os.cpus().length} cores, ${os.cpus()[0]?.model}`,
