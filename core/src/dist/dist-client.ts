@@ -1,14 +1,11 @@
 /**
  * The client's side of the cluster protocol (used by the daemon and `kiln --dist-*`), over
- * node:http with keep-alive connections. Not undici: importing it took ~75 ms of CPU (more under
- * load) at every start of a daemon with a cluster, before its first compile could go out.
- * Every failure is a DistError with a short reason for the stats.
+ * HttpTransport. Every failure is a DistError with a short reason for the stats.
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import { type AllocateResponse, API, type ClusterStatus, type ToolchainRef } from './api.js';
 import type { DistConfig } from './client-config.js';
+import { type Answer, type Exchange, HttpTransport } from './http-transport.js';
 import {
   decodeFrame,
   encodeFrame,
@@ -36,73 +33,13 @@ export interface JobResult {
   readonly outputs: ReadonlyMap<string, Buffer>;
 }
 
-interface Exchange {
-  readonly method: 'GET' | 'POST' | 'PUT';
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body?: Buffer | fs.ReadStream;
-  /** For the whole exchange, connecting included. */
-  readonly timeoutMs: number;
-}
-
-interface Answer {
-  readonly status: number;
-  readonly body: Buffer;
-}
-
-const SOCKETS_PER_HOST = 32;
-
-/** A kept-alive connection was reset as a request went out on it. */
-class StaleConnection extends Error {}
-
 export class DistClient {
-  private readonly agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: SOCKETS_PER_HOST }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: SOCKETS_PER_HOST }),
-  };
+  private readonly http = new HttpTransport();
 
   constructor(private readonly config: DistConfig) {}
 
-  /**
-   * One request on a kept-alive connection; rejects on network errors, timeouts and cut answers.
-   * A connection the server closed just as it was reused never delivered the request: that one is
-   * sent again on a fresh connection (a file upload, whose stream is spent, is not).
-   */
-  private async exchange(url: string, init: Exchange): Promise<Answer> {
-    try {
-      return await this.send(url, init);
-    } catch (err) {
-      if (!(err instanceof StaleConnection) || init.body instanceof fs.ReadStream) throw err;
-      return this.send(url, init);
-    }
-  }
-
-  private send(url: string, init: Exchange): Promise<Answer> {
-    const target = new URL(url);
-    const agent = this.agents[target.protocol as keyof DistClient['agents']];
-    if (!agent) return Promise.reject(new Error(`unsupported protocol ${target.protocol}`));
-    const request = target.protocol === 'https:' ? https.request : http.request;
-    return new Promise<Answer>((resolve, reject) => {
-      const req = request(
-        target,
-        { method: init.method, headers: init.headers, agent, signal: AbortSignal.timeout(init.timeoutMs) },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-          res.on('error', reject);
-          res.on('close', () => {
-            if (!res.complete) reject(new Error('the connection closed before the answer ended'));
-          });
-        },
-      );
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        reject(req.reusedSocket && err.code === 'ECONNRESET' ? new StaleConnection(err.message) : err);
-      });
-      if (init.body instanceof fs.ReadStream) {
-        init.body.on('error', (err) => req.destroy(err));
-        init.body.pipe(req);
-      } else req.end(init.body);
-    });
+  private exchange(url: string, init: Exchange): Promise<Answer> {
+    return this.http.exchange(url, init);
   }
 
   private clientAuth(): Record<string, string> {
@@ -255,7 +192,7 @@ export class DistClient {
   }
 
   close(): Promise<void> {
-    for (const agent of Object.values(this.agents)) agent.destroy();
+    this.http.close();
     return Promise.resolve();
   }
 }

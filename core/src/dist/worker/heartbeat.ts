@@ -1,7 +1,7 @@
 import os from 'node:os';
-import { request } from 'undici';
 import type { Logger } from '../../log.js';
 import { API, type WorkerHeartbeat } from '../api.js';
+import { HttpTransport } from '../http-transport.js';
 
 export interface HeartbeatOptions {
   readonly schedulerUrl: string;
@@ -20,8 +20,18 @@ export class Heartbeat {
   private intervalMs = 1000;
   private stopped = false;
   private lastError = '';
+  private readonly http = new HttpTransport();
 
   constructor(private readonly opts: HeartbeatOptions) {}
+
+  private post(path: string, body: unknown) {
+    return this.http.exchange(`${this.opts.schedulerUrl}${API}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(body)),
+      timeoutMs: 10_000,
+    });
+  }
 
   /** Sends the first heartbeat; resolves with whether the scheduler accepted it. */
   async start(): Promise<boolean> {
@@ -42,16 +52,12 @@ export class Heartbeat {
   /** One heartbeat now; resolves with whether the scheduler accepted it. */
   async beat(): Promise<boolean> {
     try {
-      const res = await request(`${this.opts.schedulerUrl}${API}/workers/heartbeat`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(this.opts.info()),
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-      });
-      const body = (await res.body.json()) as { heartbeatIntervalMs?: number; message?: string };
-      if (res.statusCode !== 200)
-        throw new Error(`scheduler answered ${res.statusCode}: ${body.message ?? ''}`);
+      const res = await this.post('/workers/heartbeat', this.opts.info());
+      let body: { heartbeatIntervalMs?: number; message?: string } = {};
+      try {
+        body = JSON.parse(res.body.toString());
+      } catch {}
+      if (res.status !== 200) throw new Error(`scheduler answered ${res.status}: ${body.message ?? ''}`);
       if (typeof body.heartbeatIntervalMs === 'number')
         this.intervalMs = Math.max(100, body.heartbeatIntervalMs);
       if (this.lastError) this.opts.log.warn('scheduler reachable again');
@@ -68,17 +74,7 @@ export class Heartbeat {
   /** Frees the job's slot on the scheduler now; a lost message is made good by the next heartbeats. */
   async finished(jobId: string, workerId: string, failed: boolean): Promise<void> {
     try {
-      const res = await request(
-        `${this.opts.schedulerUrl}${API}/jobs/${encodeURIComponent(jobId)}/finished`,
-        {
-          method: 'POST',
-          headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ workerId, failed }),
-          headersTimeout: 10_000,
-          bodyTimeout: 10_000,
-        },
-      );
-      await res.body.dump();
+      await this.post(`/jobs/${encodeURIComponent(jobId)}/finished`, { workerId, failed });
     } catch (err) {
       this.opts.log.debug(`cannot report job ${jobId} finished: ${(err as Error).message}`);
     }
@@ -87,6 +83,7 @@ export class Heartbeat {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.http.close();
   }
 }
 
