@@ -87,6 +87,51 @@ describe('scheduler HTTP API', () => {
     expect(st.json.pools[0].workers[0]).toMatchObject({ id: 'w1', hostTriple: X86, sandbox: 'bwrap' });
   });
 
+  it('serves the status as a web page to a browser holding the client token, escaping what workers sent', async () => {
+    const w2 = await workerToken(secretKeyFrom(secret), 'w2');
+    const hostile = heartbeat('w2', {
+      cpuModel: '<script>alert(1)</script>',
+      hostTriple: 'aarch64-unknown-linux-gnu',
+    });
+    expect((await call(s.url, '/api/v1/workers/heartbeat', { token: w2, body: hostile })).status).toBe(200);
+    const page = async (headers: Record<string, string>, path = '/') => {
+      const res = await fetch(`${s.url}${path}`, { headers });
+      return {
+        status: res.status,
+        type: res.headers.get('content-type'),
+        auth: res.headers.get('www-authenticate'),
+        text: await res.text(),
+      };
+    };
+    const basic = (user: string, pass: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`,
+    });
+    // No or wrong credentials: the browser is asked for them.
+    for (const headers of [
+      {},
+      basic('me', 'wrong'),
+      basic('client-secret', ''),
+      { authorization: 'Basic !!!' },
+    ]) {
+      const r = await page(headers);
+      expect(r.status).toBe(401);
+      expect(r.auth).toMatch(/^Basic realm=/);
+      expect(r.text).not.toContain('w1');
+    }
+    for (const headers of [basic('anyone', 'client-secret'), { authorization: 'Bearer client-secret' }]) {
+      for (const path of ['/', '/status']) {
+        const r = await page(headers, path);
+        expect(r.status).toBe(200);
+        expect(r.type).toMatch(/^text\/html/);
+        expect(r.text).toContain('<td>w1</td>');
+        expect(r.text).toContain(`<h2>${X86}</h2>`);
+        expect(r.text).toContain('<h2>aarch64-unknown-linux-gnu</h2>');
+        expect(r.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+        expect(r.text).not.toContain('<script>');
+      }
+    }
+  });
+
   it('refuses forged, missing and borrowed worker tokens', async () => {
     const forged = await workerToken(secretKeyFrom(generateHs256Key()), 'w1');
     expect(

@@ -124,3 +124,17 @@ export function bearerOf(header: string | undefined): string | undefined {
   const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   return m ? m[1] : undefined;
 }
+
+/**
+ * The client credential of a browser request: a bearer token, or the password of HTTP Basic auth
+ * (the user name is ignored), which is what a browser can send after asking for it.
+ */
+export function browserCredentialOf(header: string | undefined): string | undefined {
+  const bearer = bearerOf(header);
+  if (bearer) return bearer;
+  const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header) : null;
+  if (!m) return undefined;
+  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  return colon >= 0 && colon < text.length - 1 ? text.slice(colon + 1) : undefined;
+}

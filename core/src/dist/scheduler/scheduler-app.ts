@@ -3,7 +3,7 @@
  * shuts down. Workers heartbeat in, clients ask for a worker per job and get a job token for it.
  */
 import { createSecretKey, type KeyObject } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { KILN_ERR_AUTH_FORBIDDEN, KILN_ERR_AUTH_REQUIRED, KILN_ERR_DIST_NOT_FOUND } from '../../errors.js';
 import { hostTriple } from '../../toolchain/elf.js';
 import {
@@ -17,10 +17,18 @@ import {
   type WorkerHeartbeat,
   workerIdParams,
 } from '../api.js';
-import { bearerOf, clientVerifier, jobToken, secretKeyFrom, verifyWorkerToken } from '../auth.js';
+import {
+  bearerOf,
+  browserCredentialOf,
+  clientVerifier,
+  jobToken,
+  secretKeyFrom,
+  verifyWorkerToken,
+} from '../auth.js';
 import { errorReplies } from '../http-errors.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
+import { renderStatusPage } from './status-page.js';
 
 export interface SchedulerOptions {
   readonly config: SchedulerConfig;
@@ -144,6 +152,24 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     await requireClient(request);
     return pools.status();
   });
+
+  // The same for a browser, which is asked for the client token as the password of HTTP Basic auth.
+  const statusPage = async (request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('cache-control', 'no-store');
+    if (!(await verifyClient(browserCredentialOf(request.headers.authorization)))) {
+      return reply
+        .code(401)
+        .header(
+          'www-authenticate',
+          'Basic realm="kiln scheduler: the client token is the password", charset="UTF-8"',
+        )
+        .type('text/plain; charset=utf-8')
+        .send('kiln scheduler: the status page needs the client token (as the password, any user name)\n');
+    }
+    return reply.type('text/html; charset=utf-8').send(renderStatusPage(pools.status()));
+  };
+  app.get('/', statusPage);
+  app.get('/status', statusPage);
 
   /** A token for `kiln --dist-test-conn` to check it can reach and authenticate to a worker. */
   app.post<{ Params: { workerId: string } }>(

@@ -1,0 +1,92 @@
+/**
+ * The scheduler's status as a web page (`GET /` and `/status`): what `GET /api/v1/status` returns,
+ * as tables, refreshed every few seconds. Server-rendered, no script. Every text that came from a
+ * worker's heartbeat is escaped: a worker is trusted with jobs, not with the operator's browser.
+ */
+import type { ClusterStatus, WorkerStatus } from '../api.js';
+
+const ESCAPES: Readonly<Record<string, string>> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+export const escapeHtml = (text: unknown): string => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+
+function duration(s: number): string {
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+function workerRow(w: WorkerStatus): string {
+  const load = w.cpus > 0 ? (w.runningJobs / w.cpus).toFixed(2) : '-';
+  const cells = [
+    w.id,
+    w.url,
+    `${w.runningJobs} / ${w.maxJobs}`,
+    load,
+    `${w.cpus} × ${w.cpuModel}`,
+    gib(w.memoryBytes),
+    w.sandbox,
+    w.resolvers.join(', '),
+    w.toolchains,
+    w.version,
+    `${(w.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`,
+  ];
+  return `<tr>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
+}
+
+const WORKER_HEAD = [
+  'worker',
+  'URL',
+  'jobs',
+  'jobs per core',
+  'CPUs',
+  'memory',
+  'sandbox',
+  'resolvers',
+  'toolchains',
+  'version',
+  'heartbeat',
+];
+
+export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
+  const t = status.totals;
+  const totals: [string, unknown][] = [
+    ['workers', t.workers],
+    ['pools', t.pools],
+    ['CPUs', t.cpus],
+    ['running jobs', `${t.runningJobs} / ${t.maxJobs}`],
+    ['allocations', t.allocations],
+    ['answered "no capacity"', t.noCapacity],
+    ['jobs lost with their worker', t.lostJobs],
+  ];
+  const pools = status.pools.map(
+    (p) => `<h2>${escapeHtml(p.hostTriple)}</h2>
+<p>${escapeHtml(p.workers.length)} worker(s), ${escapeHtml(p.cpus)} CPUs, ${escapeHtml(p.runningJobs)} of ${escapeHtml(p.maxJobs)} job slots in use</p>
+<table><thead><tr>${WORKER_HEAD.map((h) => `<th>${h}</th>`).join('')}</tr></thead>
+<tbody>${p.workers.map(workerRow).join('\n')}</tbody></table>`,
+  );
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="${refreshS}">
+<title>kiln scheduler</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+</style></head>
+<body>
+<h1>kiln scheduler</h1>
+<p>version ${escapeHtml(status.version)} on ${escapeHtml(status.schedulerHostTriple)}, up ${duration(status.uptimeS)}; this page refreshes every ${refreshS} s (JSON: <code>/api/v1/status</code>)</p>
+<table><tbody>${totals.map(([k, v]) => `<tr><th>${k}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>
+${pools.length ? pools.join('\n') : '<p>No worker has registered yet.</p>'}
+</body></html>
+`;
+}
