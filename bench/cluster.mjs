@@ -1,7 +1,8 @@
 /**
  * Loopback cluster builds: a real `kiln-dist scheduler` and two `kiln-dist worker`s (bubblewrap)
  * on 127.0.0.1; zlib (C, make) and leveldb (C++, CMake's Makefiles) built at -jN through kiln from a cold
- * cache, against the plain compiler and kiln without a cluster at the same -j. Each project's
+ * cache, against the plain compiler and kiln without a cluster at the same -j. kiln's daemon is
+ * started before each timed build, as a user's runs between builds (idle, it does not exit). Each project's
  * compiler is packaged and sent to the workers by one untimed build first (reported apart): the
  * client keeps the package (`<cache_dir>/toolchains`, kept between runs) and the workers keep what
  * they received, as they would between real builds. After each cluster build it checks in the
@@ -147,6 +148,8 @@ export function kilnClient(root, work, name, configFile, baseEnv) {
     cc: `${bin} gcc`,
     env,
     stop: () => spawnSync(bin, ['--stop-server'], { env, stdio: 'ignore' }),
+    /** Starts the daemon ahead of a build, as a user's is between builds (it idles, it does not exit). */
+    start: () => sh(bin, ['--start-server'], { env }),
     /** Stops the daemon and empties the cache; the packaged toolchains stay, like a user's would. */
     cold() {
       this.stop();
@@ -229,8 +232,10 @@ export async function benchCluster({ runs, jobs, work, root, baseEnv, projects: 
       for (let i = 0; i < runs; i++) {
         times.plain.push(project.build(tools.plain, dirs.plain));
         local.cold();
+        local.start();
         times.local.push(project.build(tools.local, dirs.local));
         remote.cold();
+        remote.start();
         times.cluster.push(project.build(tools.cluster, dirs.cluster));
         remoteCompiles.push(checkAllDistributed(remote.stats()));
       }
