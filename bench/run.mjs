@@ -209,8 +209,8 @@ async function main() {
     for (let i = 0; i < Math.min(RUNS, 3); i++)
       sched.push(await benchScheduler({ workers: 1000, seconds: 8 }));
   }
-  // zlib and leveldb (yaml-cpp builds with -pedantic, which stays local) through a loopback cluster (scheduler + two bwrap workers) against local
-  // builds at the same -j.
+  // zlib and leveldb through a loopback cluster (scheduler + two bwrap workers) against local builds
+  // at the same -j (not yaml-cpp: it builds with -pedantic, which kiln keeps local).
   const cluster = ONLY.includes('cluster')
     ? await (await import('./cluster.mjs')).benchCluster({
         runs: RUNS,
