@@ -111,8 +111,10 @@ export async function startCluster({ root, dir, env }) {
       if (i > 200) throw new Error('the workers did not register');
       await new Promise((r) => setTimeout(r, 50));
     }
+    let configs = 0;
+    /** A client config file of its own for each call: `extra` lines go in its [dist] table. */
     const clientConfig = (extra) => {
-      const file = path.join(dir, extra ? 'client-forced.toml' : 'client.toml');
+      const file = path.join(dir, `client-${++configs}.toml`);
       fs.writeFileSync(
         file,
         `[dist]\nscheduler_url = "${schedulerUrl}"\n${extra}\n[dist.auth]\ntype = "token"\ntoken = "${clientToken}"\n`,
@@ -200,7 +202,8 @@ export async function benchCluster({ runs, jobs, work, root, baseEnv, projects: 
   fs.writeFileSync(noDist, '');
   const cluster = await startCluster({ root, dir, env: baseEnv });
   const local = kilnClient(root, dir, 'local', noDist, baseEnv);
-  const remote = kilnClient(root, dir, 'remote', cluster.clientConfig(''), baseEnv);
+  // The target is every compile on the cluster: none kept local as tiny.
+  const remote = kilnClient(root, dir, 'remote', cluster.clientConfig('keep_tiny_local = false'), baseEnv);
   const kiln = path.join(root, 'core', 'bin', 'kiln');
   const tools = {
     plain: { name: 'plain', wrapper: undefined, env: baseEnv },

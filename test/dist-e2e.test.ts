@@ -140,7 +140,8 @@ describe('a loopback cluster with two bubblewrap workers', () => {
 
   it('distributes every compile after a daemon restart without force_remote_build: the stored package is found', () => {
     const defaults = path.join(sb.dir, 'defaults.toml');
-    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url));
+    // Tiny compiles kept local would count here: this test is about finding the stored package.
+    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url, 'keep_tiny_local = false'));
     const env = { ...sb.env, KILN_CONFIG: defaults };
     sb.kiln(['--stop-server']);
     const dir = path.join(sb.work, 'zlib');
@@ -159,6 +160,48 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect(s.distLocal).toEqual({});
     expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(s.misses);
     // Later tests start the daemon again with the default config file (force_remote_build).
+    sb.kiln(['--stop-server'], { env });
+  });
+
+  it("learns from the workers' job times which compiles are tiny, and keeps only those local", () => {
+    const defaults = path.join(sb.dir, 'tiny.toml');
+    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url));
+    const env = { ...sb.env, KILN_CONFIG: defaults, KILN_LOG_LEVEL: 'debug' };
+    sb.kiln(['--stop-server']);
+    const logStart = sb.log().length;
+    const dir = path.join(sb.work, 'zlib');
+    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+    sb.kiln(['--zero-stats'], { env });
+    const r = sb.run(
+      ['make', '-j4', 'libz.a', `CC=${sb.client} gcc`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1 -DTINY'],
+      { cwd: dir, env },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const s = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats as {
+      misses: number;
+      distCompiles: Record<string, number>;
+      distLocal: Record<string, number>;
+    };
+    const remote = Object.values(s.distCompiles).reduce((a, b) => a + b, 0);
+    const tiny = s.distLocal['tiny compile (faster locally)'] ?? 0;
+    // Every miss ran on the cluster or was kept local as tiny; nothing else.
+    expect(Object.keys(s.distLocal).filter((k) => !k.startsWith('tiny'))).toEqual([]);
+    expect(remote + tiny).toBe(s.misses);
+    expect(remote).toBeGreaterThanOrEqual(3);
+    // The estimates come from real job times the workers reported, and each decision follows them.
+    const estimates = [
+      ...sb
+        .log()
+        .slice(logStart)
+        .matchAll(/~([\d.]+) ms to compile, ~([\d.]+) ms of cluster overhead/g),
+    ];
+    expect(estimates.length).toBeGreaterThan(0);
+    const faster = estimates.filter(([, c, o]) => Number(c) < Number(o)).length;
+    expect(faster).toBe(tiny);
+    for (const [, c, o] of estimates) {
+      expect(Number(c)).toBeGreaterThan(0);
+      expect(Number(o)).toBeGreaterThan(0);
+    }
     sb.kiln(['--stop-server'], { env });
   });
 

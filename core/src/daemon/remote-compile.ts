@@ -11,6 +11,7 @@ import { DistClient, DistError } from '../dist/dist-client.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ToolchainCache } from '../toolchain/toolchain-cache.js';
+import { codegenKey, TinyCompiles } from './tiny-compiles.js';
 
 /** A successful remote compile that printed no diagnostics. */
 export interface RemoteOutcome {
@@ -103,6 +104,8 @@ function remoteInput(parsed: CacheableCompile, cwd: string, preprocessed: Buffer
   };
 }
 
+const sentKey = (workerId: string, digest: string) => `${workerId}\0${digest}`;
+
 export class RemoteCompiler {
   private readonly client: DistClient;
   private readonly toolchains: ToolchainCache;
@@ -120,6 +123,7 @@ export class RemoteCompiler {
    * this, each job in between sent the whole archive (45 MB for gcc) again.
    */
   private readonly sent = new Set<string>();
+  private readonly tiny = new TinyCompiles();
 
   constructor(
     private readonly config: DistConfig,
@@ -190,7 +194,7 @@ export class RemoteCompiler {
     { spec, archive }: PackagedToolchain,
     again = false,
   ): Promise<void> {
-    const key = `${worker.id}\0${spec.digest}`;
+    const key = sentKey(worker.id, spec.digest);
     if (again) this.sent.delete(key);
     if (this.sent.has(key)) return Promise.resolve();
     let p = this.uploads.get(key);
@@ -214,10 +218,22 @@ export class RemoteCompiler {
     if (!parsed.remote.ok) return this.local(parsed.remote.reason);
     if (!this.config.force_remote_build && path.basename(parsed.input).startsWith('conftest'))
       return this.local('configure test');
+    const speedKey = codegenKey(program, parsed.language, parsed.remote.compileArgs);
+    const forced = this.config.force_remote_build;
+    if (!forced && this.config.keep_tiny_local) {
+      const e = this.tiny.estimate(speedKey, preprocessed.length);
+      if (e)
+        this.log.debug(
+          `${parsed.input}: ~${e.compileMs.toFixed(1)} ms to compile, ~${e.overheadMs.toFixed(1)} ms of cluster overhead`,
+        );
+      if (e && e.compileMs < e.overheadMs) return this.local('tiny compile (faster locally)');
+    }
     const toolchain = await this.toolchain(program);
     if (!toolchain) return this.local('toolchain being packaged');
     if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
     const { spec } = toolchain;
+    const startedMs = performance.now();
+    let uploaded = false;
     try {
       const alloc = await this.client.allocate({
         kind: spec.kind,
@@ -226,6 +242,7 @@ export class RemoteCompiler {
       });
       if (alloc.status !== 'assigned') return this.local('no capacity');
       const { worker, jobId, jobToken } = alloc;
+      if (!alloc.hasToolchain && !this.sent.has(sentKey(worker.id, spec.digest))) uploaded = true;
       if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
       const { inputs, inputArg, mapArgs, lang } = remoteInput(parsed, cwd, preprocessed);
       const jobEnv: Record<string, string> = { PATH: '/usr/bin:/bin' };
@@ -256,8 +273,15 @@ export class RemoteCompiler {
         result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
       } catch (err) {
         if (!(err instanceof DistError && err.toolchainMissing)) throw err;
+        uploaded = true;
         await this.upload(worker, jobToken, toolchain, true);
         result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
+      }
+      // What this job teaches about tiny compiles; a toolchain upload is no part of the usual overhead.
+      const { elapsedMs } = result.header;
+      if (typeof elapsedMs === 'number' && !uploaded && result.header.exitCode === 0) {
+        const totalMs = performance.now() - startedMs;
+        this.tiny.record(speedKey, preprocessed.length, elapsedMs, Math.max(0, totalMs - elapsedMs));
       }
       const { exitCode, timedOut, signal } = result.header;
       if (timedOut) return this.failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);

@@ -9,6 +9,8 @@ export interface DistConfig {
   readonly auth: { readonly type: 'token' | 'none'; readonly token?: string };
   /** Send every cacheable compile to the cluster, even ones that are faster locally. */
   readonly force_remote_build: boolean;
+  /** Compile locally what the cluster's measured overhead would make slower (see tiny-compiles.ts). */
+  readonly keep_tiny_local: boolean;
   /** Bytes of packaged toolchains kept on the client. */
   readonly toolchain_cache_size: number;
   /** Seconds a remote compile may take before the client gives up and compiles locally. */
@@ -30,6 +32,7 @@ const schema: ObjectSchema = {
       },
     },
     force_remote_build: { type: 'boolean', default: false },
+    keep_tiny_local: { type: 'boolean', default: true },
     toolchain_cache_size: { type: 'string', default: '5G' },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     connect_timeout: { type: 'integer', minimum: 1, default: 5 },

@@ -89,4 +89,6 @@ export interface JobResultHeader {
   readonly timedOut: boolean;
   /** The outputs that exist, relative to cwd, in blob order after stdout and stderr. */
   readonly outputs: readonly string[];
+  /** Wall time of the job in the sandbox (absent from workers before this field existed). */
+  readonly elapsedMs?: number;
 }

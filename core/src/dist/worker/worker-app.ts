@@ -153,6 +153,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
         });
         try {
           const abs = (p: string) => path.posix.resolve(header.cwd, p);
+          const started = performance.now();
           const result = await opts.sandbox.run({
             id: jobId.replace(/[^A-Za-z0-9_-]/g, '_'),
             toolchainRoot: toolchain.root,
@@ -169,6 +170,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
             signal: result.signal,
             timedOut: result.timedOut,
             outputs: present,
+            elapsedMs: Math.round(performance.now() - started),
           };
           failed = false;
           reply.header('content-type', JOB_CONTENT_TYPE);
