@@ -104,6 +104,38 @@ function slowSource(name: string): string {
   );
 }
 
+/**
+ * Rebuilds zlib from clean with a daemon started fresh on a config file of its own (`extra` lines in
+ * its [dist] table, no force_remote_build), `define` making every compile a miss; answers the stats
+ * of that build. The daemon is stopped again: later tests start it with the default config file.
+ */
+function buildWithFreshDaemon(
+  name: string,
+  extra: string,
+  define: string,
+  envExtra: Record<string, string> = {},
+) {
+  const config = path.join(sb.dir, name);
+  fs.writeFileSync(config, clientDistConfig(files, scheduler.url, extra));
+  const env = { ...sb.env, KILN_CONFIG: config, ...envExtra };
+  sb.kiln(['--stop-server']);
+  const dir = path.join(sb.work, 'zlib');
+  expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
+  sb.kiln(['--zero-stats'], { env });
+  const r = sb.run(
+    ['make', '-j4', 'libz.a', `CC=${sb.client} gcc`, `CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1 ${define}`],
+    { cwd: dir, env },
+  );
+  expect(r.status, r.stderr).toBe(0);
+  const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats as {
+    misses: number;
+    distCompiles: Record<string, number>;
+    distLocal: Record<string, number>;
+  };
+  sb.kiln(['--stop-server'], { env });
+  return { stats };
+}
+
 describe('a loopback cluster with two bubblewrap workers', () => {
   it('builds zlib with make -j4: every compile distributed, objects byte-identical, the toolchain sent once per worker', async () => {
     // One directory for both builds: -g records it.
@@ -139,49 +171,15 @@ describe('a loopback cluster with two bubblewrap workers', () => {
   });
 
   it('distributes every compile after a daemon restart without force_remote_build: the stored package is found', () => {
-    const defaults = path.join(sb.dir, 'defaults.toml');
     // Tiny compiles kept local would count here: this test is about finding the stored package.
-    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url, 'keep_tiny_local = false'));
-    const env = { ...sb.env, KILN_CONFIG: defaults };
-    sb.kiln(['--stop-server']);
-    const dir = path.join(sb.work, 'zlib');
-    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
-    sb.kiln(['--zero-stats'], { env });
-    const r = sb.run(
-      ['make', '-j4', 'libz.a', `CC=${sb.client} gcc`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1 -DAGAIN'],
-      { cwd: dir, env },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const s = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats as {
-      misses: number;
-      distCompiles: Record<string, number>;
-      distLocal: Record<string, number>;
-    };
+    const { stats: s } = buildWithFreshDaemon('defaults.toml', 'keep_tiny_local = false', '-DAGAIN');
     expect(s.distLocal).toEqual({});
     expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(s.misses);
-    // Later tests start the daemon again with the default config file (force_remote_build).
-    sb.kiln(['--stop-server'], { env });
   });
 
   it("learns from the workers' job times which compiles are tiny, and keeps only those local", () => {
-    const defaults = path.join(sb.dir, 'tiny.toml');
-    fs.writeFileSync(defaults, clientDistConfig(files, scheduler.url));
-    const env = { ...sb.env, KILN_CONFIG: defaults, KILN_LOG_LEVEL: 'debug' };
-    sb.kiln(['--stop-server']);
     const logStart = sb.log().length;
-    const dir = path.join(sb.work, 'zlib');
-    expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
-    sb.kiln(['--zero-stats'], { env });
-    const r = sb.run(
-      ['make', '-j4', 'libz.a', `CC=${sb.client} gcc`, 'CFLAGS=-O2 -g -D_LARGEFILE64_SOURCE=1 -DTINY'],
-      { cwd: dir, env },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const s = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats as {
-      misses: number;
-      distCompiles: Record<string, number>;
-      distLocal: Record<string, number>;
-    };
+    const { stats: s } = buildWithFreshDaemon('tiny.toml', '', '-DTINY', { KILN_LOG_LEVEL: 'debug' });
     const remote = Object.values(s.distCompiles).reduce((a, b) => a + b, 0);
     const tiny = s.distLocal['tiny compile (faster locally)'] ?? 0;
     // Every miss ran on the cluster or was kept local as tiny; nothing else.
@@ -202,7 +200,6 @@ describe('a loopback cluster with two bubblewrap workers', () => {
       expect(Number(c)).toBeGreaterThan(0);
       expect(Number(o)).toBeGreaterThan(0);
     }
-    sb.kiln(['--stop-server'], { env });
   });
 
   it('--dist-status and --dist-test-conn show the cluster and who accepts this client', () => {

@@ -219,8 +219,7 @@ export class RemoteCompiler {
     if (!this.config.force_remote_build && path.basename(parsed.input).startsWith('conftest'))
       return this.local('configure test');
     const speedKey = codegenKey(program, parsed.language, parsed.remote.compileArgs);
-    const forced = this.config.force_remote_build;
-    if (!forced && this.config.keep_tiny_local) {
+    if (!this.config.force_remote_build && this.config.keep_tiny_local) {
       const e = this.tiny.estimate(speedKey, preprocessed.length);
       if (e)
         this.log.debug(
