@@ -116,15 +116,36 @@ describe.each(compilers)('%s', (cc) => {
     expect(sb.stats().stats).toMatchObject({ misses: 1, hitsDirect: 1, compileFailed: 2 });
   });
 
-  it('stores colored diagnostics and strips them for a pipe, keeps explicit color', () => {
+  it('replays diagnostics as the compiler prints them to a pipe, with and without colour options', () => {
     sb = new KilnSandbox();
     sb.file('warn.c', 'int f(void) { int unused; return 0; }\n');
     const base = [cc, '-c', 'warn.c', '-Wall'];
-    for (let i = 0; i < 2; i++) expect(sb.kiln(base).stderr).not.toContain('\u001b[');
+    const plain = sb.run(base).stderr;
+    expect(plain).toContain('unused');
+    for (let i = 0; i < 2; i++) expect(sb.kiln(base).stderr).toBe(plain);
     const colorFlag = cc === 'gcc' ? '-fdiagnostics-color=always' : '-fcolor-diagnostics';
     const colored = sb.run([...base, colorFlag]).stderr;
     expect(colored).toContain('\u001b[');
     for (let i = 0; i < 2; i++) expect(sb.kiln([...base, colorFlag]).stderr).toBe(colored);
+    // The colour option is in the key: the uncoloured entry is not replayed for it.
+    expect(sb.stats().stats).toMatchObject({ misses: 2, hitsDirect: 2 });
+  });
+
+  it('leaves a call with diagnostics to a terminal to the client, and replays silent ones', () => {
+    have('script');
+    sb = new KilnSandbox();
+    sb.file('warn.c', 'int f(void) { int unused; return 0; }\n');
+    sb.file('quiet.c', 'int g(void) { return 0; }\n');
+    // script(1) gives the compile a pseudo-terminal, as make in an interactive shell does.
+    const onTty = (argv: string[]) =>
+      sb.run(['script', '-qec', argv.map((a) => `'${a}'`).join(' '), '/dev/null']).stdout;
+    const plain = onTty([cc, '-c', 'warn.c', '-Wall']);
+    expect(plain).toContain('unused');
+    for (let i = 0; i < 2; i++) expect(onTty([sb.client, cc, '-c', 'warn.c', '-Wall'])).toBe(plain);
+    for (let i = 0; i < 2; i++) expect(onTty([sb.client, cc, '-c', 'quiet.c', '-Wall'])).toBe('');
+    const s = sb.stats().stats;
+    expect(s.nonCacheable['diagnostics for a terminal']).toBe(2);
+    expect(s).toMatchObject({ misses: 1, hitsDirect: 1 });
   });
 
   it('caches -gsplit-dwarf .dwo and --coverage .gcno outputs', () => {
@@ -230,16 +251,23 @@ describe('direct and preprocessor mode (gcc)', () => {
     expect(sb.stats().stats).toMatchObject({ misses: 4, hitsDirect: 3 });
   });
 
-  it('falls back to a preprocessor hit when the direct key differs but the preprocessed text does not', () => {
-    // Depend mode stores cold results without a preprocessor key; ccache's behaviour needs it off.
-    sb = new KilnSandbox('native', { KILN_DEPEND_MODE: 'false' });
-    project(sb);
-    expect(sb.kiln(['gcc', '-c', 'main.c', '-o', 'main.o']).status).toBe(0);
-    // A comment changes the source (new direct key) but not the preprocessed text: cpp turns it
-    // into the one space it replaces.
-    sb.file('main.c', SOURCE.replace('int main(void) {', 'int main(void)/* a comment */{'));
-    expect(sb.kiln(['gcc', '-c', 'main.c', '-o', 'main.o']).status).toBe(0);
-    expect(sb.stats().stats).toMatchObject({ misses: 1, hitsPreprocessed: 1 });
+  it('falls back to a preprocessor hit for the same files in another checkout, never for a comment edit', () => {
+    sb = new KilnSandbox();
+    for (const d of ['one', 'two', 'three']) {
+      sb.file(`${d}/main.c`, SOURCE);
+      sb.file(`${d}/inc/config.h`, '#define VALUE 3\n');
+    }
+    const build = (d: string) =>
+      expect(sb.kiln(['gcc', '-c', 'main.c', '-Iinc'], { cwd: path.join(sb.work, d) }).status).toBe(0);
+    // one: depend mode (no preprocessor key). two: seen elsewhere, so preprocessor mode, which
+    // stores a result keyed by what cpp saw. three: a preprocessor hit.
+    for (const d of ['one', 'two', 'three']) build(d);
+    expect(sb.stats().stats).toMatchObject({ misses: 2, hitsPreprocessed: 1, hitsDirect: 0 });
+    // A comment leaves cpp's output alone but can change the object (column info, warnings
+    // quoting the line, -Wimplicit-fallthrough): it is a miss.
+    sb.file('three/main.c', SOURCE.replace('int main(void) {', 'int main(void)/* a comment */{'));
+    build('three');
+    expect(sb.stats().stats).toMatchObject({ misses: 3, hitsPreprocessed: 1 });
   });
 
   it('uses preprocessor mode only when direct mode is off', () => {
@@ -283,13 +311,17 @@ describe('direct and preprocessor mode (gcc)', () => {
 
   it('puts the working directory in the key for -g but shares objects without it', () => {
     sb = new KilnSandbox();
-    for (const d of ['one', 'two']) sb.file(`${d}/s.c`, 'int s(void) { return 1; }\n');
-    for (const d of ['one', 'two'])
-      expect(sb.kiln(['gcc', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
-    expect(sb.stats().stats).toMatchObject({ misses: 1, hitsDirect: 1 });
-    for (const d of ['one', 'two'])
-      expect(sb.kiln(['gcc', '-g', '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
-    expect(sb.stats().stats).toMatchObject({ misses: 3, hitsDirect: 1 });
+    const dirs = ['one', 'two', 'three'];
+    for (const d of dirs) sb.file(`${d}/s.c`, 'int s(void) { return 1; }\n');
+    const build = (d: string, ...flags: string[]) =>
+      expect(sb.kiln(['gcc', ...flags, '-c', 's.c'], { cwd: path.join(sb.work, d) }).status).toBe(0);
+    // Without -g: one compiles (depend mode), two is seen elsewhere and stores a preprocessor-mode
+    // result, three finds it.
+    for (const d of dirs) build(d);
+    expect(sb.stats().stats).toMatchObject({ misses: 2, hitsPreprocessed: 1, hitsDirect: 0 });
+    expect(sb.read('three/s.o').equals(sb.read('one/s.o'))).toBe(true);
+    for (const d of dirs) build(d, '-g');
+    expect(sb.stats().stats).toMatchObject({ misses: 5, hitsPreprocessed: 1, hitsDirect: 0 });
     const two = sb.read('two/s.o');
     expect(sb.run(['gcc', '-g', '-c', 's.c', '-o', 'ref.o'], { cwd: path.join(sb.work, 'two') }).status).toBe(
       0,

@@ -29,7 +29,7 @@
 
 extern char **environ;
 
-enum { FLAG_STDOUT_TTY = 1, FLAG_STDERR_TTY = 2 };
+enum { FLAG_STDOUT_TTY = 1, FLAG_STDERR_TTY = 2, FLAG_STDIN_TTY = 8, FLAG_UMASK = 16 };
 enum { ACTION_RESULT = 0, ACTION_EXEC = 1, ACTION_FALLBACK = 2 };
 #define START_TIMEOUT_MS 10000
 #define MAX_FRAME (256u * 1024 * 1024)
@@ -273,7 +273,12 @@ int main(int argc, char **argv) {
         if (getcwd(cwd, sizeof cwd)) {
             struct buf req = {0};
             buf_put(&req, "KLN1\0\0\0\0", 8);
-            uint32_t flags = (isatty(1) ? FLAG_STDOUT_TTY : 0) | (isatty(2) ? FLAG_STDERR_TTY : 0);
+            uint32_t flags = (isatty(1) ? FLAG_STDOUT_TTY : 0) | (isatty(2) ? FLAG_STDERR_TTY : 0) |
+                             (isatty(0) ? FLAG_STDIN_TTY : 0);
+            /* The umask, so that outputs written by the daemon get the caller's modes. */
+            mode_t mask = umask(0);
+            umask(mask);
+            flags |= FLAG_UMASK | ((uint32_t)(mask & 0777) << 16);
             buf_u32(&req, flags);
             buf_str(&req, self_path);
             buf_str(&req, cwd);

@@ -45,6 +45,14 @@ describe('parseGccArgs: not cacheable, with a reason', () => {
     [['-c', 'inc.s'], 'assembler .include'],
     [['-c', 'a.c', '-include', 'pch.h'], 'precompiled header'],
     [['-c', 'a.c', '-o'], '-o without a value'],
+    [['-c', 'a.c', '-MF', 'a.d'], 'dependency options without -MD'],
+    [['-c', 'a.c', '-MT', 't'], 'dependency options without -MD'],
+    [['-c', 'a.c', '-MP'], 'dependency options without -MD'],
+    [['-c', 'a.c', '-Xpreprocessor', '-MD'], 'dependency options through -Xpreprocessor'],
+    [['-c', 'a.c', '-Xclang', '-dependency-file', '-Xclang', 'x.d'], 'dependency options through -Xclang'],
+    [['-c', 'a.c', '-fpass-plugin=p.so'], 'compiler plugin'],
+    [['-c', 'a.c', '-ivfsoverlay', 'o.yaml'], 'VFS overlay (-ivfsoverlay)'],
+    [['-c', 'a.c', '-fsanitize-ignorelist=missing.txt'], '-fsanitize-ignorelist file missing'],
   ])('%j → %s', (args, reason) => {
     expect(parse(...args)).toEqual({ cacheable: false, reason });
   });
@@ -109,13 +117,62 @@ describe('parseGccArgs: cacheable calls', () => {
     expect(ok('-c', 'a.c', '-gcc-toolchain', '/opt/gcc').keyCwd).toBe(false);
   });
 
-  it('reads color options and keeps them out of key and -E run', () => {
-    expect(ok('-c', 'a.c').color).toBe('auto');
-    expect(ok('-c', 'a.c', '-fcolor-diagnostics').color).toBe('always');
+  it('keys colour options (a bad one must fail as it does without kiln) but keeps them out of -E', () => {
     const never = ok('-c', 'a.c', '-fdiagnostics-color=never');
-    expect(never.color).toBe('never');
-    expect(never.keyArgs).toEqual(ok('-c', 'a.c').keyArgs);
+    expect(never.keyArgs).toContain('-fdiagnostics-color=never');
+    expect(ok('-c', 'a.c', '-fdiagnostics-color=bogus').keyArgs).toContain('-fdiagnostics-color=bogus');
     expect(never.preprocessArgs).not.toContain('-fdiagnostics-color=never');
+  });
+
+  it('reads gcc long options as their short spellings', () => {
+    const r = ok('--compile', 'a.c', '--output=obj/c.o', '--write-dependencies', '--debug');
+    expect(r.output).toBe('obj/c.o');
+    expect(r.depFile).toBe('obj/c.d');
+    expect(r.keyCwd).toBe(true);
+    expect(ok('-c', 'a.c', '--output', 'c.o').output).toBe('c.o');
+    expect(ok('-c', 'a.c', '--include-directory=inc').includeDirs).toEqual(['inc']);
+    expect(parse('-c', 'a.c', '--outp=c.o')).toEqual({
+      cacheable: false,
+      reason: 'unknown long option (--outp)',
+    });
+    expect(parse('--preprocess', 'a.c')).toEqual({ cacheable: false, reason: 'preprocessor only (-E)' });
+    expect(ok('-c', 'a.c', '--sysroot=/sr', '--param=max-inline-insns-single=10').includeDirs).toEqual([
+      '/sr',
+    ]);
+  });
+
+  it('knows clang -gsplit-dwarf=split and =single', () => {
+    expect(ok('-c', 'a.c', '-g', '-gsplit-dwarf=split').extraOutputs).toEqual([
+      { kind: 'dwo', path: 'a.dwo' },
+    ]);
+    expect(ok('-c', 'a.c', '-g', '-gsplit-dwarf=single').extraOutputs).toEqual([]);
+    expect(ok('-c', 'a.c', '-gsplit-dwarf', '-gno-split-dwarf').extraOutputs).toEqual([]);
+  });
+
+  it('keeps line markers in the -E run when the call has -P', () => {
+    expect(ok('-c', 'a.c', '-P').preprocessArgs).toEqual(['a.c', '-E']);
+    expect(ok('-c', 'a.c', '-Wp,-P').preprocessArgs).toEqual(['a.c', '-E']);
+    expect(parse('-c', 'a.c', '-Wp,-P,-DX')).toEqual({
+      cacheable: false,
+      reason: '-P among other -Wp options',
+    });
+  });
+
+  it('knows when the object records the command line', () => {
+    expect(ok('-c', 'a.c', '-frecord-command-line').recordsCommandLine).toBe(true);
+    expect(ok('-c', 'a.c', '-g', '-grecord-command-line').recordsCommandLine).toBe(true);
+    expect(ok('-c', 'a.c', '-frecord-command-line', '-fno-record-command-line').recordsCommandLine).toBe(
+      false,
+    );
+    expect(ok('-c', 'a.c', '-g').recordsCommandLine).toBe(false);
+  });
+
+  it('keys the files sanitizer and profile lists name, and the include directories', () => {
+    fs.writeFileSync(path.join(cwd, 'ign.txt'), 'fun:f\n');
+    const r = ok('-c', 'a.c', '-fsanitize-ignorelist=ign.txt', '-Iinc', '-isystem', 'sys', '-iquote', 'q');
+    expect(r.keyFiles).toEqual([path.join(cwd, 'ign.txt')]);
+    expect(r.includeDirs).toEqual(['inc', 'sys', 'q']);
+    expect(ok('-c', 'a.c', '-B', 'tools/', '-Bmore').toolDirs).toEqual(['tools/', 'more']);
   });
 
   it('hashes profile data and the host CPU where they matter', () => {

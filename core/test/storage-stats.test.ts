@@ -89,10 +89,29 @@ describe('FileDigestCache', () => {
     expect(cache.get(dir)).toBeUndefined();
   });
 
-  it('flags __DATE__ and __TIME__', () => {
-    const file = path.join(tmp(), 'd.c');
-    fs.writeFileSync(file, 'const char *d = __DATE__;');
-    expect(new FileDigestCache().get(file)!.timeMacros).toBe(true);
+  it('flags what makes a file unsafe for direct mode', () => {
+    const flags = (text: string) => {
+      const file = path.join(tmp(), 'f.c');
+      fs.writeFileSync(file, text);
+      return new FileDigestCache().get(file)!.flags;
+    };
+    expect(flags('const char *d = __DATE__;').dateTime).toBe(true);
+    expect(flags('const char *d = __TIMESTAMP__;')).toMatchObject({ dateTime: false, timestamp: true });
+    expect(flags('asm(".incbin \\"x.bin\\"");').asmInclude).toBe(true);
+    expect(flags('nop ; .incbin "x"').asmInclude).toBe(true);
+    expect(flags('\t.include "x.s"\n').asmInclude).toBe(true);
+    expect(flags('s.include = 1; #include <x.h>').asmInclude).toBe(false);
+    expect(flags('#if __has_include("x.h")\n#endif').hasInclude).toBe(true);
+    expect(flags('#pragma GCC dependency "parse.y"').mtimeDependent).toBe(true);
+    expect(flags('// c\n#include "pch.h"\n#include <b.h>\n').firstInclude).toBe('pch.h');
+    expect(flags('int x;')).toEqual({
+      dateTime: false,
+      timestamp: false,
+      asmInclude: false,
+      hasInclude: false,
+      mtimeDependent: false,
+      firstInclude: undefined,
+    });
   });
 });
 

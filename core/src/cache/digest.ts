@@ -35,6 +35,25 @@ export function digestBuffer(data: Buffer): string {
   return createHash(DIGEST_ALGORITHM).update(data).digest('hex');
 }
 
+/**
+ * What a file's text tells about caching it: each flag makes a compile that reads the file
+ * depend on something its bytes do not show.
+ */
+export interface ContentFlags {
+  /** __DATE__ or __TIME__: the output changes with the clock (gcc takes them from SOURCE_DATE_EPOCH). */
+  readonly dateTime: boolean;
+  /** __TIMESTAMP__: the file's mtime (no compiler takes it from SOURCE_DATE_EPOCH). */
+  readonly timestamp: boolean;
+  /** An assembler `.incbin`/`.include`, bare or in an asm string: reads a file no depfile lists. */
+  readonly asmInclude: boolean;
+  /** `__has_include`: the result depends on files that need not exist. */
+  readonly hasInclude: boolean;
+  /** `#pragma GCC dependency`: compares file mtimes. */
+  readonly mtimeDependent: boolean;
+  /** The name in the file's first `#include` (gcc looks for `<name>.gch` there), if any. */
+  readonly firstInclude: string | undefined;
+}
+
 interface Memo {
   readonly dev: bigint;
   readonly ino: bigint;
@@ -42,10 +61,25 @@ interface Memo {
   readonly mtimeNs: bigint;
   readonly ctimeNs: bigint;
   readonly digest: string;
-  readonly timeMacros: boolean;
+  readonly flags: ContentFlags;
 }
 
-const TIME_MACROS = ['__DATE__', '__TIME__', '__TIMESTAMP__'];
+const ASM_INCLUDE = /(?:^|[\s;"'])\.(?:incbin|include)\b/m;
+const FIRST_INCLUDE = /^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]/m;
+
+/** Reads the flags from a file's bytes; each regex runs only when a cheap search found its word. */
+export function contentFlags(data: Buffer): ContentFlags {
+  const text = () => data.toString('latin1');
+  const has = (word: string) => data.includes(word);
+  return {
+    dateTime: has('__DATE__') || has('__TIME__'),
+    timestamp: has('__TIMESTAMP__'),
+    asmInclude: (has('.incbin') || has('.include')) && ASM_INCLUDE.test(text()),
+    hasInclude: has('__has_include'),
+    mtimeDependent: has('dependency') && /#\s*pragma\s+(GCC\s+)?dependency/.test(text()),
+    firstInclude: has('include') ? FIRST_INCLUDE.exec(text())?.[1] : undefined,
+  };
+}
 
 /**
  * A file whose mtime/ctime is this close to a compile's start (or later) may have changed while
@@ -65,8 +99,7 @@ export interface FileDigest {
   readonly size: number;
   /** mtime or ctime, whichever is later, in ms: lets callers refuse files changed during a compile. */
   readonly changedMs: number;
-  /** The file mentions __DATE__, __TIME__ or __TIMESTAMP__: its output changes with the clock. */
-  readonly timeMacros: boolean;
+  readonly flags: ContentFlags;
 }
 
 /**
@@ -98,7 +131,7 @@ export class FileDigestCache {
       known.mtimeNs === st.mtimeNs &&
       known.ctimeNs === st.ctimeNs
     ) {
-      return { digest: known.digest, size: Number(st.size), changedMs, timeMacros: known.timeMacros };
+      return { digest: known.digest, size: Number(st.size), changedMs, flags: known.flags };
     }
     let data: Buffer;
     try {
@@ -107,7 +140,7 @@ export class FileDigestCache {
       return undefined;
     }
     const digest = digestBuffer(data);
-    const timeMacros = TIME_MACROS.some((m) => data.includes(m));
+    const flags = contentFlags(data);
     if (Date.now() - changedMs > 2000 && data.length === Number(st.size)) {
       if (this.memo.size >= this.maxEntries) this.memo.clear();
       this.memo.set(file, {
@@ -117,9 +150,9 @@ export class FileDigestCache {
         mtimeNs: st.mtimeNs,
         ctimeNs: st.ctimeNs,
         digest,
-        timeMacros,
+        flags,
       });
     }
-    return { digest, size: data.length, changedMs, timeMacros };
+    return { digest, size: data.length, changedMs, flags };
   }
 }

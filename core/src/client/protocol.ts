@@ -22,7 +22,18 @@ export const RequestFlag = {
   STDERR_TTY: 2,
   /** argv[0] is a control command (stats, zero-stats, stop, ping), not a compiler. */
   CONTROL: 4,
+  /** gcc sizes quoted source lines to the terminal on stdin. */
+  STDIN_TTY: 8,
+  /** Bits 16–24 hold the client's umask. */
+  UMASK: 16,
 } as const;
+
+export const UMASK_SHIFT = 16;
+
+/** The client's umask from request flags; undefined from an older client that did not send it. */
+export function umaskOf(flags: number): number | undefined {
+  return flags & RequestFlag.UMASK ? (flags >>> UMASK_SHIFT) & 0o777 : undefined;
+}
 
 export const Action = { RESULT: 0, EXEC: 1, FALLBACK: 2 } as const;
 

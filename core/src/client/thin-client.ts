@@ -18,6 +18,7 @@ import {
   type Request,
   RequestFlag,
   type Response,
+  UMASK_SHIFT,
 } from './protocol.js';
 
 const DAEMON_MAIN = fileURLToPath(new URL('../daemon/main.js', import.meta.url));
@@ -155,6 +156,8 @@ export async function runCompile(
   let flags = 0;
   if (process.stdout.isTTY) flags |= RequestFlag.STDOUT_TTY;
   if (process.stderr.isTTY) flags |= RequestFlag.STDERR_TTY;
+  if (process.stdin.isTTY) flags |= RequestFlag.STDIN_TTY;
+  flags |= RequestFlag.UMASK | ((process.umask() & 0o777) << UMASK_SHIFT);
   const req: Request = {
     flags,
     self: Buffer.from(self),

@@ -66,6 +66,77 @@ export function sourceLanguage(args: readonly string[]): Language | undefined {
   return undefined;
 }
 
+/**
+ * gcc's long spellings of short options (gcc.cc's option_map), normalised before parsing so that
+ * `--output=c.o` and `-o c.o` mean one thing. gcc also takes unambiguous abbreviations
+ * (`--outp=c.o`): kiln does not guess those, it leaves such calls uncached.
+ */
+const LONG_OPTIONS: Record<string, string> = {
+  '--output': '-o',
+  '--debug': '-g',
+  '--compile': '-c',
+  '--preprocess': '-E',
+  '--assemble': '-S',
+  '--dependencies': '-M',
+  '--user-dependencies': '-MM',
+  '--write-dependencies': '-MD',
+  '--write-user-dependencies': '-MMD',
+  '--print-missing-file-dependencies': '-MG',
+  '--include': '-include',
+  '--imacros': '-imacros',
+  '--include-directory': '-I',
+  '--include-directory-after': '-idirafter',
+  '--include-prefix': '-iprefix',
+  '--include-with-prefix': '-iwithprefix',
+  '--include-with-prefix-before': '-iwithprefixbefore',
+  '--include-with-prefix-after': '-iwithprefix',
+  '--define-macro': '-D',
+  '--undefine-macro': '-U',
+  '--language': '-x',
+  '--optimize': '-O',
+  '--no-warnings': '-w',
+  '--extra-warnings': '-W',
+  '--all-warnings': '-Wall',
+  '--pedantic': '-pedantic',
+  '--pedantic-errors': '-pedantic-errors',
+  '--save-temps': '-save-temps',
+  '--trace-includes': '-H',
+  '--comments': '-C',
+  '--comments-in-macros': '-CC',
+  '--no-line-commands': '-P',
+  '--no-standard-includes': '-nostdinc',
+  '--std': '-std=',
+  '--ansi': '-ansi',
+  '--traditional-cpp': '-traditional-cpp',
+  '--specs': '-specs=',
+  '--prefix': '-B',
+  '--verbose': '-v',
+  '--assert': '-A',
+  '--for-assembler': '-Wa,',
+  '--for-linker': '-Xlinker',
+  '--machine': '-m',
+  '--profile': '-p',
+  '--dumpbase': '-dumpbase',
+  '--dumpdir': '-dumpdir',
+};
+
+/** Long options that gcc or clang take as they are and that kiln's parser already understands. */
+const LONG_AS_IS =
+  /^--(sysroot|param|coverage|target|gcc-toolchain|driver-mode|serialize-diagnostics|rtlib|unwindlib|ld-path|cuda-[a-z-]+|offload-arch|hip-[a-z-]+|no-cuda-version-check)(=|$)/;
+
+/** The short spelling of a long option (same argument slot), undefined when kiln does not know it. */
+function normaliseLong(a: string): string | undefined {
+  if (LONG_AS_IS.test(a)) return a;
+  const eq = a.indexOf('=');
+  const short = LONG_OPTIONS[eq < 0 ? a : a.slice(0, eq)];
+  if (short === undefined) return undefined;
+  // Attached values: every mapped option takes its value joined (`--debug=3` → `-g3`).
+  if (eq >= 0) return short === '-dumpbase' || short === '-dumpdir' ? undefined : short + a.slice(eq + 1);
+  // `--std c99` joins the next argument into one option: not representable slot for slot.
+  if (short.endsWith('=') || short.endsWith(',') || short === '-m') return undefined;
+  return short;
+}
+
 /** Options whose value is the next argument when not attached. */
 const SEPARATE_ARG = new Set([
   '-o',
@@ -174,9 +245,16 @@ const EXTRA_OUTPUT_PREFIXES = [
 
 const DEP_FLAGS = new Set(['-MD', '-MMD', '-MP', '-MG']);
 const DEP_WITH_ARG = new Set(['-MF', '-MT', '-MQ']);
+/** Colour options: in the key (a bad one must fail as it would without kiln), not in the -E run. */
 const COLOR_FLAGS = /^-f(no-)?(diagnostics-color(=.*)?|color-diagnostics)$/;
 
-export type Color = 'always' | 'never' | 'auto';
+/** Options naming a file that the compile reads though no line marker shows it (clang lists them in its depfile). */
+const LIST_FILE_OPTIONS =
+  /^(-fsanitize-(ignorelist|blacklist|system-ignorelist|coverage-(allowlist|ignorelist|blocklist|whitelist|blacklist))|-fprofile-list|-fxray-(attr-list|always-instrument|never-instrument)|-fprofile-remapping-file)=(.+)$/;
+
+/** Options naming include (and sysroot) directories, joined or separate. */
+const INCLUDE_DIR_OPTION =
+  /^(-I|-isystem|-iquote|-idirafter|-iprefix|-isysroot|--sysroot=?|-iframework|-F)(.*)$/;
 
 export interface ExtraOutput {
   readonly kind: 'dwo' | 'gcno';
@@ -232,9 +310,20 @@ export interface CacheableCompile {
   readonly keyCwd: boolean;
   /** -march=native and friends: the host CPU joins the key. */
   readonly keyHostCpu: boolean;
-  /** Files whose content affects the output though no -E run shows it (profile data). */
+  /** Files whose content affects the output though no -E run shows it (profile data, sanitizer lists). */
   readonly keyFiles: readonly string[];
-  readonly color: Color;
+  /**
+   * Directories named by include and sysroot options, as given: gcc prints system headers by their
+   * canonical path, so a retargeted symlink among these is seen only through their real paths.
+   */
+  readonly includeDirs: readonly string[];
+  /** `-B` directories: where the driver looks for cc1, as and friends before its own. */
+  readonly toolDirs: readonly string[];
+  /**
+   * The object records the driver's command line (clang -frecord-command-line, -grecord-command-line):
+   * kiln must not add options of its own to the compile.
+   */
+  readonly recordsCommandLine: boolean;
 }
 
 export interface NotCacheable {
@@ -268,6 +357,16 @@ function profileFile(option: string, value: string, cwd: string): string | NotCa
 export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: string): ParsedArgs {
   const args = expandResponseFiles(rawArgs, cwd);
   if (!args) return no('unreadable response file');
+  // Slot for slot with `args`: what each argument means in its short spelling.
+  const norm: string[] = [];
+  for (const [i, a] of args.entries()) {
+    const isValue = i > 0 && SEPARATE_ARG.has(norm[i - 1]!) && !norm[i - 2]?.match(/^-(Xclang|mllvm)$/);
+    if (!isValue && a.startsWith('--') && a.length > 2) {
+      const short = normaliseLong(a);
+      if (short === undefined) return no(`unknown long option (${a.split('=')[0]})`);
+      norm.push(short);
+    } else norm.push(a);
+  }
 
   let compileOnly = false;
   let output: string | undefined;
@@ -282,9 +381,14 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   let keyCwd = false;
   let keyOutput = false;
   let keyHostCpu = false;
-  let color: Color = 'auto';
   let nonSourceInput = false;
+  let depOptions = false;
+  let recordsCommandLine = false;
   const keyFiles: string[] = [];
+  const includeDirs: string[] = [];
+  const toolDirs: string[] = [];
+  /** -P: the -E run must keep its line markers, they are how kiln learns the headers. */
+  const noLineMarkers = new Set<number>();
   /** Indices into args that the -E run must not see (outputs, dependency options, -c). */
   const notForPreprocessor = new Set<number>();
   let outputIndex: number | undefined;
@@ -293,8 +397,8 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   const notForRemote = new Set<number>();
   let localOnly: string | undefined;
 
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
+  for (let i = 0; i < norm.length; i++) {
+    const a = norm[i]!;
     localOnly ??= LOCAL_ONLY(a);
     if (a === '-c') {
       compileOnly = true;
@@ -308,7 +412,25 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-') return no('input from stdin');
     if (a === '-fmodules' || a.startsWith('-fmodules-') || a.startsWith('-fmodule-'))
       return no('clang modules');
-    if (a.startsWith('-fplugin')) return no('compiler plugin');
+    if (a.startsWith('-fplugin') || a.startsWith('-fpass-plugin')) return no('compiler plugin');
+    if (a === '-ivfsoverlay' || a.startsWith('-ivfsoverlay')) return no('VFS overlay (-ivfsoverlay)');
+    if (a === '--config' || a.startsWith('--config=') || a.startsWith('--config-'))
+      return no('clang config file');
+    if (a === '-Xpreprocessor' && /^-M/.test(norm[i + 1] ?? ''))
+      return no('dependency options through -Xpreprocessor');
+    if (a === '-P') {
+      noLineMarkers.add(i);
+      continue;
+    }
+    if (a.startsWith('-Wp,') && a.slice(4).split(',').includes('-P')) {
+      if (a !== '-Wp,-P') return no('-P among other -Wp options');
+      noLineMarkers.add(i);
+      continue;
+    }
+    if (/^-(f|g)(no-)?record-(command-line|gcc-switches)$/.test(a)) {
+      const on = !a.includes('no-');
+      if (a.startsWith('-f') || a.includes('command-line')) recordsCommandLine = on;
+    }
     if (a.startsWith('-specs=') || a.startsWith('--specs=') || a === '-specs') return no('spec file');
     if (EXTRA_OUTPUT_PREFIXES.some((p) => a.startsWith(p))) return no(`extra output files (${a})`);
     if (a.startsWith('-Wp,') && /(^|,)-M/.test(a.slice(4))) return no('dependency options through -Wp');
@@ -316,6 +438,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
 
     if (DEP_FLAGS.has(a)) {
       if (a === '-MD' || a === '-MMD') deps = true;
+      else depOptions = true;
       if (a === '-MMD' || a === '-MG') partialDeps = true;
       notForPreprocessor.add(i);
       continue;
@@ -323,10 +446,11 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     const depOpt = a.slice(0, 3);
     if (DEP_WITH_ARG.has(depOpt)) {
       let value: string | undefined;
+      depOptions = true;
       notForPreprocessor.add(i);
       if (a.length > 3) value = a.slice(3);
       else {
-        value = args[i + 1];
+        value = norm[i + 1];
         if (value === undefined) return no(`${a} without a value`);
         notForPreprocessor.add(++i);
       }
@@ -339,7 +463,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-o' || (a.startsWith('-o') && a.length > 2)) {
       notForPreprocessor.add(i);
       if (a === '-o') {
-        output = args[i + 1];
+        output = norm[i + 1];
         if (output === undefined) return no('-o without a value');
         notForPreprocessor.add(++i);
         outputIndex = i;
@@ -352,7 +476,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a === '-x' || (a.startsWith('-x') && a.length > 2)) {
       notForRemote.add(i);
       if (a === '-x') notForRemote.add(i + 1);
-      const value = a === '-x' ? args[++i] : a.slice(2);
+      const value = a === '-x' ? norm[++i] : a.slice(2);
       if (value === undefined) return no('-x without a value');
       if (value === 'none') currentLang = undefined;
       else if (value in Languages) currentLang = value as Language;
@@ -360,29 +484,37 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       continue;
     }
     if (a === '-Xclang') {
-      const next = args[i + 1] ?? '';
+      const next = norm[i + 1] ?? '';
       if (/^-(load|plugin|add-plugin|plugin-arg-)/.test(next)) return no('clang plugin (-Xclang)');
+      if (/^-(M|dependency-|sys-header-deps|header-include-|module-dependency-dir)/.test(next))
+        return no('dependency options through -Xclang');
+      if (/^-(ivfsoverlay|include-pch)/.test(next)) return no(`${next} through -Xclang`);
+      if (/^-record-command-line|^-dwarf-debug-flags/.test(next)) recordsCommandLine = true;
       i++;
       continue;
     }
-    if (COLOR_FLAGS.test(a)) {
-      if (
-        a === '-fno-diagnostics-color' ||
-        a === '-fno-color-diagnostics' ||
-        a === '-fdiagnostics-color=never'
-      ) {
-        color = 'never';
-      } else if (a === '-fdiagnostics-color=auto') color = 'auto';
-      else color = 'always';
-      continue;
-    }
+    if (COLOR_FLAGS.test(a)) continue;
     if (a.startsWith('-g') && a !== '-gcc-toolchain') {
       keyCwd = a !== '-g0';
-      if (a === '-gsplit-dwarf') {
-        splitDwarf = true;
-        keyOutput = true;
-      }
+      if (a === '-gsplit-dwarf' || a === '-gsplit-dwarf=split') splitDwarf = true;
+      else if (a === '-gno-split-dwarf' || a === '-gsplit-dwarf=single') splitDwarf = false;
       continue;
+    }
+    const listFile = LIST_FILE_OPTIONS.exec(a);
+    if (listFile) {
+      const file = profileFile(listFile[1]!, listFile[listFile.length - 1]!, cwd);
+      if (typeof file !== 'string') return file;
+      keyFiles.push(file);
+      continue;
+    }
+    const dirOpt = INCLUDE_DIR_OPTION.exec(a);
+    if (dirOpt) {
+      const value = dirOpt[2] || (SEPARATE_ARG.has(a) ? norm[i + 1] : undefined);
+      if (value) includeDirs.push(value);
+    }
+    if (a === '-B' || a.startsWith('-B')) {
+      const value = a === '-B' ? norm[i + 1] : a.slice(2);
+      if (value) toolDirs.push(value);
     }
     if (a === '--coverage' || a === '-coverage' || a === '-ftest-coverage') {
       gcno = true;
@@ -416,9 +548,13 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       continue;
     }
     if (a === '-include-pch') return no('precompiled header');
-    if (a === '-include' || a === '-imacros') {
-      const header = args[i + 1];
-      if (header !== undefined && fs.existsSync(path.resolve(cwd, `${header}.gch`)))
+    if (a.startsWith('-include') || a.startsWith('-imacros')) {
+      const joined = a.replace(/^-(include|imacros)/, '');
+      const header = joined || norm[i + 1];
+      if (
+        header !== undefined &&
+        ['.gch', '.pch'].some((ext) => fs.existsSync(path.resolve(cwd, `${header}${ext}`)))
+      )
         return no('precompiled header');
     }
     if (PREPROCESSOR_ONLY_SEPARATE.has(a)) {
@@ -426,7 +562,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
       notForRemote.add(i + 1);
     } else if (PREPROCESSOR_ONLY_PREFIX.test(a) || PREPROCESSOR_ONLY.has(a)) notForRemote.add(i);
     if (SEPARATE_ARG.has(a)) {
-      if (i + 1 >= args.length) return no(`${a} without a value`);
+      if (i + 1 >= norm.length) return no(`${a} without a value`);
       i++;
       continue;
     }
@@ -446,6 +582,9 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   if (nonSourceInput) return no('non-source input');
   if (!input) return no('no input file');
   if (output === '-') return no('output to stdout');
+  // gcc rejects -MF/-MT/-MQ/-MP/-MG without -MD/-MMD; kiln's own -MD would make such a call succeed.
+  if (depOptions && !deps) return no('dependency options without -MD');
+  if (splitDwarf) keyOutput = true;
 
   const objectPath = output ?? `${withoutExtension(path.basename(input.file))}.o`;
   const base = withoutExtension(objectPath);
@@ -479,27 +618,29 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     const isDep = (i: number) =>
       notForPreprocessor.has(i) &&
       i !== outputIndex &&
-      args[i] !== '-c' &&
-      !/^-o./.test(args[i]!) &&
-      args[i] !== '-o';
+      norm[i] !== '-c' &&
+      !/^-o./.test(norm[i]!) &&
+      norm[i] !== '-o';
     const preprocess = args.filter(
-      (a, i) => !COLOR_FLAGS.test(a) && (!notForPreprocessor.has(i) || isDep(i)),
+      (_, i) =>
+        !COLOR_FLAGS.test(norm[i]!) && !noLineMarkers.has(i) && (!notForPreprocessor.has(i) || isDep(i)),
     );
     if (deps && depFile === undefined) preprocess.push('-MF', depPath!);
     if (deps && !explicitTarget) preprocess.push('-MQ', objectPath);
     preprocess.push('-E');
     if (style === 'directives-only') preprocess.push('-fdirectives-only');
     const compile = args.filter(
-      (a, i) =>
+      (_, i) =>
         i !== input!.index &&
         !notForRemote.has(i) &&
-        !COLOR_FLAGS.test(a) &&
-        (!notForPreprocessor.has(i) || a === '-c'),
+        !noLineMarkers.has(i) &&
+        !COLOR_FLAGS.test(norm[i]!) &&
+        (!notForPreprocessor.has(i) || norm[i] === '-c'),
     );
     return { ok: true, preprocessArgs: preprocess, compileArgs: compile, style };
   };
 
-  const keyArgs = args.map((a, i) => {
+  const keyArgs = norm.map((a, i) => {
     if (i === input!.index) return '<input>';
     if (i === outputIndex && !keyOutput) return '<output>';
     if (i === depFileIndex) return '<depfile>';
@@ -521,14 +662,18 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     depListing: !deps ? 'none' : partialDeps ? 'partial' : 'all',
     extraOutputs,
     preprocessArgs: [
-      ...args.filter((_, i) => !notForPreprocessor.has(i) && !COLOR_FLAGS.test(args[i]!)),
+      ...args.filter(
+        (_, i) => !notForPreprocessor.has(i) && !noLineMarkers.has(i) && !COLOR_FLAGS.test(norm[i]!),
+      ),
       '-E',
     ],
     remote: remotePlan(),
-    keyArgs: keyArgs.filter((a) => !COLOR_FLAGS.test(a)),
+    keyArgs,
     keyCwd,
     keyHostCpu,
     keyFiles,
-    color,
+    includeDirs,
+    toolDirs,
+    recordsCommandLine,
   };
 }

@@ -216,7 +216,9 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
     keyCwd: true,
     keyHostCpu,
     keyFiles: [],
-    color: 'never',
+    includeDirs: [],
+    toolDirs: [],
+    recordsCommandLine: false,
     hostCompiler,
   };
 }

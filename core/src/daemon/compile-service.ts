@@ -2,14 +2,21 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type FileDigestCache, KeyHasher, statSignature, TOO_NEW_MARGIN_MS } from '../cache/digest.js';
+import {
+  type FileDigest,
+  type FileDigestCache,
+  KeyHasher,
+  statSignature,
+  TOO_NEW_MARGIN_MS,
+} from '../cache/digest.js';
 import { type CachedResult, CacheEntries } from '../cache/entries.js';
-import { readOutputFile, writeOutputFile } from '../cache/outputs.js';
+import { isRegularFile, readOutputFile, type WriteStyle, writeOutputFile } from '../cache/outputs.js';
 import type { Storage } from '../cache/storage.js';
 import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
 import { parseDepfile } from '../compiler/depfile.js';
 import { detectFamily, looksLikeCCompiler, looksLikeNvcc, looksLikeRustc } from '../compiler/detect.js';
+import { DriverTools } from '../compiler/driver-tools.js';
 import {
   type CacheableCompile,
   type Family,
@@ -17,7 +24,7 @@ import {
   parseGccArgs,
   sourceLanguage,
 } from '../compiler/gcc-args.js';
-import { includedFiles } from '../compiler/linemarkers.js';
+import { includedFiles, readLineMarkers } from '../compiler/linemarkers.js';
 import { parseNvccArgs } from '../compiler/nvcc-args.js';
 import { runCaptured } from '../compiler/run.js';
 import type { ClientConfig } from '../config.js';
@@ -27,7 +34,7 @@ import type { RemoteCompiler } from './remote-compile.js';
 import { RustCompileService } from './rust-compile.js';
 
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
-const KEY_VERSION = 'kiln-cc-1';
+const KEY_VERSION = 'kiln-cc-2';
 
 /** Environment variables that change what gcc/clang produce or print. */
 const KEY_ENV = [
@@ -46,7 +53,24 @@ const KEY_ENV = [
   'GCC_EXEC_PREFIX',
   'COMPILER_PATH',
   'GCC_COLORS',
+  'GCC_URLS',
+  'TERM_URLS',
+  'GCC_EXTRA_DIAGNOSTIC_OUTPUT',
+  // gcc fits quoted source lines to COLUMNS.
+  'COLUMNS',
   'CCC_OVERRIDE_OPTIONS',
+];
+
+/** Environment variables that make clang write logs or extra files kiln does not reproduce. */
+const LOGGING_ENV = [
+  'CC_PRINT_HEADERS',
+  'CC_PRINT_HEADERS_FILE',
+  'CC_PRINT_OPTIONS',
+  'CC_PRINT_OPTIONS_FILE',
+  'CC_LOG_DIAGNOSTICS',
+  'CC_LOG_DIAGNOSTICS_FILE',
+  'CC_PRINT_PROC_STAT',
+  'CC_PRINT_INTERNAL_STAT',
 ];
 
 /** nvcc adds these to its command line or uses them to pick the host compiler. */
@@ -60,12 +84,18 @@ export interface CompileRequest {
   /** Real paths that are kiln itself and must never be taken for the compiler. */
   readonly skip: ReadonlySet<string>;
   readonly stderrTty: boolean;
+  /** gcc sizes quoted source lines to a terminal on stdin. */
+  readonly stdinTty?: boolean;
+  /** The caller's umask, for the modes of the outputs kiln writes. */
+  readonly umask?: number;
 }
 
 interface CompilerIdentity {
   readonly signature: string;
   readonly digest: string;
   readonly family: Family | undefined;
+  /** A script or other non-ELF program: what it runs can change while the file stays the same. */
+  readonly wrapper: boolean;
 }
 
 /** A finished compile: `response` alone when there is nothing to store (a crash or a failed compile). */
@@ -75,8 +105,50 @@ type CompileRun =
 
 const group = (parsed: CacheableCompile) => languageGroup(parsed.language);
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escape sequences is the point
-const ANSI = /\x1b\[[0-9;]*[mK]/g;
+/** A path as the kernel resolves it from `cwd`: `inc/../x.h` through a symlinked `inc` is not `x.h`. */
+const atCwd = (cwd: string, file: string) => (file.startsWith('/') ? file : `${cwd}/${file}`);
+
+/**
+ * The working directory the compiler records: $PWD when it names the same directory as the
+ * physical cwd (gcc's getpwd, LLVM's current_path), else the physical one.
+ */
+function logicalCwd(req: CompileRequest): string {
+  const pwd = req.env.PWD;
+  if (!pwd?.startsWith('/') || pwd === req.cwd) return req.cwd;
+  try {
+    const a = fs.statSync(pwd, { bigint: true });
+    const b = fs.statSync(req.cwd, { bigint: true });
+    return a.dev === b.dev && a.ino === b.ino ? pwd : req.cwd;
+  } catch {
+    return req.cwd;
+  }
+}
+
+/** The first word of a file, to tell ELF binaries from scripts. */
+function isElf(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const head = Buffer.alloc(4);
+      fs.readSync(fd, head, 0, 4, 0);
+      return head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** An assembler `.incbin`/`.include` in preprocessed text, bare or inside an asm string. */
+const ASM_INCLUDE = /(?:^|[\s;"'])\.(?:incbin|include)\b/m;
+
+/** A compile's headers with what the preprocessor said about them. */
+interface Headers {
+  readonly files: readonly string[];
+  /** System headers (their `__has_include` checks concern the compiler's installation). */
+  readonly system: ReadonlySet<string>;
+}
 
 /**
  * Answers one compiler call: a cached result, a fresh compile that gets stored, or "run it
@@ -86,6 +158,7 @@ export class CompileService {
   private readonly identities = new Map<string, CompilerIdentity>();
   private readonly entries: CacheEntries;
   private readonly rust: RustCompileService;
+  private readonly tools: DriverTools;
 
   constructor(
     private readonly config: ClientConfig,
@@ -98,6 +171,7 @@ export class CompileService {
   ) {
     this.entries = new CacheEntries(storage, stats, log);
     this.rust = new RustCompileService(this.entries, stats, digests, log);
+    this.tools = new DriverTools(digests);
   }
 
   async handle(req: CompileRequest): Promise<Response> {
@@ -123,7 +197,18 @@ export class CompileService {
       }
       if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
         return runAsIs('dependency output via environment');
-      return await this.compileCached(program, args, identity, parsed, req);
+      if (LOGGING_ENV.some((v) => req.env[v] !== undefined)) return runAsIs('compiler logging environment');
+      const tools = await this.tools.digest(
+        program,
+        identity.wrapper ? `${identity.signature}:${identity.digest}` : identity.signature,
+        parsed.args,
+        parsed.toolDirs,
+        req.cwd,
+        req.env,
+        req.skip,
+      );
+      if (!tools) return runAsIs('compiler programs not found');
+      return await this.compileCached(program, args, identity, tools, parsed, req);
     } catch (err) {
       this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
       this.stats.error('internal');
@@ -159,8 +244,9 @@ export class CompileService {
       signature: '',
       digest: new KeyHasher().add('nvcc', nvcc.digest).add('host', hostId.digest).digest(),
       family: undefined,
+      wrapper: nvcc.wrapper || hostId.wrapper,
     };
-    return await this.compileCached(program, args, identity, parsed, req);
+    return await this.compileCached(program, args, identity, '', parsed, req);
   }
 
   private uncached(reason: string, response: Response): Response {
@@ -169,57 +255,113 @@ export class CompileService {
     return response;
   }
 
+  /**
+   * The compiler's digest and family. An ELF binary is remembered by its stat signature; a script
+   * (a wrapper that execs gcc or clang) is asked again on every call, since what it runs can change.
+   */
   private async identify(program: string, name: string, req: CompileRequest): Promise<CompilerIdentity> {
     const signature = statSignature(program);
     const known = this.identities.get(program);
-    if (known?.signature === signature) return known;
+    if (known?.signature === signature && !known.wrapper) return known;
     const version = await runCaptured(program, program, ['--version'], req.cwd, req.env);
     const banner = version.stdout.toString();
     const identity: CompilerIdentity = {
       signature,
       digest: new KeyHasher().add('binary', fs.readFileSync(program)).add('version', banner).digest(),
       family: version.exitCode === 0 ? detectFamily(name, program, banner) : undefined,
+      wrapper: !isElf(program),
     };
     this.identities.set(program, identity);
     return identity;
   }
 
-  /** The key parts shared by direct and preprocessor mode. */
-  private commonKey(identity: CompilerIdentity, parsed: CacheableCompile, req: CompileRequest): KeyHasher {
+  /** The key parts shared by every mode; a string that says why not when something cannot be keyed. */
+  private commonKey(
+    program: string,
+    identity: CompilerIdentity,
+    tools: string,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+  ): string {
     const h = new KeyHasher()
       .add('version', KEY_VERSION)
       .add('compiler', identity.digest)
+      .add('tools', tools)
+      // clang picks its driver mode (C or C++) and target from the name it was run as.
+      .add('driver', path.basename(program))
       .add('family', parsed.family)
       .add('language', parsed.language)
       .addList('args', parsed.keyArgs);
     for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
     if (parsed.family === 'nvcc') for (const name of NVCC_KEY_ENV) h.add(`env:${name}`, req.env[name]);
-    if (parsed.keyCwd) h.add('cwd', req.cwd);
+    if (parsed.keyCwd) h.add('cwd', logicalCwd(req));
     if (parsed.keyHostCpu) h.add('cpu', `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`);
     for (const file of parsed.keyFiles) h.add(`file:${file}`, this.digests.get(file)?.digest);
+    // Where each directory really is, relative to where it is named: retargeting a symlink
+    // changes it, copying a checkout elsewhere does not.
+    for (const dir of parsed.includeDirs) {
+      const named = path.resolve(req.cwd, dir);
+      const real = realpathOrUndefined(atCwd(req.cwd, dir));
+      h.add(`dir:${dir}`, real === undefined ? 'missing' : path.relative(named, real));
+    }
     for (const file of (req.env.KILN_EXTRAFILES ?? '').split(':').filter(Boolean)) {
       h.add(`extra:${file}`, this.digests.get(path.resolve(req.cwd, file))?.digest ?? 'missing');
     }
-    return h;
+    if (!parsed.needsPreprocessor && !parsed.language.startsWith('assembler') && parsed.language !== 'cu') {
+      // Diagnostics on preprocessed input quote the original files its line markers name.
+      const text = readOutputFile(req.cwd, parsed.input);
+      for (const file of text ? includedFiles(text) : []) {
+        h.add(`marker:${file}`, this.digests.get(atCwd(req.cwd, file))?.digest ?? 'missing');
+      }
+    }
+    return h.digest();
+  }
+
+  /**
+   * Why a call must not be cached, judged from its source before any lookup: an assembler
+   * `.incbin`/`.include`, or a precompiled header gcc would pick up for its first `#include`.
+   */
+  private refusal(source: FileDigest, parsed: CacheableCompile, req: CompileRequest): string | undefined {
+    if (source.flags.asmInclude) return 'assembler .incbin/.include';
+    const first = source.flags.firstInclude;
+    if (parsed.family === 'gcc' && first) {
+      const dirs = [path.dirname(atCwd(req.cwd, parsed.input)), ...parsed.includeDirs];
+      if (dirs.some((dir) => fs.existsSync(`${atCwd(req.cwd, dir)}/${first}.gch`)))
+        return 'precompiled header';
+    }
+    return undefined;
   }
 
   private async compileCached(
     program: string,
     args: readonly string[],
     identity: CompilerIdentity,
+    tools: string,
     parsed: CacheableCompile,
     req: CompileRequest,
   ): Promise<Response> {
     const startedMs = Date.now();
     // What the user typed, response files unexpanded: they may exist because the expansion is too long.
     const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
-    const source = this.digests.get(path.resolve(req.cwd, parsed.input));
+    const source = this.digests.get(atCwd(req.cwd, parsed.input));
     if (!source) return this.uncached('unreadable source file', asTyped);
-    const common = () => this.commonKey(identity, parsed, req);
-    const directKey =
-      this.config.directMode && parsed.needsPreprocessor
-        ? common().add('mode', 'direct').add('input', parsed.input).add('source', source.digest).digest()
-        : undefined;
+    const refusal = this.refusal(source, parsed, req);
+    if (refusal) return this.uncached(refusal, asTyped);
+    const common = this.commonKey(program, identity, tools, parsed, req);
+    const useDirect = this.config.directMode && parsed.needsPreprocessor && !source.flags.timestamp;
+    // This source with these arguments, wherever it lives: known elsewhere, preprocessor mode can
+    // find what another checkout stored, so depend mode is skipped.
+    const seenKey = useDirect
+      ? new KeyHasher()
+          .add('common', common)
+          .add('mode', 'seen')
+          .add('input', parsed.input)
+          .add('source', source.digest)
+          .digest()
+      : undefined;
+    // A manifest names headers by the paths they were found at; in another checkout a header beside
+    // the source may shadow the one it names, so each working directory has its own manifests.
+    const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', logicalCwd(req)).digest();
 
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
     const distributable = this.remote !== undefined && parsed.remote.ok;
@@ -227,20 +369,23 @@ export class CompileService {
     if (directKey) {
       const lookup = this.lookupManifest(directKey, req.cwd);
       manifestKnown = lookup.known;
-      const response = lookup.result && this.replay(lookup.result, parsed, req);
-      if (response) {
-        this.stats.count('hitsDirect');
-        this.stats.language(group(parsed), 'hits');
-        return response;
+      if (lookup.result) {
+        const response = this.replayHit(lookup.result, parsed, req, asTyped, 'hitsDirect');
+        if (response) return response;
       }
       // Never compiled with these arguments and this source: nothing for the preprocessor to find
-      // either, so skip it and learn the headers from a depfile (ccache's "depend mode").
-      const depend = parsed.dependModeOnly || (!manifestKnown && this.config.dependMode);
-      if (depend && parsed.depListing !== 'partial' && !distributable) {
+      // either, so skip it and learn the headers from a depfile (ccache's "depend mode"). Not when
+      // the object records its command line: kiln's own -MD -MF would show in it.
+      const depend =
+        parsed.dependModeOnly ||
+        (!manifestKnown && this.config.dependMode && !this.entries.readManifest(seenKey!));
+      const ownDepfileShows = parsed.depListing === 'none' && parsed.recordsCommandLine;
+      if (depend && parsed.depListing !== 'partial' && !distributable && !ownDepfileShows) {
         const response = await this.compileDependMode(
           program,
           args,
           directKey,
+          seenKey!,
           parsed,
           req,
           asTyped,
@@ -252,27 +397,41 @@ export class CompileService {
 
     if (parsed.dependModeOnly) {
       // No preprocessor mode to fall back on: compile, store nothing.
-      const run = await this.compile(program, args, [], parsed, req);
+      const run = await this.compile(program, args, [], parsed, req, asTyped);
       return run.response ?? run.success;
     }
 
     let resultKey: string;
-    let headers: string[] = [];
+    let headers: Headers = { files: [], system: new Set() };
+    /** Every file the key was made from, with its digest then: an edit during the compile shows as a change. */
+    const keyed = new Map<string, string | undefined>([[parsed.input, source.digest]]);
     let preprocessed: Buffer | undefined;
     if (parsed.needsPreprocessor) {
-      // The remote variant also writes the user's depfile: the worker never sees the headers.
-      const cppArgs =
-        distributable && parsed.remote.ok ? parsed.remote.preprocessArgs : parsed.preprocessArgs;
-      const cpp = await runCaptured(program, program, cppArgs, req.cwd, req.env);
-      if (cpp.exitCode !== 0 || cpp.failure) {
-        return this.uncached('preprocessor error', asTyped);
+      const cpp = await this.preprocess(program, parsed, distributable, req);
+      if (!cpp) return this.uncached('preprocessor error', asTyped);
+      if (ASM_INCLUDE.test(cpp.stdout.toString('latin1'))) {
+        return this.uncached('assembler .incbin/.include', asTyped);
       }
       preprocessed = cpp.stdout;
+      headers = cpp.headers;
       const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
-      resultKey = common().add('mode', mode).add('preprocessed', cpp.stdout).digest();
-      headers = includedFiles(cpp.stdout);
+      // -E drops what the compile still sees: comments (-Wimplicit-fallthrough, quoted source
+      // lines), spacing (column info), macros (-g3) and the bytes clang checksums into -g: every
+      // file the preprocessor read is keyed by content, and -E's own diagnostics with them.
+      const h = new KeyHasher()
+        .add('common', common)
+        .add('mode', mode)
+        .add('preprocessed', cpp.stdout)
+        .add('cpp-stderr', cpp.stderr);
+      for (const file of headers.files) {
+        const digest = this.digests.get(atCwd(req.cwd, file))?.digest;
+        keyed.set(file, digest);
+        h.add(`read:${file}`, digest);
+      }
+      resultKey = h.digest();
     } else {
-      resultKey = common()
+      resultKey = new KeyHasher()
+        .add('common', common)
         .add('mode', 'preprocessed-input')
         .add('input', parsed.input)
         .add('source', source.digest)
@@ -283,27 +442,65 @@ export class CompileService {
     const cached = this.entries.readResult(resultKey);
     this.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
     if (cached) {
-      const response = this.replay(cached, parsed, req);
+      const response = this.replayHit(cached, parsed, req, asTyped, 'hitsPreprocessed');
       if (response) {
-        this.stats.count('hitsPreprocessed');
-        this.stats.language(group(parsed), 'hits');
-        if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
+        if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, parsed, req, startedMs);
         return response;
       }
     }
 
     const run =
       (distributable && preprocessed && (await this.compileRemote(program, parsed, preprocessed, req))) ||
-      (await this.compile(program, args, [], parsed, req));
+      (await this.compile(program, args, [], parsed, req, asTyped));
     if (run.response) return run.response;
+    // A file saved while the compiler ran may have been read in its new state: the key is the old one.
+    for (const [file, digest] of keyed) {
+      if (this.digests.get(atCwd(req.cwd, file))?.digest !== digest) {
+        this.log.debug(`not storing ${resultKey}: ${file} changed during the compile`);
+        return run.success;
+      }
+    }
     this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-    if (directKey) this.recordManifest(directKey, resultKey, headers, req, startedMs);
+    if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, parsed, req, startedMs);
     return run.success;
   }
 
   /**
-   * Runs the real compile (colors forced on unless the user chose, `extra` appended). `response`
-   * is set when there is nothing to store: a crash (the client reruns it) or a failed compile.
+   * The -E run: its output, its diagnostics, and every file it read — the line markers, plus the
+   * files only its depfile names (clang's sanitizer and profile lists). Undefined when it failed.
+   */
+  private async preprocess(
+    program: string,
+    parsed: CacheableCompile,
+    distributable: boolean,
+    req: CompileRequest,
+  ): Promise<{ stdout: Buffer; stderr: Buffer; headers: Headers } | undefined> {
+    if (distributable && parsed.remote.ok) {
+      // The remote variant also writes the user's depfile: the worker never sees the headers.
+      const cpp = await runCaptured(program, program, parsed.remote.preprocessArgs, req.cwd, req.env);
+      if (cpp.exitCode !== 0 || cpp.failure) return undefined;
+      return { stdout: cpp.stdout, stderr: cpp.stderr, headers: readLineMarkers(cpp.stdout) };
+    }
+    const depFile = path.join(os.tmpdir(), `kiln-cpp-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+    try {
+      const cppArgs = [...parsed.preprocessArgs, '-MD', '-MF', depFile];
+      const cpp = await runCaptured(program, program, cppArgs, req.cwd, req.env);
+      if (cpp.exitCode !== 0 || cpp.failure) return undefined;
+      const markers = readLineMarkers(cpp.stdout);
+      const listed = parseDepfile(readOutputFile('/', depFile)?.toString() ?? '') ?? [];
+      const files = [...markers.files];
+      for (const file of listed) if (!files.includes(file)) files.push(file);
+      // kiln's depfile name shows up in -E's diagnostics only when something is wrong with it.
+      const stderr = Buffer.from(cpp.stderr.toString('latin1').split(depFile).join('<depfile>'), 'latin1');
+      return { stdout: cpp.stdout, stderr, headers: { files, system: markers.system } };
+    } finally {
+      fs.rmSync(depFile, { force: true });
+    }
+  }
+
+  /**
+   * Runs the real compile with `extra` appended. `response` is set when there is nothing to
+   * store: a crash (the client reruns it) or a failed compile.
    */
   private async compile(
     program: string,
@@ -311,27 +508,47 @@ export class CompileService {
     extra: readonly string[],
     parsed: CacheableCompile,
     req: CompileRequest,
+    asTyped: Response,
   ): Promise<CompileRun> {
-    const forceColor = parsed.color === 'auto' ? ['-fdiagnostics-color=always'] : [];
-    const run = await runCaptured(program, program, [...args, ...extra, ...forceColor], req.cwd, req.env);
+    const run = await runCaptured(program, program, [...args, ...extra], req.cwd, req.env);
     if (run.failure) {
       // A crash or a missing program: let the client run it, so the user sees exactly that.
       this.stats.error('compiler crashed');
       return { response: { action: Action.EXEC, program, argv: [program, ...args] } };
     }
-    const stderr = this.stderrFor(run.stderr, parsed, req);
+    const onTerminal = this.terminalDiagnostics(run.stderr, req);
     if (run.exitCode !== 0) {
+      if (onTerminal) return { response: this.uncached('diagnostics for a terminal', asTyped) };
       this.stats.count('compileFailed');
       this.stats.language(group(parsed), 'failed');
-      return { response: { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr } };
+      return {
+        response: { action: Action.RESULT, exitCode: run.exitCode, stdout: run.stdout, stderr: run.stderr },
+      };
+    }
+    if (onTerminal) {
+      // Stored for callers without a terminal; this one reruns it to get the terminal's rendering.
+      return {
+        stdout: run.stdout,
+        stderr: run.stderr,
+        success: this.uncached('diagnostics for a terminal', asTyped),
+      };
     }
     this.stats.count('misses');
     this.stats.language(group(parsed), 'misses');
     return {
       stdout: run.stdout,
       stderr: run.stderr,
-      success: { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr },
+      success: { action: Action.RESULT, exitCode: 0, stdout: run.stdout, stderr: run.stderr },
     };
+  }
+
+  /**
+   * Diagnostics shown on a terminal differ from the ones kiln captures through a pipe (colours,
+   * hyperlinks, source lines fitted to the terminal's width), in ways that depend on the compiler,
+   * its version and the terminal: such a call is left to the client, which runs it on the terminal.
+   */
+  private terminalDiagnostics(stderr: Buffer, req: CompileRequest): boolean {
+    return stderr.length > 0 && (req.stderrTty || req.stdinTty === true);
   }
 
   /** A compile on the cluster; undefined when it did not work out and the caller must compile locally. */
@@ -344,7 +561,7 @@ export class CompileService {
     const outcome = await this.remote!.compile(program, parsed, preprocessed, req.cwd, req.env);
     if (!outcome) return undefined;
     try {
-      writeOutputFile(req.cwd, parsed.output, outcome.object);
+      this.writeOutput(req, parsed, 'object', parsed.output, outcome.object);
     } catch (err) {
       this.stats.error('output write');
       this.log.info(`cannot write ${parsed.output}: ${(err as Error).message}`);
@@ -364,12 +581,13 @@ export class CompileService {
    * A cold miss without a preprocessor run: the compile writes a depfile (the user's own when -MD
    * lists every header, else one of kiln's), and the result is keyed on the direct key plus the
    * digest of every file it names. Nothing is stored when a header changed during the compile or
-   * expands __DATE__/__TIME__: the next call will go through preprocessor mode.
+   * makes direct mode unsafe: the next call will go through preprocessor mode.
    */
   private async compileDependMode(
     program: string,
     args: readonly string[],
     directKey: string,
+    seenKey: string,
     parsed: CacheableCompile,
     req: CompileRequest,
     asTyped: Response,
@@ -386,7 +604,7 @@ export class CompileService {
     }
     try {
       const extra = ownDepFile ? ['-MD', '-MF', ownDepFile] : [];
-      const run = await this.compile(program, args, extra, parsed, req);
+      const run = await this.compile(program, args, extra, parsed, req, asTyped);
       if (run.response) {
         // A failure that names kiln's own depfile is kiln's doing: the client runs the call as typed.
         const stderr = run.response.action === Action.RESULT ? run.response.stderr : undefined;
@@ -397,14 +615,16 @@ export class CompileService {
         return run.response;
       }
       const depText = readOutputFile(req.cwd, ownDepFile ?? parsed.depFile!)?.toString();
-      const headers = depText === undefined ? undefined : parseDepfile(depText);
-      const files = headers && this.trustedDigests(headers, req, startedMs);
+      const listed = depText === undefined ? undefined : parseDepfile(depText);
+      const files =
+        listed && this.trustedDigests({ files: listed, system: new Set() }, parsed, req, startedMs);
       if (files) {
         const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
         this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
         this.entries.addManifestEntry(directKey, { files, result: resultKey });
+        if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
         this.entries.putManifest(directKey, []);
@@ -415,17 +635,28 @@ export class CompileService {
     }
   }
 
-  private stderrFor(stderr: Buffer, parsed: CacheableCompile, req: CompileRequest): Buffer {
-    const wantsColor = req.stderrTty && req.env.TERM !== 'dumb';
-    if (parsed.color !== 'auto' || wantsColor || !stderr.includes(0x1b)) return stderr;
-    return Buffer.from(stderr.toString('latin1').replace(ANSI, ''), 'latin1');
-  }
-
   private outputFiles(parsed: CacheableCompile): [string, string][] {
     const files: [string, string][] = [['object', parsed.output]];
     if (parsed.depFile) files.push(['dep', parsed.depFile]);
     for (const extra of parsed.extraOutputs) files.push([extra.kind, extra.path]);
     return files;
+  }
+
+  /**
+   * Writes one output as the compiler would have: clang replaces its objects; gcc rewrites an
+   * existing object in place and replaces a symlink; depfiles are written through (fopen "w").
+   */
+  private writeOutput(
+    req: CompileRequest,
+    parsed: CacheableCompile,
+    kind: string,
+    file: string,
+    data: Buffer,
+  ): void {
+    let style: WriteStyle = 'in-place';
+    if (kind !== 'dep' && parsed.family !== 'gcc') style = 'replace';
+    else if (kind === 'object' && !isRegularFile(req.cwd, file)) style = 'replace';
+    writeOutputFile(req.cwd, file, data, { style, umask: req.umask });
   }
 
   private store(key: string, stdout: Buffer, stderr: Buffer, parsed: CacheableCompile, cwd: string): void {
@@ -442,6 +673,24 @@ export class CompileService {
     this.entries.putResult(key, stdout, stderr, files);
   }
 
+  /** Replays a hit and counts it; undefined when its files cannot be written (the caller compiles). */
+  private replayHit(
+    result: CachedResult,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+    asTyped: Response,
+    counter: 'hitsDirect' | 'hitsPreprocessed',
+  ): Response | undefined {
+    if (this.terminalDiagnostics(result.stderr, req))
+      return this.uncached('diagnostics for a terminal', asTyped);
+    const response = this.replay(result, parsed, req);
+    if (response) {
+      this.stats.count(counter);
+      this.stats.language(group(parsed), 'hits');
+    }
+    return response;
+  }
+
   /** Writes a cached result's files; undefined when they cannot be written (the caller compiles). */
   private replay(result: CachedResult, parsed: CacheableCompile, req: CompileRequest): Response | undefined {
     const wanted = this.outputFiles(parsed);
@@ -449,19 +698,14 @@ export class CompileService {
     try {
       for (const [kind, file] of wanted) {
         const data = result.files.get(kind);
-        if (data) writeOutputFile(req.cwd, file, data);
+        if (data) this.writeOutput(req, parsed, kind, file, data);
       }
     } catch (err) {
       this.stats.error('output write');
       this.log.info(`cannot write outputs: ${(err as Error).message}`);
       return undefined;
     }
-    return {
-      action: Action.RESULT,
-      exitCode: 0,
-      stdout: result.stdout,
-      stderr: this.stderrFor(result.stderr, parsed, req),
-    };
+    return { action: Action.RESULT, exitCode: 0, stdout: result.stdout, stderr: result.stderr };
   }
 
   /** The result a manifest names for the headers as they are now; `known` says whether a manifest exists. */
@@ -471,7 +715,7 @@ export class CompileService {
     if (!manifest) return { known: false };
     for (const entry of manifest) {
       const matches = entry.files.every(
-        ([file, digest]) => this.digests.get(path.resolve(cwd, file))?.digest === digest,
+        ([file, digest]) => this.digests.get(atCwd(cwd, file))?.digest === digest,
       );
       if (!matches) {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
@@ -484,50 +728,72 @@ export class CompileService {
   }
 
   /**
-   * Remembers which headers led to `resultKey`, unless their content makes direct mode unsafe:
-   * a header changed while compiling (or just before), or one that expands __DATE__/__TIME__.
+   * Remembers which headers led to `resultKey`, unless their content makes direct mode unsafe, and
+   * marks the source as seen (an empty manifest under `seenKey`) for other working directories.
    */
   private recordManifest(
     directKey: string,
+    seenKey: string,
     resultKey: string,
-    headers: readonly string[],
+    headers: Headers,
+    parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
   ): void {
-    const files = this.trustedDigests(headers, req, startedMs);
+    const files = this.trustedDigests(headers, parsed, req, startedMs);
     if (files) this.entries.addManifestEntry(directKey, { files, result: resultKey });
+    if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
   }
 
   /**
    * The digest of every header, or undefined when one of them makes direct mode unsafe: it cannot
-   * be read, it changed while compiling (or just before), it expands __DATE__/__TIME__, or a
-   * precompiled .gch sits beside it.
+   * be read, it changed while compiling (or just before), its output depends on the clock, its
+   * mtime or files that need not exist (`__has_include` outside system headers), it has an
+   * assembler `.incbin`, or a precompiled .gch sits beside it.
    */
   private trustedDigests(
-    headers: readonly string[],
+    headers: Headers,
+    parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
   ): [string, string][] | undefined {
-    const cwd = req.cwd;
     const files: [string, string][] = [];
-    for (const file of headers) {
-      const abs = path.resolve(cwd, file);
+    // Only gcc takes __DATE__ and __TIME__ from SOURCE_DATE_EPOCH (clang from version 16 on).
+    const fixedClock = parsed.family === 'gcc' && req.env.SOURCE_DATE_EPOCH !== undefined;
+    for (const file of headers.files) {
+      const abs = atCwd(req.cwd, file);
       const d = this.digests.get(abs);
-      if (!d) {
-        this.log.debug(`direct mode off: cannot read ${file}`);
+      const why = !d
+        ? 'cannot read it'
+        : d.flags.dateTime && !fixedClock
+          ? 'it uses __DATE__/__TIME__'
+          : d.flags.timestamp
+            ? 'it uses __TIMESTAMP__'
+            : d.changedMs >= startedMs - TOO_NEW_MARGIN_MS
+              ? `it is too new (${d.changedMs} vs ${startedMs})`
+              : d.flags.asmInclude
+                ? 'it has an assembler .incbin/.include'
+                : d.flags.mtimeDependent
+                  ? 'it has #pragma GCC dependency'
+                  : d.flags.hasInclude && !headers.system.has(file) && !file.startsWith('/usr/')
+                    ? 'it uses __has_include'
+                    : fs.existsSync(`${abs}.gch`)
+                      ? 'a .gch sits beside it'
+                      : undefined;
+      if (why) {
+        this.log.debug(`direct mode off: ${file}: ${why}`);
         return undefined;
       }
-      if (d.timeMacros && req.env.SOURCE_DATE_EPOCH === undefined) {
-        this.log.debug(`direct mode off: ${file} uses __DATE__/__TIME__`);
-        return undefined;
-      }
-      if (d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
-        this.log.debug(`direct mode off: ${file} is too new (${d.changedMs} vs ${startedMs})`);
-        return undefined;
-      }
-      if (fs.existsSync(`${abs}.gch`)) return undefined;
-      files.push([file, d.digest]);
+      files.push([file, d!.digest]);
     }
     return files;
+  }
+}
+
+function realpathOrUndefined(file: string): string | undefined {
+  try {
+    return fs.realpathSync.native(file);
+  } catch {
+    return undefined;
   }
 }

@@ -11,6 +11,7 @@ import {
   type Request,
   RequestFlag,
   type Response,
+  umaskOf,
 } from '../client/protocol.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -204,6 +205,8 @@ export class Daemon {
       env: envObject(req.env),
       skip: this.selfPaths,
       stderrTty: (req.flags & RequestFlag.STDERR_TTY) !== 0,
+      stdinTty: (req.flags & RequestFlag.STDIN_TTY) !== 0,
+      umask: umaskOf(req.flags),
     });
   }
 

@@ -309,7 +309,7 @@ export class RustCompileService {
         const data = result.files.get(kind);
         if (!data) return undefined;
         const bytes = kind === 'dep-info' ? relocate(data, storedDir, parsed.outDir, depEscape) : data;
-        writeOutputFile('/', file, bytes, kind === 'proc-macro' ? 0o777 : 0o666);
+        writeOutputFile('/', file, bytes, { mode: kind === 'proc-macro' ? 0o777 : 0o666 });
       }
     } catch (err) {
       this.stats.error('output write');

@@ -1,0 +1,114 @@
+/**
+ * The programs a gcc/clang driver runs for a call (cc1, cc1plus, as…), learned from its `-###`
+ * output: the compiler binary and its `--version` do not tell another `as` earlier in PATH, in a
+ * `-B` dir or in COMPILER_PATH, or a cc1 the driver cannot find.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FileDigestCache } from '../cache/digest.js';
+import { KeyHasher } from '../cache/digest.js';
+import { findExecutable } from '../client/find-executable.js';
+import { runCaptured } from './run.js';
+
+/** Options that change which programs the driver runs (as opposed to what they are given). */
+const TOOL_CHOICE =
+  /^(-B|--?target|-m(32|64|x32|16)$|-f(no-)?integrated-as$|-(no-)?integrated-as$|--?gcc-toolchain|-ccc-|--driver-mode|--?sysroot|-save-temps|-x|-fuse-ld|-specs|--rtlib|-no-canonical-prefixes|-fno-integrated-cc1|-fintegrated-cc1)/;
+
+interface Learned {
+  /** First words of the driver's commands: absolute paths, or names it will look up in PATH. */
+  readonly tools: readonly string[];
+  /** Directories the driver searched, with the stat that says none of them changed since. */
+  readonly dirs: readonly (readonly [string, string])[];
+}
+
+function dirStamp(dir: string): string {
+  try {
+    const st = fs.statSync(dir, { bigint: true });
+    return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+/** The first word of each command line in `-###` output (gcc prints it bare, clang quoted). */
+export function commandsOf(stderr: string): string[] {
+  const tools: string[] = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith(' ') || line.startsWith(' (')) continue;
+    const m = line.startsWith(' "') ? /^ "((?:[^"\\]|\\.)*)"/.exec(line) : /^ (\S+)/.exec(line);
+    if (m && !tools.includes(m[1]!)) tools.push(m[1]!.replace(/\\(.)/g, '$1'));
+  }
+  return tools;
+}
+
+export class DriverTools {
+  private readonly learned = new Map<string, Learned>();
+
+  constructor(
+    private readonly digests: FileDigestCache,
+    private readonly maxEntries = 1000,
+  ) {}
+
+  /**
+   * A digest of every program the driver would run for this call, each by content; undefined when
+   * the driver fails to say or names a program that cannot be found (the call then fails as
+   * typed, so kiln does not cache it).
+   */
+  async digest(
+    program: string,
+    programSignature: string,
+    args: readonly string[],
+    toolDirs: readonly string[],
+    cwd: string,
+    env: Readonly<Record<string, string>>,
+    skip: ReadonlySet<string>,
+  ): Promise<string | undefined> {
+    const memoKey = [
+      program,
+      programSignature,
+      env.PATH,
+      env.COMPILER_PATH,
+      env.GCC_EXEC_PREFIX,
+      ...args.filter((a) => TOOL_CHOICE.test(a)),
+    ].join('\0');
+    let learned = this.learned.get(memoKey);
+    if (!learned || learned.dirs.some(([dir, stamp]) => dirStamp(dir) !== stamp)) {
+      learned = await this.learn(program, args, toolDirs, cwd, env);
+      if (!learned) return undefined;
+      if (this.learned.size >= this.maxEntries) this.learned.clear();
+      this.learned.set(memoKey, learned);
+    }
+    const h = new KeyHasher();
+    for (const tool of learned.tools) {
+      const file = path.isAbsolute(tool) ? tool : findExecutable(tool, env.PATH, cwd, skip);
+      const d = file === undefined ? undefined : this.digests.get(file);
+      if (!d) return undefined;
+      h.add(tool, file).add('content', d.digest);
+    }
+    return h.digest();
+  }
+
+  private async learn(
+    program: string,
+    args: readonly string[],
+    toolDirs: readonly string[],
+    cwd: string,
+    env: Readonly<Record<string, string>>,
+  ): Promise<Learned | undefined> {
+    const run = await runCaptured(program, program, [...args, '-###'], cwd, env);
+    if (run.exitCode !== 0 || run.failure) return undefined;
+    const text = run.stderr.toString();
+    const tools = commandsOf(text);
+    if (tools.length === 0) return undefined;
+    // gcc prints the directories it searches for its programs; new files there change its choice.
+    const searched = /^COMPILER_PATH=(.*)$/m.exec(text)?.[1]?.split(':') ?? [];
+    const dirs = new Set<string>();
+    // A -B value is a directory or a file-name prefix (`-B/opt/bin/x86-`): watch both readings.
+    const bDirs = toolDirs.flatMap((d) => [d, path.dirname(d)]);
+    for (const dir of [...searched, ...bDirs, ...(env.PATH ?? '').split(':')]) {
+      if (dir) dirs.add(path.resolve(cwd, dir));
+    }
+    for (const tool of tools) if (path.isAbsolute(tool)) dirs.add(path.dirname(tool));
+    return { tools, dirs: [...dirs].map((d) => [d, dirStamp(d)] as const) };
+  }
+}
