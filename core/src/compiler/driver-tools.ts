@@ -41,6 +41,20 @@ export function commandsOf(stderr: string): string[] {
   return tools;
 }
 
+/** `name` looked up in PATH as execvp does; kiln itself (a masquerade link) is skipped. */
+function inPath(name: string, pathEnv: string | undefined, cwd: string, skip: ReadonlySet<string>): string | undefined {
+  for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    const file = path.resolve(cwd, dir || '.', name);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+    } catch {
+      continue;
+    }
+    return findExecutable(file, pathEnv, cwd, skip) ?? findExecutable(name, pathEnv, cwd, skip);
+  }
+  return undefined;
+}
+
 export class DriverTools {
   private readonly learned = new Map<string, Learned>();
 
@@ -80,7 +94,7 @@ export class DriverTools {
     }
     const h = new KeyHasher();
     for (const tool of learned.tools) {
-      const file = path.isAbsolute(tool) ? tool : findExecutable(tool, env.PATH, cwd, skip);
+      const file = path.isAbsolute(tool) ? tool : inPath(tool, env.PATH, cwd, skip);
       const d = file === undefined ? undefined : this.digests.get(file);
       if (!d) return undefined;
       h.add(tool, file).add('content', d.digest);
@@ -100,15 +114,18 @@ export class DriverTools {
     const text = run.stderr.toString();
     const tools = commandsOf(text);
     if (tools.length === 0) return undefined;
-    // gcc prints the directories it searches for its programs; new files there change its choice.
-    const searched = /^COMPILER_PATH=(.*)$/m.exec(text)?.[1]?.split(':') ?? [];
-    const dirs = new Set<string>();
+    // A new file in a directory the driver searched changes its choice. gcc prints the ones it
+    // searches (COMPILER_PATH) and leaves a program it did not find there to PATH at exec time,
+    // which digest() looks up on every call; clang looks in PATH itself and prints what it found.
+    const gccSearched = /^COMPILER_PATH=(.*)$/m.exec(text)?.[1]?.split(':');
     // A -B value is a directory or a file-name prefix (`-B/opt/bin/x86-`): watch both readings.
-    const bDirs = toolDirs.flatMap((d) => [d, path.dirname(d)]);
-    for (const dir of [...searched, ...bDirs, ...(env.PATH ?? '').split(':')]) {
-      if (dir) dirs.add(path.resolve(cwd, dir));
+    const watched = toolDirs.flatMap((d) => [d, path.dirname(d)]);
+    if (gccSearched) watched.push(...gccSearched);
+    else {
+      watched.push(...(env.PATH ?? '').split(':'));
+      for (const tool of tools) if (path.isAbsolute(tool)) watched.push(path.dirname(tool));
     }
-    for (const tool of tools) if (path.isAbsolute(tool)) dirs.add(path.dirname(tool));
+    const dirs = new Set(watched.filter(Boolean).map((d) => path.resolve(cwd, d)));
     return { tools, dirs: [...dirs].map((d) => [d, dirStamp(d)] as const) };
   }
 }

@@ -510,7 +510,7 @@ export class CompileService {
     req: CompileRequest,
     asTyped: Response,
   ): Promise<CompileRun> {
-    const run = await runCaptured(program, program, [...args, ...extra], req.cwd, req.env);
+    const run = await runCaptured(program, program, [...args, ...extra], req.cwd, req.env, req.umask);
     if (run.failure) {
       // A crash or a missing program: let the client run it, so the user sees exactly that.
       this.stats.error('compiler crashed');
