@@ -42,7 +42,6 @@ describe('parseGccArgs: not cacheable, with a reason', () => {
     [['-c', 'a.c', '-Wp,-MD,a.d'], 'dependency options through -Wp'],
     [['-c'], 'no input file'],
     [['-c', '@missing.rsp'], 'unreadable response file'],
-    [['-c', 'inc.s'], 'assembler .include'],
     [['-c', 'a.c', '-include', 'pch.h'], 'precompiled header'],
     [['-c', 'a.c', '-o'], '-o without a value'],
     [['-c', 'a.c', '-MF', 'a.d'], 'dependency options without -MD'],

@@ -594,15 +594,6 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   if (splitDwarf) extraOutputs.push({ kind: 'dwo', path: `${base}.dwo` });
   if (gcno) extraOutputs.push({ kind: 'gcno', path: `${base}.gcno` });
 
-  if (input.language === 'assembler') {
-    try {
-      const text = fs.readFileSync(path.resolve(cwd, input.file), 'latin1');
-      if (/^\s*\.(include|incbin)\b/m.test(text)) return no('assembler .include');
-    } catch {
-      return no('unreadable source file');
-    }
-  }
-
   const remotePlan = (): CacheableCompile['remote'] => {
     const reason =
       localOnly ??
