@@ -67,8 +67,21 @@ interface Memo {
 const ASM_INCLUDE = /(?:^|[\s;"'])\.(?:incbin|include)\b/m;
 const FIRST_INCLUDE = /^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]/m;
 
-/** Reads the flags from a file's bytes; each regex runs only when a cheap search found its word. */
+const NO_FLAGS: ContentFlags = {
+  dateTime: false,
+  timestamp: false,
+  asmInclude: false,
+  hasInclude: false,
+  mtimeDependent: false,
+  firstInclude: undefined,
+};
+
+/**
+ * Reads the flags from a file's bytes; each regex runs only when a cheap search found its word.
+ * A binary (a NUL byte near the start: the compiler's own programs, a .gch) has none.
+ */
 export function contentFlags(data: Buffer): ContentFlags {
+  if (data.subarray(0, 4096).includes(0)) return NO_FLAGS;
   const text = () => data.toString('latin1');
   const has = (word: string) => data.includes(word);
   return {
