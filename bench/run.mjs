@@ -98,18 +98,37 @@ function notePeakRss(tool) {
 
 const projects = makeProjects({ work, jobs: JOBS, baseEnv });
 
+/** kiln's hits and compiles so far (its --show-stats), to check that a warm build is all hits. */
+function kilnCounts(tool) {
+  const r = spawnSync(tool.wrapper, ['--show-stats', '--stats-format', 'json'], {
+    env: tool.env,
+    encoding: 'utf8',
+  });
+  const s = JSON.parse(r.stdout).stats;
+  return { hits: s.hitsDirect + s.hitsPreprocessed, compiles: s.misses + s.compileFailed };
+}
+
 function benchProject(name, list) {
   const project = projects[name];
-  const rows = { cold: {}, warm: {} };
+  const rows = { cold: {}, warm: {}, warmHits: {} };
   for (const tool of list) {
     const dir = project.prepare(tool);
     const cold = [];
     const warm = [];
+    const isKiln = tool.name.startsWith('kiln');
+    let warmHits = 0;
+    let warmCompiles = 0;
     for (let i = 0; i < RUNS; i++) {
       tool.clear();
       cold.push(project.build(tool, dir));
       notePeakRss(tool);
+      const before = isKiln ? kilnCounts(tool) : undefined;
       warm.push(project.build(tool, dir));
+      if (before) {
+        const after = kilnCounts(tool);
+        warmHits += after.hits - before.hits;
+        warmCompiles += after.compiles - before.compiles;
+      }
       notePeakRss(tool);
       if (tool.name === 'plain') break; // plain has no cache: one cold/warm pair per run suffices below
     }
@@ -119,6 +138,8 @@ function benchProject(name, list) {
     }
     rows.cold[tool.name] = median(cold);
     rows.warm[tool.name] = median(warm);
+    // The share of a warm build's compiles that were hits: anything under 100% is a lost hit.
+    if (isKiln) rows.warmHits[tool.name] = (warmHits / (warmHits + warmCompiles)) * 100;
     process.stderr.write(
       `  ${name} ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s\n`,
     );
@@ -236,6 +257,8 @@ async function main() {
     lines.push(
       `${`${p} cold overhead vs plain`.padEnd(30)}${names.map((n) => col(`${over(n).toFixed(1)}%`)).join('')}`,
     );
+    const hits = (n) => (rows.warmHits[n] === undefined ? '-' : `${rows.warmHits[n].toFixed(1)}%`);
+    lines.push(`${`${p} warm hit rate (kiln)`.padEnd(30)}${names.map((n) => col(hits(n))).join('')}`);
   }
   for (const [label, rows] of Object.entries(extraRows)) {
     for (const mode of ['cold', 'warm']) {
