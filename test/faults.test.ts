@@ -196,6 +196,15 @@ describe('cache faults', () => {
   });
 });
 
+/** Running: neither gone nor a zombie (an exited daemon may wait a while to be reaped). */
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
 /** Waits until no process working in `dir` has `file` on its command line (30 s at most). */
 async function waitForOrphans(dir: string, file: string): Promise<void> {
   const real = fs.realpathSync(dir);
@@ -246,6 +255,9 @@ describe('daemon faults', () => {
     sb = new KilnSandbox();
     sb.file('a.c', 'int a;\n');
     expect(sb.kiln(['--start-server']).status).toBe(0);
+    // The client would quietly start a new daemon: the one that got the garbage must be the one left.
+    const pid = sb.daemonPid()!;
+    expect(alive(pid)).toBe(true);
     const sock = path.join(sb.env.KILN_RUNTIME_DIR!, 'daemon.sock');
     for (const garbage of [
       'GET / HTTP/1.1\r\n\r\n',
@@ -260,7 +272,10 @@ describe('daemon faults', () => {
         c.on('error', () => resolve());
       });
     }
+    expect(alive(pid)).toBe(true);
     expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
-    expect(sb.daemonPid()).toBeDefined();
+    expect(sb.stats().stats).toMatchObject({ requests: 1, misses: 1 });
+    expect(sb.daemonPid()).toBe(pid);
+    expect(alive(pid)).toBe(true);
   });
 });
