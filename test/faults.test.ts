@@ -160,6 +160,7 @@ describe('cache faults', () => {
     expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
     sb.kiln(['--stop-server']);
     mount(['-o', 'bind,ro', sb.cacheDir], sb.cacheDir);
+    const before = sb.stats().stats;
     for (const f of ['a', 'b']) {
       fs.rmSync(path.join(sb.work, `${f}.o`), { force: true });
       const r = sb.kiln(['gcc', '-c', `${f}.c`]);
@@ -167,6 +168,13 @@ describe('cache faults', () => {
       expect(sb.run(['gcc', '-c', `${f}.c`, '-o', 'ref.o']).status).toBe(0);
       expect(sb.read(`${f}.o`).equals(sb.read('ref.o'))).toBe(true);
     }
+    const after = sb.stats().stats;
+    // a.c was stored before the mount: a direct hit. b.c is new: a miss that cannot be stored.
+    expect({
+      hitsDirect: after.hitsDirect - before.hitsDirect,
+      hitsPreprocessed: after.hitsPreprocessed - before.hitsPreprocessed,
+      misses: after.misses - before.misses,
+    }).toEqual({ hitsDirect: 1, hitsPreprocessed: 0, misses: 1 });
     expect(sb.log()).toMatch(/cannot store/);
   });
 
