@@ -125,6 +125,9 @@ describe.each(compilers)('%s', (cc) => {
     const colored = sb.run([...base, colorFlag]).stderr;
     expect(colored).toContain('\u001b[');
     for (let i = 0; i < 2; i++) expect(sb.kiln([...base, colorFlag]).stderr).toBe(colored);
+    // One compile, for a pipe; the explicit-color calls got its stored colors back (the color flag
+    // is not part of the key).
+    expect(sb.stats().stats).toMatchObject({ requests: 4, misses: 1, hitsDirect: 3 });
   });
 
   it('caches -gsplit-dwarf .dwo and --coverage .gcno outputs', () => {
