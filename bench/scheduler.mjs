@@ -91,6 +91,7 @@ export async function benchScheduler({ workers = 1000, seconds = 10, concurrency
             sandbox: 'bwrap',
             resolvers: ['archive'],
             toolchains: [digest(i + k), digest(i + k + 1)],
+            toolchainUploads: 0,
             runningJobs: [],
             jobKey,
             version: 'bench',

@@ -86,7 +86,7 @@ describe('a scheduler on aarch64 with workers of two host triples', () => {
     ]);
   });
 
-  it('sends x86_64 toolchains only to the x86_64 worker, and the objects are right', () => {
+  it('sends x86_64 toolchains only to the x86_64 worker, and the objects are right', async () => {
     for (let i = 0; i < 4; i++) sb.file(`f${i}.c`, `int f${i}(int x) { return x * ${i + 2}; }\n`);
     for (let i = 0; i < 4; i++) {
       const r = sb.kiln(['gcc', '-O2', '-c', `f${i}.c`, '-o', `f${i}.o`]);
@@ -100,5 +100,22 @@ describe('a scheduler on aarch64 with workers of two host triples', () => {
     };
     expect(stats.distErrors).toEqual({});
     expect(stats.distCompiles).toEqual({ x86: 4 });
+    // Per worker: toolchains held and uploads received, as reported by a heartbeat sent from now on.
+    const since = Date.now();
+    const perWorker = async () => {
+      const workers = (await status()).pools.flatMap((p) => p.workers);
+      const fresh = workers.every((w) => w.lastHeartbeatMsAgo < Date.now() - since);
+      return { fresh, seen: workers.map((w) => [w.id, w.toolchains, w.toolchainUploads]).sort() };
+    };
+    let now = await perWorker();
+    for (const end = Date.now() + 15_000; !now.fresh && Date.now() < end; now = await perWorker())
+      await new Promise((r) => setTimeout(r, 100));
+    expect(now).toEqual({
+      fresh: true,
+      seen: [
+        ['arm', 0, 0],
+        ['x86', 1, 1],
+      ],
+    });
   });
 });

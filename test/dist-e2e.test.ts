@@ -107,7 +107,8 @@ function slowSource(name: string): string {
 /**
  * Rebuilds zlib from clean with a daemon started fresh on a config file of its own (`extra` lines in
  * its [dist] table, no force_remote_build), `define` making every compile a miss; answers the stats
- * of that build. The daemon is stopped again: later tests start it with the default config file.
+ * of that build and how many objects it made. The daemon is stopped again: later tests start it
+ * with the default config file.
  */
 function buildWithFreshDaemon(
   name: string,
@@ -133,7 +134,21 @@ function buildWithFreshDaemon(
     distLocal: Record<string, number>;
   };
   sb.kiln(['--stop-server'], { env });
-  return { stats };
+  return { stats, objectCount: objects(dir).size };
+}
+
+const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+
+/** Per worker: toolchains held and toolchain uploads received, once every worker heartbeated since now. */
+async function toolchainsPerWorker(): Promise<[string, number, number][]> {
+  const since = Date.now();
+  let seen: [string, number, number][] = [];
+  await waitFor('a heartbeat from every worker', async () => {
+    const workers = (await status()).pools.flatMap((p) => p.workers);
+    seen = workers.map((w) => [w.id, w.toolchains, w.toolchainUploads]);
+    return workers.length === 2 && workers.every((w) => w.lastHeartbeatMsAgo < Date.now() - since);
+  });
+  return seen.sort();
 }
 
 describe('a loopback cluster with two bubblewrap workers', () => {
@@ -152,35 +167,54 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect(differing).toEqual([]);
     const s = sb.stats().stats as unknown as {
       misses: number;
+      hitsDirect: number;
       distCompiles: Record<string, number>;
       distErrors: Record<string, number>;
     };
     expect(s.distErrors).toEqual({});
-    expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(plain.size);
+    expect(plain.size).toBeGreaterThan(10);
+    expect(s.misses).toBe(plain.size);
+    expect(sum(s.distCompiles)).toBe(plain.size);
     expect(Object.keys(s.distCompiles).sort()).toEqual(['w1', 'w2']);
-    const held = (await status()).pools.flatMap((p) => p.workers.map((w) => [w.id, w.toolchains]));
-    expect(held.sort()).toEqual([
-      ['w1', 1],
-      ['w2', 1],
+    // Each worker holds the toolchain and received it once, though jobs for it ran there in parallel.
+    expect(await toolchainsPerWorker()).toEqual([
+      ['w1', 1, 1],
+      ['w2', 1, 1],
     ]);
     // Warm: all hits, nothing sent anywhere.
     expect(sb.run(['make', 'clean'], { cwd: dir }).status).toBe(0);
     build(dir, `${sb.client} gcc`);
-    const warm = sb.stats().stats as unknown as { misses: number; distCompiles: Record<string, number> };
+    const warm = sb.stats().stats as unknown as typeof s;
     expect(warm.misses).toBe(s.misses);
+    expect(warm.hitsDirect - s.hitsDirect).toBe(plain.size);
+    expect(warm.distCompiles).toEqual(s.distCompiles);
   });
 
-  it('distributes every compile after a daemon restart without force_remote_build: the stored package is found', () => {
+  it('distributes every compile after a daemon restart without force_remote_build: the stored package is found', async () => {
     // Tiny compiles kept local would count here: this test is about finding the stored package.
-    const { stats: s } = buildWithFreshDaemon('defaults.toml', 'keep_tiny_local = false', '-DAGAIN');
+    const { stats: s, objectCount } = buildWithFreshDaemon(
+      'defaults.toml',
+      'keep_tiny_local = false',
+      '-DAGAIN',
+    );
+    expect(objectCount).toBeGreaterThan(10);
+    expect(s.misses).toBe(objectCount);
     expect(s.distLocal).toEqual({});
-    expect(Object.values(s.distCompiles).reduce((a, b) => a + b, 0)).toBe(s.misses);
+    expect(sum(s.distCompiles)).toBe(objectCount);
+    // The workers still hold it: the new daemon sends it nowhere again.
+    expect(await toolchainsPerWorker()).toEqual([
+      ['w1', 1, 1],
+      ['w2', 1, 1],
+    ]);
   });
 
   it("learns from the workers' job times which compiles are tiny, and keeps only those local", () => {
     const logStart = sb.log().length;
-    const { stats: s } = buildWithFreshDaemon('tiny.toml', '', '-DTINY', { KILN_LOG_LEVEL: 'debug' });
-    const remote = Object.values(s.distCompiles).reduce((a, b) => a + b, 0);
+    const { stats: s, objectCount } = buildWithFreshDaemon('tiny.toml', '', '-DTINY', {
+      KILN_LOG_LEVEL: 'debug',
+    });
+    expect(s.misses).toBe(objectCount);
+    const remote = sum(s.distCompiles);
     const tiny = s.distLocal['tiny compile (faster locally)'] ?? 0;
     // Every miss ran on the cluster or was kept local as tiny; nothing else.
     expect(Object.keys(s.distLocal).filter((k) => !k.startsWith('tiny'))).toEqual([]);
@@ -273,7 +307,6 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     sb.file('after.c', 'int after(int x) { return x * 7; }\n');
     expect(sb.kiln(['gcc', '-O2', '-c', 'after.c', '-o', 'after.o']).status).toBe(0);
     const after = sb.stats().stats as unknown as { distCompiles: Record<string, number> };
-    const total = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
-    expect(total(after.distCompiles)).toBe(total(before.distCompiles) + 1);
+    expect(sum(after.distCompiles)).toBe(sum(before.distCompiles) + 1);
   });
 });

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EnvelopeKind, open } from '../core/src/cache/envelope.js';
 import { KilnSandbox, type Run } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
 
@@ -35,20 +36,31 @@ function mount(args: string[], target: string): void {
   mounts.push(target);
 }
 
-/** Every file in the cache dir must be a complete entry: no temp leftovers, no torn writes. */
-function expectNoHalfEntries(cacheDir: string): void {
+const ENTRY_KINDS = [
+  ['r', EnvelopeKind.RESULT],
+  ['m', EnvelopeKind.MANIFEST],
+] as const;
+
+/**
+ * Every file in the cache dir must be a complete entry (the envelope's length and SHA-256 seal
+ * check out): no temp leftovers, no torn writes. Answers how many entries of each kind it checked.
+ */
+function expectNoHalfEntries(cacheDir: string): { r: number; m: number } {
   const tmp = path.join(cacheDir, 'tmp');
   if (fs.existsSync(tmp)) expect(fs.readdirSync(tmp)).toEqual([]);
-  for (const kind of ['r', 'm']) {
+  const checked = { r: 0, m: 0 };
+  for (const [kind, envelopeKind] of ENTRY_KINDS) {
     const dir = path.join(cacheDir, kind);
     if (!fs.existsSync(dir)) continue;
     for (const bucket of fs.readdirSync(dir)) {
       for (const name of fs.readdirSync(path.join(dir, bucket))) {
         const data = fs.readFileSync(path.join(dir, bucket, name));
-        expect(data.subarray(0, 4).toString(), name).toBe('KLNE');
+        expect(open(envelopeKind, data), `${kind}/${bucket}/${name}`).toBeDefined();
+        checked[kind]++;
       }
     }
   }
+  return checked;
 }
 
 describe('bad input', () => {
@@ -104,7 +116,7 @@ describe('bad input', () => {
     const ro = ['gcc', '-c', 'a.c', '-o', path.join(sb.dir, 'ro', 'x.o')];
     same(sb.kiln(ro), sb.run(ro));
     expect(sb.stats().stats.errors['output write']).toBeGreaterThanOrEqual(1);
-    expectNoHalfEntries(sb.cacheDir);
+    expect(expectNoHalfEntries(sb.cacheDir)).toEqual({ r: 1, m: 1 });
   });
 });
 
@@ -131,7 +143,7 @@ describe('cache faults', () => {
     const { stats } = sb.stats();
     expect(stats.errors['corrupt entry']).toBe(2);
     expect(stats.misses).toBe(3);
-    expectNoHalfEntries(sb.cacheDir);
+    expect(expectNoHalfEntries(sb.cacheDir)).toEqual({ r: 1, m: 1 });
   });
 
   it('a full cache dir: compiles succeed, the write error is counted, nothing half-written', () => {
@@ -160,6 +172,7 @@ describe('cache faults', () => {
     expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
     sb.kiln(['--stop-server']);
     mount(['-o', 'bind,ro', sb.cacheDir], sb.cacheDir);
+    const before = sb.stats().stats;
     for (const f of ['a', 'b']) {
       fs.rmSync(path.join(sb.work, `${f}.o`), { force: true });
       const r = sb.kiln(['gcc', '-c', `${f}.c`]);
@@ -167,6 +180,13 @@ describe('cache faults', () => {
       expect(sb.run(['gcc', '-c', `${f}.c`, '-o', 'ref.o']).status).toBe(0);
       expect(sb.read(`${f}.o`).equals(sb.read('ref.o'))).toBe(true);
     }
+    const after = sb.stats().stats;
+    // a.c was stored before the mount: a direct hit. b.c is new: a miss that cannot be stored.
+    expect({
+      hitsDirect: after.hitsDirect - before.hitsDirect,
+      hitsPreprocessed: after.hitsPreprocessed - before.hitsPreprocessed,
+      misses: after.misses - before.misses,
+    }).toEqual({ hitsDirect: 1, hitsPreprocessed: 0, misses: 1 });
     expect(sb.log()).toMatch(/cannot store/);
   });
 
@@ -192,9 +212,19 @@ describe('cache faults', () => {
         expect(sb.read(`${d}/f${i}.o`).equals(sb.read(`${d}/ref.o`)), `${d}/f${i}.o`).toBe(true);
       }
     }
-    expectNoHalfEntries(sb.cacheDir);
+    // One result per object (h.h differs between the dirs); one manifest per source text, shared.
+    expect(expectNoHalfEntries(sb.cacheDir)).toEqual({ r: 2 * files, m: files });
   });
 });
+
+/** Running: neither gone nor a zombie (an exited daemon may wait a while to be reaped). */
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
 
 /** Waits until no process working in `dir` has `file` on its command line (30 s at most). */
 async function waitForOrphans(dir: string, file: string): Promise<void> {
@@ -239,13 +269,16 @@ describe('daemon faults', () => {
     // The next call starts a fresh daemon by itself.
     expect(sb.kiln(['gcc', '-O2', '-c', 'slow.c']).status).toBe(0);
     expect(sb.daemonPid()).not.toBe(pid);
-    expectNoHalfEntries(sb.cacheDir);
+    expect(expectNoHalfEntries(sb.cacheDir)).toEqual({ r: 1, m: 1 });
   });
 
   it('garbage on the socket does not hurt the daemon', async () => {
     sb = new KilnSandbox();
     sb.file('a.c', 'int a;\n');
     expect(sb.kiln(['--start-server']).status).toBe(0);
+    // The client would quietly start a new daemon: the one that got the garbage must be the one left.
+    const pid = sb.daemonPid()!;
+    expect(alive(pid)).toBe(true);
     const sock = path.join(sb.env.KILN_RUNTIME_DIR!, 'daemon.sock');
     for (const garbage of [
       'GET / HTTP/1.1\r\n\r\n',
@@ -260,7 +293,10 @@ describe('daemon faults', () => {
         c.on('error', () => resolve());
       });
     }
+    expect(alive(pid)).toBe(true);
     expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
-    expect(sb.daemonPid()).toBeDefined();
+    expect(sb.stats().stats).toMatchObject({ requests: 1, misses: 1 });
+    expect(sb.daemonPid()).toBe(pid);
+    expect(alive(pid)).toBe(true);
   });
 });

@@ -98,8 +98,17 @@ describe.each(families)('$cc', ({ cc, cxx, target }) => {
         true,
       );
     }
-    // The jail really is only the archive: the host's headers are not there.
-    expect(jailed(root, work, ['/usr/bin/test', '-e', '/usr/include/stdio.h']).status).not.toBe(0);
+    // The jail really is only the archive: the packed compiler runs there (its own files are
+    // visible) but cannot find the host's <stdio.h>, which the same compiler finds on the host.
+    expect(fs.existsSync('/usr/include/stdio.h')).toBe(true);
+    fs.writeFileSync(path.join(work, 'host-header.c'), '#include <stdio.h>\nint x;\n');
+    host([cc, '-E', 'host-header.c', '-o', 'host-header.host.i'], work);
+    const probe = jailed(root, work, [`/usr/bin/${cc}`, '-E', 'host-header.c', '-o', 'host-header.jail.i']);
+    expect(probe.status, probe.stderr).toBe(1);
+    // gcc finds none of its include dirs there; clang finds its own but no stdio.h in them.
+    expect(probe.stderr).toMatch(
+      /host-header\.c:1:\d+: (error: no include path in which to search for stdio\.h|fatal error: 'stdio\.h' file not found)/,
+    );
   }, 180_000);
 });
 

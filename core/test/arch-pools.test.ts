@@ -19,6 +19,7 @@ function worker(id: string, over: Partial<WorkerHeartbeat> = {}): WorkerHeartbea
     sandbox: 'bwrap',
     resolvers: ['archive'],
     toolchains: [],
+    toolchainUploads: 0,
     runningJobs: [],
     jobKey: 'k'.repeat(43),
     version: '0',

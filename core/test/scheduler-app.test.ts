@@ -38,6 +38,7 @@ function heartbeat(id: string, over: Partial<WorkerHeartbeat> = {}): WorkerHeart
     sandbox: 'bwrap',
     resolvers: ['archive'],
     toolchains: [],
+    toolchainUploads: 0,
     runningJobs: [],
     jobKey: jobKeyText,
     version: '0',

@@ -22,6 +22,8 @@ export interface WorkerHeartbeat {
   readonly sandbox: string;
   readonly resolvers: readonly string[];
   readonly toolchains: readonly string[];
+  /** Toolchain archives clients sent it since it started (each client should send one once). */
+  readonly toolchainUploads: number;
   /** Jobs the worker holds now (uploading or running). */
   readonly runningJobs: readonly string[];
   /** The key (base64url) the scheduler signs this worker's job tokens with. */
@@ -44,6 +46,7 @@ export const heartbeatSchema = {
     'sandbox',
     'resolvers',
     'toolchains',
+    'toolchainUploads',
     'runningJobs',
     'jobKey',
     'version',
@@ -60,6 +63,7 @@ export const heartbeatSchema = {
     sandbox: { type: 'string', maxLength: 100 },
     resolvers: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 100 } },
     toolchains: { type: 'array', maxItems: 10_000, items: digest },
+    toolchainUploads: { type: 'integer', minimum: 0 },
     runningJobs: { type: 'array', maxItems: 10_000, items: id },
     jobKey: { type: 'string', pattern: '^[A-Za-z0-9_-]{43,}$', maxLength: 200 },
     version: { type: 'string', maxLength: 50 },

@@ -151,8 +151,18 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       const secretFile = path.join(tmp, 'secret.txt');
       await fs.writeFile(secretFile, secret);
       await fs.chmod(tmp, 0o755);
-      const r = await sandbox.run(probeJob(['read', secretFile, tmp, '/etc/passwd', '/root', '/home']));
+      const paths = [secretFile, tmp, '/etc/passwd', '/root', '/home'];
+      const r = await sandbox.run(probeJob(['read', ...paths]));
       const out = text(r);
+      // Silence proves nothing: the probe must have run and reported on every path.
+      expect(r.exitCode, out).toBe(0);
+      for (const p of paths)
+        expect(
+          out.includes(`ALLOWED read ${p}\n`) || out.includes(`DENIED read ${p} `),
+          `${p} reported`,
+        ).toBe(true);
+      expect(out).toContain(`DENIED read ${secretFile} `);
+      expect(out).toContain(`DENIED read ${tmp} `);
       expect(out).not.toContain(secret);
       expect(out).not.toContain(`ALLOWED read ${secretFile}`);
       expect(out).not.toContain(`ALLOWED read ${tmp}`);

@@ -227,6 +227,7 @@ export class ArchPoolScheduler {
           sandbox: w.info.sandbox,
           resolvers: w.info.resolvers,
           toolchains: w.toolchains.size,
+          toolchainUploads: w.info.toolchainUploads,
           lastHeartbeatMsAgo: now - w.lastSeenMs,
           version: w.info.version,
         }));

@@ -47,6 +47,8 @@ export interface WorkerApp {
   readonly jobKey: string;
   /** Job ids this worker holds now (token seen, not finished). */
   heldJobs(): string[];
+  /** Toolchain archives received since start, stored or not (a repeated upload counts again). */
+  toolchainUploads(): number;
 }
 
 const MAX_JOB_BODY = 512 * 1024 * 1024;
@@ -58,6 +60,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const key = createSecretKey(Buffer.from(jobKey, 'base64url'));
   const slots = new JobSlots(opts.maxJobs, opts.maxJobs * 2);
   const held = new Map<string, number>();
+  let uploads = 0;
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
     // Unknown fields are an error, not silently dropped (fastify's default).
@@ -122,6 +125,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
       }
       if (!request.body)
         throw KILN_ERR_DIST_BAD_REQUEST('a toolchain upload needs content-type application/octet-stream');
+      uploads++;
       await opts.store.put(request.params.digest, request.query.kind ?? 'archive', request.body as Readable);
       opts.onToolchainStored?.(request.params.digest);
       return reply.code(201).send({ digest: request.params.digest });
@@ -198,5 +202,6 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
       for (const [jobId, since] of held) if (now - since > HOLD_MS) held.delete(jobId);
       return [...held.keys()];
     },
+    toolchainUploads: () => uploads,
   };
 }

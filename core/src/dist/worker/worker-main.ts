@@ -94,6 +94,7 @@ export async function startWorker(
       sandbox: sandbox.name,
       resolvers: [...resolvers.keys()],
       toolchains: store.digests(),
+      toolchainUploads: worker.toolchainUploads(),
       runningJobs: worker.heldJobs(),
       jobKey: worker.jobKey,
       version,
