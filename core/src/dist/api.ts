@@ -22,8 +22,11 @@ export interface WorkerHeartbeat {
   readonly sandbox: string;
   readonly resolvers: readonly string[];
   readonly toolchains: readonly string[];
-  /** Toolchain archives clients sent it since it started (each client should send one once). */
-  readonly toolchainUploads: number;
+  /**
+   * Toolchain archives clients sent it since it started (each client should send one once).
+   * Optional, so that a scheduler and workers one version apart still understand each other.
+   */
+  readonly toolchainUploads?: number;
   /** Jobs the worker holds now (uploading or running). */
   readonly runningJobs: readonly string[];
   /** The key (base64url) the scheduler signs this worker's job tokens with. */
@@ -46,7 +49,6 @@ export const heartbeatSchema = {
     'sandbox',
     'resolvers',
     'toolchains',
-    'toolchainUploads',
     'runningJobs',
     'jobKey',
     'version',
