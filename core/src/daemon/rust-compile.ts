@@ -30,7 +30,7 @@ import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-service.js';
 
 /** Bump when the key recipe or entry layout changes. */
-const KEY_VERSION = 'kiln-rust-1';
+const KEY_VERSION = 'kiln-rust-2';
 const LANGUAGE = 'Rust';
 /** More libraries than this in `-L` directories: a system directory, not a build's own; not cached. */
 const MAX_SEARCH_LIBRARIES = 256;
@@ -45,7 +45,21 @@ const hostCpu = () => `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`;
 const CARGO_ENV_IGNORED =
   /^CARGO_(MAKEFLAGS|HOME|TARGET_DIR|BUILD_JOBS|TERM_.*|LOG|HTTP_.*|NET_.*|REGISTRY_.*|REGISTRIES_.*|INCREMENTAL|ENCODED_RUSTFLAGS|CACHE_RUSTC_INFO)$/;
 /** Other variables that change what rustc or the proc-macro linker produce. */
-const KEY_ENV = ['RUSTC_BOOTSTRAP', 'RUST_TARGET_PATH', 'LIBRARY_PATH'];
+const KEY_ENV = [
+  'RUSTC_BOOTSTRAP',
+  // Stands in for rustc's version in every crate's metadata and symbol hashes, stable rustc too.
+  'RUSTC_FORCE_RUSTC_VERSION',
+  'RUST_TARGET_PATH',
+  'LIBRARY_PATH',
+];
+
+/** The environment that joins a crate's direct key, as [name, value]; undefined: unset. */
+export function keyEnvironment(env: Readonly<Record<string, string>>): [string, string | undefined][] {
+  const cargo = Object.keys(env)
+    .filter((name) => name.startsWith('CARGO_') && !CARGO_ENV_IGNORED.test(name))
+    .sort();
+  return [...cargo, ...KEY_ENV].map((name) => [name, env[name]]);
+}
 
 interface RustcIdentity {
   readonly digest: string;
@@ -241,10 +255,7 @@ export class RustCompileService {
     if (parsed.target?.endsWith('.json')) {
       h.add('target-spec', this.digests.get(path.resolve(req.cwd, parsed.target))?.digest ?? 'missing');
     }
-    for (const name of Object.keys(req.env).sort()) {
-      if (name.startsWith('CARGO_') && !CARGO_ENV_IGNORED.test(name)) h.add(`env:${name}`, req.env[name]);
-    }
-    for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
+    for (const [name, value] of keyEnvironment(req.env)) h.add(`env:${name}`, value);
     if (parsed.crateTypes.includes('proc-macro')) h.add('linker', await this.linkerIdentity(parsed, req));
     return { key: h.digest() };
   }

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { keyEnvironment } from '../src/daemon/rust-compile.js';
+
+describe('keyEnvironment', () => {
+  it("keys what cargo says about the crate and rustc's own variables, not cargo's settings", () => {
+    const key = new Map(
+      keyEnvironment({
+        CARGO_PKG_VERSION: '0.1.0',
+        CARGO_MAKEFLAGS: '-j2',
+        CARGO_TARGET_DIR: '/t',
+        RUSTC_FORCE_RUSTC_VERSION: 'custom',
+        HOME: '/home/x',
+      }),
+    );
+    expect(key.get('CARGO_PKG_VERSION')).toBe('0.1.0');
+    expect(key.has('CARGO_MAKEFLAGS')).toBe(false);
+    expect(key.has('CARGO_TARGET_DIR')).toBe(false);
+    expect(key.has('HOME')).toBe(false);
+    // rustc writes it in place of its version into every crate's metadata (stable rustc too).
+    expect(key.get('RUSTC_FORCE_RUSTC_VERSION')).toBe('custom');
+    // Unset variables are keyed as unset: setting one later must miss.
+    expect(key.has('RUSTC_BOOTSTRAP')).toBe(true);
+    expect(key.get('RUSTC_BOOTSTRAP')).toBeUndefined();
+  });
+});
