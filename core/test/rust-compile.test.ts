@@ -9,6 +9,7 @@ describe('keyEnvironment', () => {
         CARGO_MAKEFLAGS: '-j2',
         CARGO_TARGET_DIR: '/t',
         RUSTC_FORCE_RUSTC_VERSION: 'custom',
+        MACOSX_DEPLOYMENT_TARGET: '11.0',
         HOME: '/home/x',
       }),
     );
@@ -18,6 +19,8 @@ describe('keyEnvironment', () => {
     expect(key.has('HOME')).toBe(false);
     // rustc writes it in place of its version into every crate's metadata (stable rustc too).
     expect(key.get('RUSTC_FORCE_RUSTC_VERSION')).toBe('custom');
+    // Build scripts set it with cargo:rustc-env; rustc reads it for Apple targets.
+    expect(key.get('MACOSX_DEPLOYMENT_TARGET')).toBe('11.0');
     // Unset variables are keyed as unset: setting one later must miss.
     expect(key.has('RUSTC_BOOTSTRAP')).toBe(true);
     expect(key.get('RUSTC_BOOTSTRAP')).toBeUndefined();

@@ -51,6 +51,13 @@ const KEY_ENV = [
   'RUSTC_FORCE_RUSTC_VERSION',
   'RUST_TARGET_PATH',
   'LIBRARY_PATH',
+  // Apple targets: the deployment target is in the LLVM triple and every object, the SDK in what links.
+  'MACOSX_DEPLOYMENT_TARGET',
+  'IPHONEOS_DEPLOYMENT_TARGET',
+  'TVOS_DEPLOYMENT_TARGET',
+  'WATCHOS_DEPLOYMENT_TARGET',
+  'XROS_DEPLOYMENT_TARGET',
+  'SDKROOT',
 ];
 
 /** The environment that joins a crate's direct key, as [name, value]; undefined: unset. */
