@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { keyEnvironment } from '../src/daemon/rust-compile.js';
+import { buildScriptOutDir, keyEnvironment } from '../src/daemon/rust-compile.js';
 
 describe('keyEnvironment', () => {
   it("keys what cargo says about the crate and rustc's own variables, not cargo's settings", () => {
@@ -24,5 +24,16 @@ describe('keyEnvironment', () => {
     // Unset variables are keyed as unset: setting one later must miss.
     expect(key.has('RUSTC_BOOTSTRAP')).toBe(true);
     expect(key.get('RUSTC_BOOTSTRAP')).toBeUndefined();
+  });
+});
+
+describe('buildScriptOutDir', () => {
+  it("recognises only cargo's build-script output directories", () => {
+    const out = '/w/target/debug/build/gen-f5fad3be767c17c0/out';
+    expect(buildScriptOutDir({ OUT_DIR: out })).toBe(out);
+    expect(buildScriptOutDir({})).toBeUndefined();
+    // A variable the user set (cargo passes it through to crates without a build script).
+    expect(buildScriptOutDir({ OUT_DIR: '/home/me/src' })).toBeUndefined();
+    expect(buildScriptOutDir({ OUT_DIR: 'target/debug/build/gen-f5fad3be767c17c0/out' })).toBeUndefined();
   });
 });

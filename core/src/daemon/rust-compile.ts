@@ -123,6 +123,17 @@ function withoutFdJobserver(env: Readonly<Record<string, string>>): Record<strin
   return out;
 }
 
+/**
+ * The crate's build-script output directory, when OUT_DIR has the shape cargo gives it
+ * (`…/build/<package>-<hash>/out`). Cargo runs the build script to completion before it starts the
+ * crate's compile, and nothing writes there during it (cargo locks the target dir), so what the script
+ * wrote is final however recently: it never counts as changed during the compile.
+ */
+export function buildScriptOutDir(env: Readonly<Record<string, string>>): string | undefined {
+  const dir = env.OUT_DIR;
+  return dir && path.isAbsolute(dir) && /\/build\/[^/]+-[0-9a-f]{16}\/out$/.test(dir) ? dir : undefined;
+}
+
 const envDigest = (value: string | undefined): string | null =>
   value === undefined ? null : digestBuffer(Buffer.from(value));
 
@@ -406,7 +417,7 @@ export class RustCompileService {
     startedMs: number,
   ): void {
     const depInfo = parseRustDepInfo(readOutputFile('/', depInfoFile)?.toString() ?? '');
-    const files = depInfo && this.trustedDigests(depInfo.files, req.cwd, startedMs);
+    const files = depInfo && this.trustedDigests(depInfo.files, req, startedMs);
     if (!depInfo || !files) {
       this.log.debug(
         `${parsed.crateName}: not stored (dep-info missing or a source changed during the compile)`,
@@ -434,11 +445,18 @@ export class RustCompileService {
   }
 
   /** Digests of the files rustc read, or undefined when one is unreadable or changed during the compile. */
-  private trustedDigests(files: readonly string[], cwd: string, startedMs: number): FileDigests | undefined {
+  private trustedDigests(
+    files: readonly string[],
+    req: CompileRequest,
+    startedMs: number,
+  ): FileDigests | undefined {
     const out: FileDigests = [];
+    const generated = buildScriptOutDir(req.env);
     for (const file of files) {
-      const d = this.digests.get(path.resolve(cwd, file));
-      if (!d || d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
+      const absolute = path.resolve(req.cwd, file);
+      const d = this.digests.get(absolute);
+      const final = generated !== undefined && absolute.startsWith(`${generated}/`);
+      if (!d || (!final && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS)) {
         this.log.debug(`rust manifest off: ${file} ${d ? 'is too new' : 'cannot be read'}`);
         return undefined;
       }
