@@ -25,19 +25,22 @@ const settle = () => sleep(100);
 type Env = Record<string, string | undefined>;
 const QUERY = 'query (-vV, --print, --help)';
 
-/** The artifacts kiln must reproduce: what rustc writes to target/<profile>/deps for library crates. */
-function snapshot(targetDir: string, profile: string): Map<string, Buffer> {
-  const dir = path.join(targetDir, profile, 'deps');
+/** The artifacts kiln must reproduce: what rustc writes to <profile dir>/deps for library crates. */
+function snapshot(profileDirs: readonly string[]): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  for (const name of fs.readdirSync(dir).sort()) {
-    if (/\.(rlib|rmeta|so|a|d)$/.test(name)) out.set(name, fs.readFileSync(path.join(dir, name)));
+  for (const profileDir of profileDirs) {
+    const dir = path.join(profileDir, 'deps');
+    if (!fs.existsSync(dir)) continue;
+    for (const name of fs.readdirSync(dir).sort()) {
+      if (/\.(rlib|rmeta|so|a|d)$/.test(name)) out.set(name, fs.readFileSync(path.join(dir, name)));
+    }
   }
   return out;
 }
 
 /** Build scripts compiled (each is a bin crate: kiln counts it as uncached). */
-function buildScripts(targetDir: string, profile: string): number {
-  const dir = path.join(targetDir, profile, 'build');
+function buildScripts(profileDir: string): number {
+  const dir = path.join(profileDir, 'build');
   if (!fs.existsSync(dir)) return 0;
   return fs.readdirSync(dir).filter((d) => fs.existsSync(path.join(dir, d, 'build-script-build'))).length;
 }
@@ -74,11 +77,13 @@ const slug = (name: string) =>
 describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln', () => {
   let sb: KilnSandbox;
   let baseEnv: Env;
+  let host: string;
 
   beforeAll(() => {
     sb = new KilnSandbox('native');
     const { RUSTC_WRAPPER: _w, RUSTFLAGS: _f, CARGO_TARGET_DIR: _t, ...inherited } = sb.env;
     baseEnv = { ...inherited, ...cargoEnv(sb.dir), CARGO_INCREMENTAL: '0' };
+    host = /^host: (\S+)$/m.exec(spawnSync('rustc', ['-vV'], { encoding: 'utf8' }).stdout)![1]!;
   });
   afterAll(() => sb?.dispose());
 
@@ -93,27 +98,43 @@ describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln
     };
   };
 
+  interface BuildOptions {
+    readonly release: boolean;
+    readonly check: boolean;
+    readonly args: readonly string[];
+  }
+
   /** One `cargo build` (plain or through kiln) from clean; returns the artifacts and how kiln's counters moved. */
-  function build(root: string, env: Env, release: boolean, viaKiln: boolean) {
+  function build(root: string, env: Env, opts: BuildOptions, viaKiln: boolean) {
     const resolved: Env = {};
     for (const [k, v] of Object.entries(env)) resolved[k] = v?.replaceAll('{root}', root);
     const { RUSTC_WRAPPER: _, ...plainEnv } = resolved;
     const cargoEnvNow = (viaKiln ? { ...plainEnv, RUSTC_WRAPPER: sb.client } : plainEnv) as NodeJS.ProcessEnv;
-    const cargo = (args: string[]) => {
-      const r = spawnSync('cargo', args, { cwd: root, env: cargoEnvNow, encoding: 'utf8', timeout: 120_000 });
-      if (r.status !== 0)
-        throw new Error(`cargo ${args.join(' ')} failed:\n${r.stderr}\n${sb.log().slice(-2000)}`);
-    };
+    const args = opts.args.map((a) => a.replaceAll('{host}', host));
     const targetDir = resolved.CARGO_TARGET_DIR ?? path.join(root, 'target');
-    const profile = release ? 'release' : 'debug';
     // A clean build; cargo's record of rustc's answers to -vV and --print stays (saves queries).
-    fs.rmSync(path.join(targetDir, profile), { recursive: true, force: true });
+    for (const entry of fs.existsSync(targetDir) ? fs.readdirSync(targetDir) : []) {
+      if (entry !== '.rustc_info.json') fs.rmSync(path.join(targetDir, entry), { recursive: true });
+    }
     const before = counts();
-    cargo(['build', '-q', ...(release ? ['--release'] : [])]);
+    const command = [opts.check ? 'check' : 'build', '-q', ...(opts.release ? ['--release'] : []), ...args];
+    const r = spawnSync('cargo', command, {
+      cwd: root,
+      env: cargoEnvNow,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    if (r.status !== 0)
+      throw new Error(`cargo ${command.join(' ')} failed:\n${r.stderr}\n${sb.log().slice(-2000)}`);
     const after = counts();
+    const profile = opts.release ? 'release' : 'debug';
+    // With --target, the target's crates go to target/<triple>/, proc-macros and build scripts stay.
+    const target = args.includes('--target') ? args[args.indexOf('--target') + 1] : undefined;
+    const profileDirs = [path.join(targetDir, profile)];
+    if (target) profileDirs.push(path.join(targetDir, target, profile));
     return {
-      artifacts: snapshot(targetDir, profile),
-      scripts: buildScripts(targetDir, profile),
+      artifacts: snapshot(profileDirs),
+      scripts: buildScripts(profileDirs[0]!),
       delta: {
         hits: after.hits - before.hits,
         misses: after.misses - before.misses,
@@ -124,7 +145,7 @@ describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln
   }
 
   function run(s: Scenario): void {
-    let root = path.join(sb.work, slug(s.name));
+    let root = path.join(sb.work, s.dir ?? slug(s.name));
     for (const [rel, text] of Object.entries(s.files)) {
       fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
       fs.writeFileSync(path.join(root, rel), text);
@@ -133,14 +154,18 @@ describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln
     settle();
     const crates = Object.keys(s.after).length;
     const startEnv: Env = { ...baseEnv, ...s.env };
-    const release = s.release ?? false;
+    const opts: BuildOptions = {
+      release: s.release ?? false,
+      check: s.check ?? false,
+      args: s.cargoArgs ?? [],
+    };
 
-    const plain = build(root, startEnv, release, false);
-    const cold = build(root, startEnv, release, true);
+    const plain = build(root, startEnv, opts, false);
+    const cold = build(root, startEnv, opts, true);
     expectSameBytes(cold.artifacts, plain.artifacts, 'start state, cold');
     // Registry crates may already be cached by an earlier scenario.
     expect(cold.delta.hits + cold.delta.misses, 'cold: every library crate compiled or hit').toBe(crates);
-    const warm = build(root, startEnv, release, true);
+    const warm = build(root, startEnv, opts, true);
     expectSameBytes(warm.artifacts, plain.artifacts, 'start state, warm');
     expect(warm.delta, 'warm: every library crate hits').toEqual({
       hits: crates,
@@ -151,14 +176,15 @@ describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln
 
     applyChange(root, s.change);
     if (s.change.moveTo) {
-      const moved = path.join(sb.work, `${slug(s.name)}-${s.change.moveTo}`);
+      const moved = path.join(sb.work, s.change.moveTo);
       fs.renameSync(root, moved);
       root = moved;
     }
     settle();
     const endEnv: Env = { ...startEnv, ...s.change.env };
-    const plainAfter = build(root, endEnv, release, false);
-    const ours = build(root, endEnv, release, true);
+    const endOpts = { ...opts, args: s.change.cargoArgs ?? opts.args };
+    const plainAfter = build(root, endEnv, endOpts, false);
+    const ours = build(root, endEnv, endOpts, true);
     for (const crate of s.unreproducible ?? []) {
       for (const artifacts of [ours.artifacts, plainAfter.artifacts]) {
         for (const name of artifacts.keys())

@@ -23,6 +23,8 @@ export interface Change {
   readonly env?: Record<string, string | undefined>;
   /** The workspace moves to a directory of this name. */
   readonly moveTo?: string;
+  /** Arguments for `cargo build` after the change, instead of the scenario's. */
+  readonly cargoArgs?: readonly string[];
 }
 
 export interface Scenario {
@@ -31,6 +33,12 @@ export interface Scenario {
   /** Cargo's environment for the start state (and after the change, unless the change says otherwise). */
   readonly env?: Record<string, string>;
   readonly release?: boolean;
+  /** `cargo check` instead of `cargo build`. */
+  readonly check?: boolean;
+  /** Arguments for `cargo build`; `{host}` is rustc's host triple. */
+  readonly cargoArgs?: readonly string[];
+  /** The workspace's directory name (default: from the scenario's name). */
+  readonly dir?: string;
   readonly change: Change;
   /** Every library crate the build compiles (all cacheable at the start) and its outcome after the change. */
   readonly after: Record<string, Outcome>;
@@ -274,6 +282,13 @@ export const SCENARIOS: readonly Scenario[] = [
     after: TOP_ONLY,
   },
   {
+    name: 'an env!() value with a newline, a backslash and an = sign changes',
+    files: pair({ leaf: ENV_LEAF, top: ENV_TOP }),
+    env: { KILN_DIFF_X: 'a\nb=c' },
+    change: { env: { KILN_DIFF_X: 'a\\nb=c' } },
+    after: BOTH_MISS,
+  },
+  {
     name: 'an option_env!() variable gets set',
     files: pair({ leaf: OPT_ENV_LEAF }),
     change: { env: { KILN_DIFF_Y: 'set' } },
@@ -427,6 +442,22 @@ export const SCENARIOS: readonly Scenario[] = [
     after: BOTH_MISS,
   },
   {
+    // Only top's dependencies: a whole-workspace build compiles mac twice, as a member (dev profile)
+    // and for top (build-override).
+    name: 'build-override opt-level (proc-macros only)',
+    files: withMacro(),
+    cargoArgs: ['-p', 'top'],
+    change: { append: { 'Cargo.toml': '\n[profile.dev.build-override]\nopt-level = 3\n' } },
+    after: { leaf: 'hit', mac: 'miss', top: 'miss' },
+  },
+  {
+    name: 'an explicit --target: RUSTFLAGS no longer reach proc-macros',
+    files: withMacro(),
+    cargoArgs: ['--target', '{host}'],
+    change: { env: { RUSTFLAGS: '--cfg kiln_diff' } },
+    after: { leaf: 'miss', mac: 'hit', top: 'miss' },
+  },
+  {
     name: 'a [lints] table in the dependent',
     files: pair(),
     change: { append: { 'top/Cargo.toml': '\n[lints.rust]\nunsafe_code = "forbid"\n' } },
@@ -465,6 +496,13 @@ export const SCENARIOS: readonly Scenario[] = [
     files: pair(),
     change: { replace: [['top/src/lib.rs', '+', '*']] },
     after: TOP_ONLY,
+  },
+  {
+    name: "cargo check: a dependency's code changes",
+    files: pair(),
+    check: true,
+    change: { replace: [['leaf/src/lib.rs', '    1\n', '    2\n']] },
+    after: BOTH_MISS,
   },
   {
     name: 'a source touched, content unchanged',
@@ -533,9 +571,30 @@ export const SCENARIOS: readonly Scenario[] = [
     after: BOTH_HIT,
   },
   {
+    name: 'a target directory with a space and a non-ASCII letter in its path',
+    files: pair(),
+    change: { env: { CARGO_TARGET_DIR: '{root}/tärget dir' } },
+    after: BOTH_HIT,
+  },
+  {
+    name: 'a workspace whose path has a space: a dependency changes',
+    dir: 'with space',
+    files: pair(),
+    change: { replace: [['leaf/src/lib.rs', '    1\n', '    2\n']] },
+    after: BOTH_MISS,
+  },
+  {
+    // Not CARGO_PRIMARY_PACKAGE for leaf any more: kiln keys every CARGO_* variable cargo sets (a
+    // proc-macro may read it), so leaf misses and rebuilds the same bytes; top hits on them.
+    name: 'building only the dependent (cargo build -p top)',
+    files: pair(),
+    change: { cargoArgs: ['-p', 'top'] },
+    after: { leaf: 'miss', top: 'hit' },
+  },
+  {
     name: 'the workspace moves (registry crates still hit)',
     files: withItoa(),
-    change: { moveTo: 'moved' },
+    change: { moveTo: 'moved here' },
     after: { itoa: 'hit', leaf: 'miss', top: 'miss' },
   },
 ];
