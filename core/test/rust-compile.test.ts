@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildScriptOutDir, keyEnvironment } from '../src/daemon/rust-compile.js';
+import { buildScriptOutDir, keyEnvironment, relocateDepInfo } from '../src/daemon/rust-compile.js';
 
 describe('keyEnvironment', () => {
   it("keys what cargo says about the crate and rustc's own variables, not cargo's settings", () => {
@@ -35,5 +35,32 @@ describe('buildScriptOutDir', () => {
     // A variable the user set (cargo passes it through to crates without a build script).
     expect(buildScriptOutDir({ OUT_DIR: '/home/me/src' })).toBeUndefined();
     expect(buildScriptOutDir({ OUT_DIR: 'target/debug/build/gen-f5fad3be767c17c0/out' })).toBeUndefined();
+  });
+});
+
+describe('relocateDepInfo', () => {
+  const depInfo = (out: string, read: string) =>
+    [
+      `${out}/a-1.d: src/lib.rs ${read}/gen.rs`,
+      '',
+      `${out}/liba-1.rlib: src/lib.rs ${read}/gen.rs`,
+      '',
+      'src/lib.rs:',
+      `${read}/gen.rs:`,
+      '',
+      '# env-dep:KEEP=/w/t dir/deps',
+      '',
+    ].join('\n');
+
+  it('moves outputs as rustc names them and files read as it escapes them, either way', () => {
+    // rustc 1.95: outputs as they are, the files read with spaces escaped.
+    for (const [from, to] of [
+      ['/w/t2/deps', '/w/t dir/deps'],
+      ['/w/t dir/deps', '/w/t2/deps'],
+      ['/w/t dir/deps', '/w/t dir/x/t dir/deps'],
+    ] as const) {
+      const moved = relocateDepInfo(Buffer.from(depInfo(from, from.replaceAll(' ', '\\ '))), from, to);
+      expect(moved.toString()).toBe(depInfo(to, to.replaceAll(' ', '\\ ')));
+    }
   });
 });

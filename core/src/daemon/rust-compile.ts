@@ -142,10 +142,31 @@ function relocate(data: Buffer, from: string, to: string, encode: (p: string) =>
   if (from === to) return data;
   return Buffer.from(data.toString('latin1').replaceAll(encode(from), encode(to)), 'latin1');
 }
-/** rustc's dep-info escapes spaces in paths. */
-const depEscape = (p: string) => Buffer.from(`${p}/`.replaceAll(' ', '\\ ')).toString('latin1');
+const asLatin1 = (p: string) => Buffer.from(`${p}/`).toString('latin1');
+/** rustc's dep-info escapes spaces in the paths of the files a crate read. */
+const depEscape = (p: string) => asLatin1(p).replaceAll(' ', '\\ ');
 /** Artifact notifications (`--json=artifacts`) carry output paths as JSON strings. */
 const jsonEscape = (p: string) => Buffer.from(JSON.stringify(`${p}/`).slice(1, -1)).toString('latin1');
+
+/**
+ * The dep-info with its output directory replaced. rustc writes an output rule per output, the
+ * output as it is (`/t dir/deps/liba.rlib: src/lib.rs`), then a phony rule per file read, escaped
+ * (`src/a\ b.rs:`), then `# env-dep:` lines, which hold the variables' values and stay as they are.
+ */
+export function relocateDepInfo(data: Buffer, from: string, to: string): Buffer {
+  if (from === to) return data;
+  const [plainFrom, plainTo] = [asLatin1(from), asLatin1(to)];
+  const lines = data
+    .toString('latin1')
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('#')) return line;
+      const output = !line.endsWith(':') && line.startsWith(plainFrom);
+      const rest = output ? line.slice(plainFrom.length) : line;
+      return (output ? plainTo : '') + rest.replaceAll(depEscape(from), depEscape(to));
+    });
+  return Buffer.from(lines.join('\n'), 'latin1');
+}
 
 export class RustCompileService {
   /** By the rustc binary (never a rustup proxy), checked against its stat; null: not rustc. */
@@ -337,7 +358,7 @@ export class RustCompileService {
       for (const [kind, file] of outputs) {
         const data = result.files.get(kind);
         if (!data) return undefined;
-        const bytes = kind === 'dep-info' ? relocate(data, storedDir, parsed.outDir, depEscape) : data;
+        const bytes = kind === 'dep-info' ? relocateDepInfo(data, storedDir, parsed.outDir) : data;
         writeOutputFile('/', file, bytes, kind === 'proc-macro' ? 0o777 : 0o666);
       }
     } catch (err) {
