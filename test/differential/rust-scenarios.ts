@@ -200,6 +200,19 @@ function withNativeLib(): Files {
   };
 }
 
+/** leaf ← mid ← st (a staticlib, which bundles every crate under it). */
+function underStaticlib(): Files {
+  return {
+    ...workspace(['leaf', 'mid', 'st']),
+    ...crate('leaf', LEAF),
+    ...crate('mid', 'pub fn mid() -> u32 {\n    leaf::leaf() + 1\n}\n', { deps: [path('leaf')] }),
+    ...crate('st', '#[no_mangle]\npub extern "C" fn st() -> u32 {\n    mid::mid()\n}\n', {
+      deps: [path('mid')],
+      extra: '\n[lib]\ncrate-type = ["staticlib"]\n',
+    }),
+  };
+}
+
 const ITOA_TOP =
   'pub fn top(n: u64) -> usize {\n    itoa::Buffer::new().format(n).len() + leaf::leaf() as usize\n}\n';
 const withItoa = () => pair({ top: ITOA_TOP, topOpts: { deps: ['itoa = "1"'] } });
@@ -503,6 +516,20 @@ export const SCENARIOS: readonly Scenario[] = [
     check: true,
     change: { replace: [['leaf/src/lib.rs', '    1\n', '    2\n']] },
     after: BOTH_MISS,
+  },
+  {
+    name: 'a crate two levels under a staticlib changes',
+    files: underStaticlib(),
+    change: { replace: [['leaf/src/lib.rs', '    1\n', '    2\n']] },
+    after: { leaf: 'miss', mid: 'miss', st: 'miss' },
+  },
+  {
+    // leaf's rmeta changes, mid's rlib does not (as top's above): st is keyed on mid's rlib and hits,
+    // though it bundles leaf's code; that code is the same.
+    name: 'a comment appended to a crate two levels under a staticlib',
+    files: underStaticlib(),
+    change: { append: { 'leaf/src/lib.rs': '// only a comment\n' } },
+    after: { leaf: 'miss', mid: 'miss', st: 'hit' },
   },
   {
     name: 'a source touched, content unchanged',
