@@ -30,7 +30,7 @@ import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-service.js';
 
 /** Bump when the key recipe or entry layout changes. */
-const KEY_VERSION = 'kiln-rust-1';
+const KEY_VERSION = 'kiln-rust-2';
 const LANGUAGE = 'Rust';
 /** More libraries than this in `-L` directories: a system directory, not a build's own; not cached. */
 const MAX_SEARCH_LIBRARIES = 256;
@@ -45,7 +45,28 @@ const hostCpu = () => `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`;
 const CARGO_ENV_IGNORED =
   /^CARGO_(MAKEFLAGS|HOME|TARGET_DIR|BUILD_JOBS|TERM_.*|LOG|HTTP_.*|NET_.*|REGISTRY_.*|REGISTRIES_.*|INCREMENTAL|ENCODED_RUSTFLAGS|CACHE_RUSTC_INFO)$/;
 /** Other variables that change what rustc or the proc-macro linker produce. */
-const KEY_ENV = ['RUSTC_BOOTSTRAP', 'RUST_TARGET_PATH', 'LIBRARY_PATH'];
+const KEY_ENV = [
+  'RUSTC_BOOTSTRAP',
+  // Stands in for rustc's version in every crate's metadata and symbol hashes, stable rustc too.
+  'RUSTC_FORCE_RUSTC_VERSION',
+  'RUST_TARGET_PATH',
+  'LIBRARY_PATH',
+  // Apple targets: the deployment target is in the LLVM triple and every object, the SDK in what links.
+  'MACOSX_DEPLOYMENT_TARGET',
+  'IPHONEOS_DEPLOYMENT_TARGET',
+  'TVOS_DEPLOYMENT_TARGET',
+  'WATCHOS_DEPLOYMENT_TARGET',
+  'XROS_DEPLOYMENT_TARGET',
+  'SDKROOT',
+];
+
+/** The environment that joins a crate's direct key, as [name, value]; undefined: unset. */
+export function keyEnvironment(env: Readonly<Record<string, string>>): [string, string | undefined][] {
+  const cargo = Object.keys(env)
+    .filter((name) => name.startsWith('CARGO_') && !CARGO_ENV_IGNORED.test(name))
+    .sort();
+  return [...cargo, ...KEY_ENV].map((name) => [name, env[name]]);
+}
 
 interface RustcIdentity {
   readonly digest: string;
@@ -102,6 +123,17 @@ function withoutFdJobserver(env: Readonly<Record<string, string>>): Record<strin
   return out;
 }
 
+/**
+ * The crate's build-script output directory, when OUT_DIR has the shape cargo gives it
+ * (`…/build/<package>-<hash>/out`). Cargo runs the build script to completion before it starts the
+ * crate's compile, and nothing writes there during it (cargo locks the target dir), so what the script
+ * wrote is final however recently: it never counts as changed during the compile.
+ */
+export function buildScriptOutDir(env: Readonly<Record<string, string>>): string | undefined {
+  const dir = env.OUT_DIR;
+  return dir && path.isAbsolute(dir) && /\/build\/[^/]+-[0-9a-f]{16}\/out$/.test(dir) ? dir : undefined;
+}
+
 const envDigest = (value: string | undefined): string | null =>
   value === undefined ? null : digestBuffer(Buffer.from(value));
 
@@ -110,10 +142,31 @@ function relocate(data: Buffer, from: string, to: string, encode: (p: string) =>
   if (from === to) return data;
   return Buffer.from(data.toString('latin1').replaceAll(encode(from), encode(to)), 'latin1');
 }
-/** rustc's dep-info escapes spaces in paths. */
-const depEscape = (p: string) => Buffer.from(`${p}/`.replaceAll(' ', '\\ ')).toString('latin1');
+const asLatin1 = (p: string) => Buffer.from(`${p}/`).toString('latin1');
+/** rustc's dep-info escapes spaces in the paths of the files a crate read. */
+const depEscape = (p: string) => asLatin1(p).replaceAll(' ', '\\ ');
 /** Artifact notifications (`--json=artifacts`) carry output paths as JSON strings. */
 const jsonEscape = (p: string) => Buffer.from(JSON.stringify(`${p}/`).slice(1, -1)).toString('latin1');
+
+/**
+ * The dep-info with its output directory replaced. rustc writes an output rule per output, the
+ * output as it is (`/t dir/deps/liba.rlib: src/lib.rs`), then a phony rule per file read, escaped
+ * (`src/a\ b.rs:`), then `# env-dep:` lines, which hold the variables' values and stay as they are.
+ */
+export function relocateDepInfo(data: Buffer, from: string, to: string): Buffer {
+  if (from === to) return data;
+  const [plainFrom, plainTo] = [asLatin1(from), asLatin1(to)];
+  const lines = data
+    .toString('latin1')
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('#')) return line;
+      const output = !line.endsWith(':') && line.startsWith(plainFrom);
+      const rest = output ? line.slice(plainFrom.length) : line;
+      return (output ? plainTo : '') + rest.replaceAll(depEscape(from), depEscape(to));
+    });
+  return Buffer.from(lines.join('\n'), 'latin1');
+}
 
 export class RustCompileService {
   /** By the rustc binary (never a rustup proxy), checked against its stat; null: not rustc. */
@@ -149,7 +202,7 @@ export class RustCompileService {
 
     const hit = this.lookup(directKey, req);
     if (hit) {
-      const response = this.replay(hit, outputs, parsed);
+      const response = this.replay(hit, outputs, parsed, req.umask);
       if (response) {
         this.stats.count('hitsDirect');
         this.stats.language(LANGUAGE, 'hits');
@@ -241,10 +294,7 @@ export class RustCompileService {
     if (parsed.target?.endsWith('.json')) {
       h.add('target-spec', this.digests.get(path.resolve(req.cwd, parsed.target))?.digest ?? 'missing');
     }
-    for (const name of Object.keys(req.env).sort()) {
-      if (name.startsWith('CARGO_') && !CARGO_ENV_IGNORED.test(name)) h.add(`env:${name}`, req.env[name]);
-    }
-    for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
+    for (const [name, value] of keyEnvironment(req.env)) h.add(`env:${name}`, value);
     if (parsed.crateTypes.includes('proc-macro')) h.add('linker', await this.linkerIdentity(parsed, req));
     return { key: h.digest() };
   }
@@ -302,14 +352,15 @@ export class RustCompileService {
     result: CachedResult,
     outputs: [string, string][],
     parsed: RustCompile,
+    umask: number | undefined,
   ): Response | undefined {
     const storedDir = result.meta.outDir ?? parsed.outDir;
     try {
       for (const [kind, file] of outputs) {
         const data = result.files.get(kind);
         if (!data) return undefined;
-        const bytes = kind === 'dep-info' ? relocate(data, storedDir, parsed.outDir, depEscape) : data;
-        writeOutputFile('/', file, bytes, { mode: kind === 'proc-macro' ? 0o777 : 0o666 });
+        const bytes = kind === 'dep-info' ? relocateDepInfo(data, storedDir, parsed.outDir) : data;
+        writeOutputFile('/', file, bytes, { mode: kind === 'proc-macro' ? 0o777 : 0o666, umask });
       }
     } catch (err) {
       this.stats.error('output write');
@@ -334,7 +385,7 @@ export class RustCompileService {
     startedMs: number,
   ): Promise<Response> {
     const env = withoutFdJobserver(req.env);
-    const run = await runCaptured(program, program, parsed.args, req.cwd, env);
+    const run = await runCaptured(program, program, parsed.args, req.cwd, env, req.umask);
     if (run.failure) {
       this.stats.error('compiler crashed');
       return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
@@ -388,7 +439,7 @@ export class RustCompileService {
     startedMs: number,
   ): void {
     const depInfo = parseRustDepInfo(readOutputFile('/', depInfoFile)?.toString() ?? '');
-    const files = depInfo && this.trustedDigests(depInfo.files, req.cwd, startedMs);
+    const files = depInfo && this.trustedDigests(depInfo.files, req, startedMs);
     if (!depInfo || !files) {
       this.log.debug(
         `${parsed.crateName}: not stored (dep-info missing or a source changed during the compile)`,
@@ -416,11 +467,18 @@ export class RustCompileService {
   }
 
   /** Digests of the files rustc read, or undefined when one is unreadable or changed during the compile. */
-  private trustedDigests(files: readonly string[], cwd: string, startedMs: number): FileDigests | undefined {
+  private trustedDigests(
+    files: readonly string[],
+    req: CompileRequest,
+    startedMs: number,
+  ): FileDigests | undefined {
     const out: FileDigests = [];
+    const generated = buildScriptOutDir(req.env);
     for (const file of files) {
-      const d = this.digests.get(path.resolve(cwd, file));
-      if (!d || d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) {
+      const absolute = path.resolve(req.cwd, file);
+      const d = this.digests.get(absolute);
+      const final = generated !== undefined && absolute.startsWith(`${generated}/`);
+      if (!d || (!final && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS)) {
         this.log.debug(`rust manifest off: ${file} ${d ? 'is too new' : 'cannot be read'}`);
         return undefined;
       }
