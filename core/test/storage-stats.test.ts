@@ -99,6 +99,8 @@ describe('FileDigestCache', () => {
     expect(flags('const char *d = __TIMESTAMP__;')).toMatchObject({ dateTime: false, timestamp: true });
     expect(flags('asm(".incbin \\"x.bin\\"");').asmInclude).toBe(true);
     expect(flags('nop ; .incbin "x"').asmInclude).toBe(true);
+    expect(flags('asm(".data\\n.incbin \\"d.bin\\"\\n.text");').asmInclude).toBe(true);
+    expect(flags('blob: .incbin "d.bin"').asmInclude).toBe(true);
     expect(flags('\t.include "x.s"\n').asmInclude).toBe(true);
     expect(flags('s.include = 1; #include <x.h>').asmInclude).toBe(false);
     expect(flags('#if __has_include("x.h")\n#endif').hasInclude).toBe(true);

@@ -64,7 +64,8 @@ interface Memo {
   readonly flags: ContentFlags;
 }
 
-const ASM_INCLUDE = /(?:^|[\s;"'])\.(?:incbin|include)\b/m;
+/** An assembler `.incbin`/`.include`: bare, after `;` or a label, or inside a C string (`"\\n.incbin`). */
+export const ASM_INCLUDE = /(?:^|[^\w$.]|\\[nt])\.(?:incbin|include)\b/m;
 const FIRST_INCLUDE = /^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]/m;
 
 const NO_FLAGS: ContentFlags = {

@@ -4,9 +4,9 @@ import path from 'node:path';
 
 /**
  * How the compiler itself writes a file, which decides what happens to a symlink or an existing
- * file there: `replace` puts a new file in its place (clang's objects, gcc's objects when the path
- * is not a regular file), `in-place` opens it for writing like fopen "w" (depfiles; gcc's objects
- * over an existing file): through a symlink, keeping an existing file's inode and mode.
+ * file there: `replace` puts a new file in its place (a symlink there is replaced, not followed);
+ * `in-place` opens it for writing like fopen "w": through a symlink, keeping an existing file's
+ * inode and mode.
  */
 export type WriteStyle = 'replace' | 'in-place';
 
@@ -53,11 +53,6 @@ export function writeOutputFile(cwd: string, file: string, data: Buffer, opts: W
 function currentUmask(): number {
   // process.umask() without an argument is deprecated but is the only read; it does not change it.
   return process.umask();
-}
-
-/** Whether `file` is a regular file and not a symlink (gcc then rewrites its object in place). */
-export function isRegularFile(cwd: string, file: string): boolean {
-  return fs.lstatSync(path.resolve(cwd, file), { throwIfNoEntry: false })?.isFile() ?? false;
 }
 
 export function readOutputFile(cwd: string, file: string): Buffer | undefined {

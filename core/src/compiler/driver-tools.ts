@@ -42,7 +42,12 @@ export function commandsOf(stderr: string): string[] {
 }
 
 /** `name` looked up in PATH as execvp does; kiln itself (a masquerade link) is skipped. */
-function inPath(name: string, pathEnv: string | undefined, cwd: string, skip: ReadonlySet<string>): string | undefined {
+function inPath(
+  name: string,
+  pathEnv: string | undefined,
+  cwd: string,
+  skip: ReadonlySet<string>,
+): string | undefined {
   for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
     const file = path.resolve(cwd, dir || '.', name);
     try {

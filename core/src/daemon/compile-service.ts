@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  ASM_INCLUDE,
   type FileDigest,
   type FileDigestCache,
   KeyHasher,
@@ -10,7 +11,7 @@ import {
   TOO_NEW_MARGIN_MS,
 } from '../cache/digest.js';
 import { type CachedResult, CacheEntries } from '../cache/entries.js';
-import { isRegularFile, readOutputFile, type WriteStyle, writeOutputFile } from '../cache/outputs.js';
+import { readOutputFile, type WriteStyle, writeOutputFile } from '../cache/outputs.js';
 import type { Storage } from '../cache/storage.js';
 import { findExecutable } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
@@ -139,9 +140,6 @@ function isElf(file: string): boolean {
     return false;
   }
 }
-
-/** An assembler `.incbin`/`.include` in preprocessed text, bare or inside an asm string. */
-const ASM_INCLUDE = /(?:^|[\s;"'])\.(?:incbin|include)\b/m;
 
 /** A compile's headers with what the preprocessor said about them. */
 interface Headers {
@@ -307,8 +305,9 @@ export class CompileService {
     for (const file of (req.env.KILN_EXTRAFILES ?? '').split(':').filter(Boolean)) {
       h.add(`extra:${file}`, this.digests.get(path.resolve(req.cwd, file))?.digest ?? 'missing');
     }
-    if (!parsed.needsPreprocessor && !parsed.language.startsWith('assembler') && parsed.language !== 'cu') {
-      // Diagnostics on preprocessed input quote the original files its line markers name.
+    if (!parsed.needsPreprocessor && parsed.family === 'gcc' && !parsed.language.startsWith('assembler')) {
+      // gcc's diagnostics on preprocessed input quote the original files its line markers name
+      // (clang quotes the input itself).
       const text = readOutputFile(req.cwd, parsed.input);
       for (const file of text ? includedFiles(text) : []) {
         h.add(`marker:${file}`, this.digests.get(atCwd(req.cwd, file))?.digest ?? 'missing');
@@ -384,6 +383,7 @@ export class CompileService {
         const response = await this.compileDependMode(
           program,
           args,
+          common,
           directKey,
           seenKey!,
           parsed,
@@ -415,20 +415,7 @@ export class CompileService {
       preprocessed = cpp.stdout;
       headers = cpp.headers;
       const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
-      // -E drops what the compile still sees: comments (-Wimplicit-fallthrough, quoted source
-      // lines), spacing (column info), macros (-g3) and the bytes clang checksums into -g: every
-      // file the preprocessor read is keyed by content, and -E's own diagnostics with them.
-      const h = new KeyHasher()
-        .add('common', common)
-        .add('mode', mode)
-        .add('preprocessed', cpp.stdout)
-        .add('cpp-stderr', cpp.stderr);
-      for (const file of headers.files) {
-        const digest = this.digests.get(atCwd(req.cwd, file))?.digest;
-        keyed.set(file, digest);
-        h.add(`read:${file}`, digest);
-      }
-      resultKey = h.digest();
+      resultKey = this.preprocessorKey(common, mode, cpp, req.cwd, keyed);
     } else {
       resultKey = new KeyHasher()
         .add('common', common)
@@ -463,6 +450,32 @@ export class CompileService {
     this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
     if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, parsed, req, startedMs);
     return run.success;
+  }
+
+  /**
+   * The preprocessor-mode key. -E drops what the compile still sees: comments
+   * (-Wimplicit-fallthrough, quoted source lines), spacing (column info), macros (-g3) and the
+   * bytes clang checksums into -g; so every file the preprocessor read is keyed by content (and
+   * noted in `keyed`), and -E's own diagnostics with them.
+   */
+  private preprocessorKey(
+    common: string,
+    mode: string,
+    cpp: { stdout: Buffer; stderr: Buffer; headers: Headers },
+    cwd: string,
+    keyed: Map<string, string | undefined>,
+  ): string {
+    const h = new KeyHasher()
+      .add('common', common)
+      .add('mode', mode)
+      .add('preprocessed', cpp.stdout)
+      .add('cpp-stderr', cpp.stderr);
+    for (const file of cpp.headers.files) {
+      const digest = this.digests.get(atCwd(cwd, file))?.digest;
+      keyed.set(file, digest);
+      h.add(`read:${file}`, digest);
+    }
+    return h.digest();
   }
 
   /**
@@ -586,6 +599,7 @@ export class CompileService {
   private async compileDependMode(
     program: string,
     args: readonly string[],
+    common: string,
     directKey: string,
     seenKey: string,
     parsed: CacheableCompile,
@@ -616,8 +630,10 @@ export class CompileService {
       }
       const depText = readOutputFile(req.cwd, ownDepFile ?? parsed.depFile!)?.toString();
       const listed = depText === undefined ? undefined : parseDepfile(depText);
-      const files =
-        listed && this.trustedDigests({ files: listed, system: new Set() }, parsed, req, startedMs);
+      const trust = listed
+        ? this.trust({ files: listed, system: new Set() }, parsed, req, startedMs)
+        : undefined;
+      const files = trust && 'files' in trust ? trust.files : undefined;
       if (files) {
         const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
         for (const [file, digest] of files) h.add(file, digest);
@@ -628,11 +644,39 @@ export class CompileService {
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
         this.entries.putManifest(directKey, []);
+        if (listed && trust && 'preprocessorSafe' in trust && trust.preprocessorSafe)
+          await this.storeByPreprocessor(program, common, parsed, req, startedMs, listed, run);
       }
       return run.success;
     } finally {
       if (ownDepFile) fs.rmSync(ownDepFile, { force: true });
     }
+  }
+
+  /**
+   * After a depend-mode compile whose headers rule out direct mode but not preprocessor mode
+   * (`__has_include`, `__TIMESTAMP__`, `#pragma GCC dependency`): runs -E now and stores the result
+   * under its preprocessor key, so the next call hits. Only when no file it read changed since the
+   * compile started, so -E saw what the compiler saw.
+   */
+  private async storeByPreprocessor(
+    program: string,
+    common: string,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+    startedMs: number,
+    listed: readonly string[],
+    run: { stdout: Buffer; stderr: Buffer },
+  ): Promise<void> {
+    const cpp = await this.preprocess(program, parsed, false, req);
+    if (!cpp || ASM_INCLUDE.test(cpp.stdout.toString('latin1'))) return;
+    const read = new Set([parsed.input, ...listed, ...cpp.headers.files]);
+    for (const file of read) {
+      const d = this.digests.get(atCwd(req.cwd, file));
+      if (d && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) return;
+    }
+    const resultKey = this.preprocessorKey(common, 'cpp', cpp, req.cwd, new Map());
+    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
   }
 
   private outputFiles(parsed: CacheableCompile): [string, string][] {
@@ -643,8 +687,10 @@ export class CompileService {
   }
 
   /**
-   * Writes one output as the compiler would have: clang replaces its objects; gcc rewrites an
-   * existing object in place and replaces a symlink; depfiles are written through (fopen "w").
+   * Writes one output as the compiler would have. clang replaces its objects (a temp file and a
+   * rename). gcc's assembler (bfd) removes an existing non-empty file or a symlink to one and
+   * creates a new file, else opens the path for writing: through a dangling symlink, keeping an
+   * empty file's inode and mode. Depfiles are opened for writing by both (fopen "w").
    */
   private writeOutput(
     req: CompileRequest,
@@ -654,8 +700,11 @@ export class CompileService {
     data: Buffer,
   ): void {
     let style: WriteStyle = 'in-place';
-    if (kind !== 'dep' && parsed.family !== 'gcc') style = 'replace';
-    else if (kind === 'object' && !isRegularFile(req.cwd, file)) style = 'replace';
+    if (kind !== 'dep') {
+      if (parsed.family !== 'gcc') style = 'replace';
+      else if ((fs.statSync(path.resolve(req.cwd, file), { throwIfNoEntry: false })?.size ?? 0) > 0)
+        style = 'replace';
+    }
     writeOutputFile(req.cwd, file, data, { style, umask: req.umask });
   }
 
@@ -740,53 +789,47 @@ export class CompileService {
     req: CompileRequest,
     startedMs: number,
   ): void {
-    const files = this.trustedDigests(headers, parsed, req, startedMs);
-    if (files) this.entries.addManifestEntry(directKey, { files, result: resultKey });
+    const trust = this.trust(headers, parsed, req, startedMs);
+    if ('files' in trust) this.entries.addManifestEntry(directKey, { files: trust.files, result: resultKey });
     if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
   }
 
   /**
-   * The digest of every header, or undefined when one of them makes direct mode unsafe: it cannot
-   * be read, it changed while compiling (or just before), its output depends on the clock, its
-   * mtime or files that need not exist (`__has_include` outside system headers), it has an
-   * assembler `.incbin`, or a precompiled .gch sits beside it.
+   * The digest of every header, or why direct mode is unsafe for them: one cannot be read, changed
+   * while compiling (or just before), depends on the clock, its mtime or files that need not exist
+   * (`__has_include` outside system headers), has an assembler `.incbin`, or has a precompiled
+   * .gch beside it. `preprocessorSafe`: the reason concerns direct mode only (a preprocessor key,
+   * made from -E's output, still tells the results apart).
    */
-  private trustedDigests(
+  private trust(
     headers: Headers,
     parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
-  ): [string, string][] | undefined {
+  ): { files: [string, string][] } | { why: string; preprocessorSafe: boolean } {
     const files: [string, string][] = [];
     // Only gcc takes __DATE__ and __TIME__ from SOURCE_DATE_EPOCH (clang from version 16 on).
     const fixedClock = parsed.family === 'gcc' && req.env.SOURCE_DATE_EPOCH !== undefined;
     for (const file of headers.files) {
       const abs = atCwd(req.cwd, file);
       const d = this.digests.get(abs);
-      const why = !d
-        ? 'cannot read it'
-        : d.flags.dateTime && !fixedClock
-          ? 'it uses __DATE__/__TIME__'
-          : d.flags.timestamp
-            ? 'it uses __TIMESTAMP__'
-            : d.changedMs >= startedMs - TOO_NEW_MARGIN_MS
-              ? `it is too new (${d.changedMs} vs ${startedMs})`
-              : d.flags.asmInclude
-                ? 'it has an assembler .incbin/.include'
-                : d.flags.mtimeDependent
-                  ? 'it has #pragma GCC dependency'
-                  : d.flags.hasInclude && !headers.system.has(file) && !file.startsWith('/usr/')
-                    ? 'it uses __has_include'
-                    : fs.existsSync(`${abs}.gch`)
-                      ? 'a .gch sits beside it'
-                      : undefined;
-      if (why) {
+      const unsafe = (why: string, preprocessorSafe: boolean) => {
         this.log.debug(`direct mode off: ${file}: ${why}`);
-        return undefined;
-      }
-      files.push([file, d!.digest]);
+        return { why, preprocessorSafe };
+      };
+      if (!d) return unsafe('cannot read it', false);
+      if (d.flags.dateTime && !fixedClock) return unsafe('it uses __DATE__/__TIME__', false);
+      if (d.changedMs >= startedMs - TOO_NEW_MARGIN_MS)
+        return unsafe(`it is too new (${d.changedMs} vs ${startedMs})`, false);
+      if (d.flags.asmInclude) return unsafe('it has an assembler .incbin/.include', false);
+      if (fs.existsSync(`${abs}.gch`)) return unsafe('a .gch sits beside it', false);
+      if (d.flags.timestamp) return unsafe('it uses __TIMESTAMP__', true);
+      if (d.flags.mtimeDependent) return unsafe('it has #pragma GCC dependency', true);
+      if (d.flags.hasInclude && !headers.system.has(file) && !file.startsWith('/usr/'))
+        return unsafe('it uses __has_include', true);
+      files.push([file, d.digest]);
     }
-    return files;
+    return { files };
   }
 }
 
