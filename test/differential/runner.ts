@@ -238,11 +238,12 @@ class ScenarioRun implements ScenarioContext {
 
   /**
    * Plain compile, then kiln twice, each call's outcome checked against what `expect` asks given
-   * the plain result; throws with every difference of the first call that went wrong.
+   * the plain result. Returns one line per call that went wrong, with every difference it showed.
    */
-  async check(label: string, expect: (plain: CompileResult) => (readonly Outcome[])[]): Promise<void> {
+  async check(label: string, expect: (plain: CompileResult) => (readonly Outcome[])[]): Promise<string[]> {
     const plain = this.compile('plain');
     const [cold = [], warm = []] = expect(plain);
+    const failures: string[] = [];
     for (const [call, want] of [
       ['kiln', cold],
       ['kiln again', warm],
@@ -259,8 +260,9 @@ class ScenarioRun implements ScenarioContext {
       if (again.length) problems.push(`NOTE: two plain compiles differ too (${again[0]})`);
       const status = plain.status ?? plain.signal;
       const plainSays = `plain exit ${status}${plain.status ? `: ${firstLine(plain.stderr)}` : ''}`;
-      throw new Error(`${label}, ${call}: ${problems.join('; ')} [${plainSays}]`);
+      failures.push(`${label}, ${call}: ${problems.join('; ')} [${plainSays}]`);
     }
+    return failures;
   }
 }
 
@@ -291,7 +293,9 @@ async function runScenario(pool: SandboxPool, s: Scenario, index: number): Promi
   for (const [rel, spec] of Object.entries(s.files)) run.writeSpec(rel, spec);
   if (s.setup) run.apply(s.setup);
 
-  await run.check('start', (plain) => {
+  // Every step runs even after a failure (each compile starts from the same tree), so that an
+  // outcome the policy does not expect is followed by what kiln then got wrong, if anything.
+  const failures = await run.check('start', (plain) => {
     if (s.initial === 'uncached') return [['uncached'], ['uncached']];
     return plain.status === 0 ? [['miss'], ['hit']] : [['failed'], ['failed']];
   });
@@ -302,8 +306,11 @@ async function runScenario(pool: SandboxPool, s: Scenario, index: number): Promi
       step.expectWarm !== undefined
         ? expected(step.expectWarm, config)
         : [...new Set(want.map((o) => (o === 'miss' ? 'hit' : o)))];
-    await run.check(`after change ${i + 1} (${describeChanges(step.change)})`, () => [want, warm]);
+    failures.push(
+      ...(await run.check(`after change ${i + 1} (${describeChanges(step.change)})`, () => [want, warm])),
+    );
   }
+  if (failures.length) throw new Error(failures.join('\n'));
 }
 
 /**
