@@ -297,7 +297,8 @@ async function runScenario(pool: SandboxPool, s: Scenario, index: number): Promi
   // outcome the policy does not expect is followed by what kiln then got wrong, if anything.
   const failures = await run.check('start', (plain) => {
     if (s.initial === 'uncached') return [['uncached'], ['uncached']];
-    return plain.status === 0 ? [['miss'], ['hit']] : [['failed'], ['failed']];
+    const warm = s.initialWarm === undefined ? ['hit' as const] : expected(s.initialWarm, config);
+    return plain.status === 0 ? [['miss'], warm] : [['failed'], ['failed']];
   });
   for (const [i, step] of stepsOf(s).entries()) {
     run.apply(step.change);

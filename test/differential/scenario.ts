@@ -115,6 +115,11 @@ export interface Scenario {
   readonly setup?: Changes;
   /** 'uncached': kiln must refuse the starting command too. Default: cacheable (miss, then hit). */
   readonly initial?: 'cacheable' | 'uncached';
+  /**
+   * The second call's outcome when it is not a hit: a file whose output changes with the clock
+   * (`__TIME__`) is never found in direct mode, and depend mode stores nothing for it.
+   */
+  readonly initialWarm?: Expect;
   readonly change?: Changes;
   readonly expect?: Expect;
   readonly expectWarm?: Expect;

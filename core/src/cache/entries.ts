@@ -31,6 +31,11 @@ export interface CachedResult {
  */
 export interface ManifestEntry {
   readonly files: readonly (readonly [string, string])[];
+  /**
+   * Include directories with their stat stamp when the entry was made: a file added to one (a
+   * header that would shadow a later directory's) changes the stamp, and the entry stops matching.
+   */
+  readonly dirs?: readonly (readonly [string, string])[];
   readonly env?: readonly (readonly [string, string | null])[];
   readonly result: string;
 }

@@ -317,6 +317,42 @@ export class CompileService {
   }
 
   /**
+   * A stamp (inode, mtime, ctime) of each include directory on the command line and in CPATH and
+   * friends: a new header in an earlier directory would shadow the one a manifest names. Undefined
+   * when one changed within the timestamp margin (a file added in the same tick could go unseen).
+   * The source's own directory is left out: objects are written there on every build.
+   */
+  private includeDirStamps(
+    parsed: CacheableCompile,
+    req: CompileRequest,
+    startedMs: number,
+  ): [string, string][] | undefined {
+    const fromEnv = [
+      'CPATH',
+      'C_INCLUDE_PATH',
+      'CPLUS_INCLUDE_PATH',
+      'OBJC_INCLUDE_PATH',
+      'OBJCPLUS_INCLUDE_PATH',
+    ]
+      .flatMap((v) => (req.env[v] ?? '').split(':'))
+      .filter(Boolean);
+    const stamps: [string, string][] = [];
+    for (const dir of new Set([...parsed.includeDirs, ...fromEnv])) {
+      let st: fs.BigIntStats | undefined;
+      try {
+        st = fs.statSync(atCwd(req.cwd, dir), { bigint: true });
+      } catch {
+        stamps.push([dir, 'missing']);
+        continue;
+      }
+      const changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
+      if (changedMs >= startedMs - TOO_NEW_MARGIN_MS) return undefined;
+      stamps.push([dir, `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`]);
+    }
+    return stamps;
+  }
+
+  /**
    * Why a call must not be cached, judged from its source before any lookup: an assembler
    * `.incbin`/`.include`, or a precompiled header gcc would pick up for its first `#include`.
    */
@@ -361,12 +397,14 @@ export class CompileService {
     // A manifest names headers by the paths they were found at; in another checkout a header beside
     // the source may shadow the one it names, so each working directory has its own manifests.
     const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', logicalCwd(req)).digest();
+    // Taken before anything runs: a header added while compiling makes the stamp recorded stale.
+    const dirs = directKey ? this.includeDirStamps(parsed, req, startedMs) : undefined;
 
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
     const distributable = this.remote !== undefined && parsed.remote.ok;
     let manifestKnown = false;
     if (directKey) {
-      const lookup = this.lookupManifest(directKey, req.cwd);
+      const lookup = this.lookupManifest(directKey, req.cwd, dirs);
       manifestKnown = lookup.known;
       if (lookup.result) {
         const response = this.replayHit(lookup.result, parsed, req, asTyped, 'hitsDirect');
@@ -386,6 +424,7 @@ export class CompileService {
           common,
           directKey,
           seenKey!,
+          dirs,
           parsed,
           req,
           asTyped,
@@ -431,7 +470,8 @@ export class CompileService {
     if (cached) {
       const response = this.replayHit(cached, parsed, req, asTyped, 'hitsPreprocessed');
       if (response) {
-        if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, parsed, req, startedMs);
+        if (directKey)
+          this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
         return response;
       }
     }
@@ -448,7 +488,7 @@ export class CompileService {
       }
     }
     this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-    if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, parsed, req, startedMs);
+    if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
     return run.success;
   }
 
@@ -602,6 +642,7 @@ export class CompileService {
     common: string,
     directKey: string,
     seenKey: string,
+    dirs: readonly (readonly [string, string])[] | undefined,
     parsed: CacheableCompile,
     req: CompileRequest,
     asTyped: Response,
@@ -639,7 +680,7 @@ export class CompileService {
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
         this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-        this.entries.addManifestEntry(directKey, { files, result: resultKey });
+        if (dirs) this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
         if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
@@ -758,14 +799,19 @@ export class CompileService {
   }
 
   /** The result a manifest names for the headers as they are now; `known` says whether a manifest exists. */
-  private lookupManifest(directKey: string, cwd: string): { known: boolean; result?: CachedResult } {
+  private lookupManifest(
+    directKey: string,
+    cwd: string,
+    dirs: readonly (readonly [string, string])[] | undefined,
+  ): { known: boolean; result?: CachedResult } {
     const manifest = this.entries.readManifest(directKey);
     this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.length} entries` : 'absent'}`);
     if (!manifest) return { known: false };
+    const stamps = new Map(dirs ?? []);
     for (const entry of manifest) {
-      const matches = entry.files.every(
-        ([file, digest]) => this.digests.get(atCwd(cwd, file))?.digest === digest,
-      );
+      const matches =
+        (entry.dirs ?? []).every(([dir, stamp]) => stamps.get(dir) === stamp) &&
+        entry.files.every(([file, digest]) => this.digests.get(atCwd(cwd, file))?.digest === digest);
       if (!matches) {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
         continue;
@@ -785,12 +831,14 @@ export class CompileService {
     seenKey: string,
     resultKey: string,
     headers: Headers,
+    dirs: readonly (readonly [string, string])[] | undefined,
     parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
   ): void {
     const trust = this.trust(headers, parsed, req, startedMs);
-    if ('files' in trust) this.entries.addManifestEntry(directKey, { files: trust.files, result: resultKey });
+    if ('files' in trust && dirs)
+      this.entries.addManifestEntry(directKey, { files: trust.files, dirs, result: resultKey });
     if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
   }
 
