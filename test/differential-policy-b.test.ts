@@ -1,7 +1,7 @@
 import { differentialSuite } from './differential/runner.js';
 import { policyScenariosB } from './differential/scenarios-policy.js';
 
-// Expected to fail until the core fixes for these classes land (see scenarios-policy.ts).
+// The classes of wrong result the review found (issue 10); each scenario failed before its fix.
 differentialSuite(
   'differential policy: assembler includes, command line, compiler identity, PCH',
   policyScenariosB(),
