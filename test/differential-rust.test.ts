@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { slug } from './differential/runner.js';
 import { type Change, SCENARIOS, type Scenario } from './differential/rust-scenarios.js';
 import { cargoEnv, DEBIAN_REGISTRY, offlineCargoConfig } from './helpers/cargo.js';
 import { KilnSandbox, type LanguageCounts } from './helpers/kiln.js';
@@ -66,13 +67,6 @@ function applyChange(root: string, change: Change): void {
     fs.writeFileSync(file, fs.readFileSync(file));
   }
 }
-
-const slug = (name: string) =>
-  name
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-|-$/g, '')
-    .slice(0, 40);
 
 describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln', () => {
   let sb: KilnSandbox;
@@ -145,7 +139,7 @@ describe.skipIf(!haveRust)('Rust differential: plain cargo vs RUSTC_WRAPPER=kiln
   }
 
   function run(s: Scenario): void {
-    let root = path.join(sb.work, s.dir ?? slug(s.name));
+    let root = path.join(sb.work, s.dir ?? slug(s.name, 40));
     for (const [rel, text] of Object.entries(s.files)) {
       fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
       fs.writeFileSync(path.join(root, rel), text);

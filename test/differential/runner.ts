@@ -276,12 +276,13 @@ function describeChanges(changes: Changes): string {
   return (Array.isArray(changes) ? (changes as Change[]) : [changes as Change]).map(one).join(', ');
 }
 
-const slug = (name: string) =>
+/** A scenario name as a directory name. */
+export const slug = (name: string, max = 60) =>
   name
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '')
-    .slice(0, 60);
+    .slice(0, max);
 
 /** Runs one scenario in its own directory under the sandbox of its config. */
 async function runScenario(pool: SandboxPool, s: Scenario, index: number): Promise<void> {
