@@ -147,18 +147,17 @@ function benchProject(name, list) {
   return rows;
 }
 
-/** Median wall time of one command, by hyperfine when installed (no shell), else by spawnSync. */
-function latency(cmd, env, cwd) {
+/**
+ * Median wall time of one command over `runs` runs after 5 warm-ups, by hyperfine when installed
+ * (no shell), else by spawnSync.
+ */
+function latency(cmd, env, cwd, runs = Math.max(20, RUNS * 6)) {
   if (has('hyperfine')) {
     const out = path.join(work, 'hyperfine.json');
-    sh(
-      'hyperfine',
-      ['-N', '--warmup', '5', '--runs', String(Math.max(20, RUNS * 6)), '--export-json', out, cmd.join(' ')],
-      {
-        env,
-        cwd,
-      },
-    );
+    sh('hyperfine', ['-N', '--warmup', '5', '--runs', String(runs), '--export-json', out, cmd.join(' ')], {
+      env,
+      cwd,
+    });
     return JSON.parse(fs.readFileSync(out, 'utf8')).results[0].median;
   }
   const times = [];
