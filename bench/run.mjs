@@ -23,6 +23,8 @@ const opt = (name, fallback) => {
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
 const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster').split(',');
+/** The tools to compare (default: every one installed). */
+const TOOLS = opt('--tools', undefined)?.split(',');
 
 const { NODE_EXTRA_CA_CERTS: _unused, ...baseEnv } = process.env;
 
@@ -81,7 +83,7 @@ function tools() {
       },
     });
   }
-  return list;
+  return TOOLS ? list.filter((t) => t.name === 'plain' || TOOLS.includes(t.name)) : list;
 }
 
 const peakRss = new Map();
@@ -140,8 +142,9 @@ function benchProject(name, list) {
     rows.warm[tool.name] = median(warm);
     // The share of a warm build's compiles that were hits: anything under 100% is a lost hit.
     if (isKiln) rows.warmHits[tool.name] = (warmHits / (warmHits + warmCompiles)) * 100;
+    const rate = isKiln ? `, warm hit rate ${rows.warmHits[tool.name].toFixed(1)}%` : '';
     process.stderr.write(
-      `  ${name} ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s\n`,
+      `  ${name} ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s${rate}\n`,
     );
   }
   return rows;

@@ -147,15 +147,10 @@ export class FileDigestCache {
     ) {
       return { digest: known.digest, size: Number(st.size), changedMs, flags: known.flags };
     }
-    let data: Buffer;
-    try {
-      data = fs.readFileSync(file);
-    } catch {
-      return undefined;
-    }
-    const digest = digestBuffer(data);
-    const flags = contentFlags(data);
-    if (Date.now() - changedMs > 2000 && data.length === Number(st.size)) {
+    const read = readDigest(file, Number(st.size));
+    if (!read) return undefined;
+    const { digest, flags, length } = read;
+    if (Date.now() - changedMs > 2000 && length === Number(st.size)) {
       if (this.memo.size >= this.maxEntries) this.memo.clear();
       this.memo.set(file, {
         dev: st.dev,
@@ -167,6 +162,44 @@ export class FileDigestCache {
         flags,
       });
     }
-    return { digest, size: data.length, changedMs, flags };
+    return { digest, size: length, changedMs, flags };
+  }
+}
+
+/** Files larger than this are read in chunks when they turn out to be binaries (a compiler's cc1). */
+const CHUNK = 1 << 20;
+
+/**
+ * A file's digest and flags. A binary over one chunk (a NUL byte in its first 4 KiB) is hashed
+ * chunk by chunk, so a 30 MB cc1 does not sit in memory whole; anything else is read whole.
+ */
+function readDigest(
+  file: string,
+  size: number,
+): { digest: string; flags: ContentFlags; length: number } | undefined {
+  try {
+    if (size <= CHUNK) {
+      const data = fs.readFileSync(file);
+      return { digest: digestBuffer(data), flags: contentFlags(data), length: data.length };
+    }
+    const fd = fs.openSync(file, 'r');
+    try {
+      const chunk = Buffer.allocUnsafe(CHUNK);
+      let length = fs.readSync(fd, chunk, 0, CHUNK, 0);
+      if (!chunk.subarray(0, Math.min(length, 4096)).includes(0)) {
+        const data = fs.readFileSync(file);
+        return { digest: digestBuffer(data), flags: contentFlags(data), length: data.length };
+      }
+      const hash = createHash(DIGEST_ALGORITHM).update(chunk.subarray(0, length));
+      for (let got = length; got > 0; length += got) {
+        got = fs.readSync(fd, chunk, 0, CHUNK, length);
+        hash.update(chunk.subarray(0, got));
+      }
+      return { digest: hash.digest('hex'), flags: NO_FLAGS, length };
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
   }
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FileDigestCache } from '../cache/digest.js';
 import { KeyHasher } from '../cache/digest.js';
-import { findExecutable } from '../client/find-executable.js';
+import { isExecutableFile } from '../client/find-executable.js';
 import { runCaptured } from './run.js';
 
 /** Options that change which programs the driver runs (as opposed to what they are given). */
@@ -41,21 +41,11 @@ export function commandsOf(stderr: string): string[] {
   return tools;
 }
 
-/** `name` looked up in PATH as execvp does; kiln itself (a masquerade link) is skipped. */
-function inPath(
-  name: string,
-  pathEnv: string | undefined,
-  cwd: string,
-  skip: ReadonlySet<string>,
-): string | undefined {
+/** `name` looked up in PATH as execvp does. */
+function inPath(name: string, pathEnv: string | undefined, cwd: string): string | undefined {
   for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
     const file = path.resolve(cwd, dir || '.', name);
-    try {
-      fs.accessSync(file, fs.constants.X_OK);
-    } catch {
-      continue;
-    }
-    return findExecutable(file, pathEnv, cwd, skip) ?? findExecutable(name, pathEnv, cwd, skip);
+    if (isExecutableFile(file)) return file;
   }
   return undefined;
 }
@@ -71,16 +61,16 @@ export class DriverTools {
   /**
    * A digest of every program the driver would run for this call, each by content; undefined when
    * the driver fails to say or names a program that cannot be found (the call then fails as
-   * typed, so kiln does not cache it).
+   * typed, so kiln does not cache it). Without `programSignature` (a wrapper script, whose choice
+   * can change while its file does not) the driver is asked every time.
    */
   async digest(
     program: string,
-    programSignature: string,
+    programSignature: string | undefined,
     args: readonly string[],
     toolDirs: readonly string[],
     cwd: string,
     env: Readonly<Record<string, string>>,
-    skip: ReadonlySet<string>,
   ): Promise<string | undefined> {
     const memoKey = [
       program,
@@ -90,16 +80,16 @@ export class DriverTools {
       env.GCC_EXEC_PREFIX,
       ...args.filter((a) => TOOL_CHOICE.test(a)),
     ].join('\0');
-    let learned = this.learned.get(memoKey);
+    let learned = programSignature === undefined ? undefined : this.learned.get(memoKey);
     if (!learned || learned.dirs.some(([dir, stamp]) => dirStamp(dir) !== stamp)) {
       learned = await this.learn(program, args, toolDirs, cwd, env);
       if (!learned) return undefined;
       if (this.learned.size >= this.maxEntries) this.learned.clear();
-      this.learned.set(memoKey, learned);
+      if (programSignature !== undefined) this.learned.set(memoKey, learned);
     }
     const h = new KeyHasher();
     for (const tool of learned.tools) {
-      const file = path.isAbsolute(tool) ? tool : inPath(tool, env.PATH, cwd, skip);
+      const file = path.isAbsolute(tool) ? tool : inPath(tool, env.PATH, cwd);
       const d = file === undefined ? undefined : this.digests.get(file);
       if (!d) return undefined;
       h.add(tool, file).add('content', d.digest);

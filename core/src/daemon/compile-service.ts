@@ -198,12 +198,11 @@ export class CompileService {
       if (LOGGING_ENV.some((v) => req.env[v] !== undefined)) return runAsIs('compiler logging environment');
       const tools = await this.tools.digest(
         program,
-        identity.wrapper ? `${identity.signature}:${identity.digest}` : identity.signature,
+        identity.wrapper ? undefined : identity.signature,
         parsed.args,
         parsed.toolDirs,
         req.cwd,
         req.env,
-        req.skip,
       );
       if (!tools) return runAsIs('compiler programs not found');
       return await this.compileCached(program, args, identity, tools, parsed, req);
