@@ -432,6 +432,22 @@ function isystemSymlink(): Scenario[] {
         change: { symlink: 'inc/current', target: 'v2' },
         expect: 'miss',
       }),
+      // gcc prints a system header by its real path when that is shorter than the path as spelled,
+      // so the debug info of an absolute, longer spelling names v1 or v2: retargeting it must miss
+      // even when the header's content does not change.
+      ...acrossConfigs({
+        name: `${cc}: absolute -isystem symlink retargeted, same content`,
+        compiler: cc,
+        files: {
+          'a.c': files['a.c'],
+          'sdk/v1/include/h.h': files['inc/v1/h.h'],
+          'sdk/v2/include/h.h': files['inc/v1/h.h'],
+          'sdk/current-release': { symlink: 'v1' },
+        },
+        args: compileArgs(cc, '-g', '-isystem', '{dir}/sdk/current-release/include'),
+        change: { symlink: 'sdk/current-release', target: 'v2' },
+        expect: 'miss',
+      }),
       {
         // Both compilers record the include path as spelled: the objects are the same, a hit is right.
         name: `${cc}: -isystem symlink retargeted, same content elsewhere`,

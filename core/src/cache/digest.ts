@@ -123,8 +123,16 @@ export interface FileDigest {
  */
 export class FileDigestCache {
   private readonly memo = new Map<string, Memo>();
+  /** Digests of large binaries (a compiler's cc1: 30 MB, ~70 ms to hash) kept across daemon starts. */
+  private readonly binaries: Map<string, { sig: string; digest: string }>;
 
-  constructor(private readonly maxEntries = 200_000) {}
+  constructor(
+    private readonly maxEntries = 200_000,
+    /** Where the binaries' digests are kept between daemons; none: per process only. */
+    private readonly binariesFile?: string,
+  ) {
+    this.binaries = new Map(binariesFile ? loadBinaries(binariesFile) : []);
+  }
 
   /** Returns undefined when the file cannot be read (missing, a directory, no permission). */
   get(file: string): FileDigest | undefined {
@@ -147,9 +155,18 @@ export class FileDigestCache {
     ) {
       return { digest: known.digest, size: Number(st.size), changedMs, flags: known.flags };
     }
-    const read = readDigest(file, Number(st.size));
+    const sig = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const kept = this.binaries.get(file);
+    const read =
+      kept?.sig === sig
+        ? { digest: kept.digest, flags: NO_FLAGS, length: Number(st.size) }
+        : readDigest(file, Number(st.size));
     if (!read) return undefined;
     const { digest, flags, length } = read;
+    if ('binary' in read && Date.now() - changedMs > 2000 && this.binariesFile) {
+      this.binaries.set(file, { sig, digest });
+      saveBinaries(this.binariesFile, this.binaries);
+    }
     if (Date.now() - changedMs > 2000 && length === Number(st.size)) {
       if (this.memo.size >= this.maxEntries) this.memo.clear();
       this.memo.set(file, {
@@ -176,7 +193,7 @@ const CHUNK = 1 << 20;
 function readDigest(
   file: string,
   size: number,
-): { digest: string; flags: ContentFlags; length: number } | undefined {
+): { digest: string; flags: ContentFlags; length: number; binary?: true } | undefined {
   try {
     if (size <= CHUNK) {
       const data = fs.readFileSync(file);
@@ -195,11 +212,37 @@ function readDigest(
         got = fs.readSync(fd, chunk, 0, CHUNK, length);
         hash.update(chunk.subarray(0, got));
       }
-      return { digest: hash.digest('hex'), flags: NO_FLAGS, length };
+      return { digest: hash.digest('hex'), flags: NO_FLAGS, length, binary: true };
     } finally {
       fs.closeSync(fd);
     }
   } catch {
     return undefined;
+  }
+}
+
+function loadBinaries(file: string): [string, { sig: string; digest: string }][] {
+  try {
+    const data = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<
+      string,
+      { sig?: unknown; digest?: unknown }
+    >;
+    return Object.entries(data ?? {}).flatMap(([path, v]) =>
+      typeof v?.sig === 'string' && typeof v.digest === 'string'
+        ? [[path, { sig: v.sig, digest: v.digest }]]
+        : [],
+    ) as [string, { sig: string; digest: string }][];
+  } catch {
+    return []; // missing or damaged: hash again
+  }
+}
+
+function saveBinaries(file: string, binaries: ReadonlyMap<string, { sig: string; digest: string }>): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(Object.fromEntries(binaries)));
+    fs.renameSync(tmp, file);
+  } catch {
+    fs.rmSync(tmp, { force: true }); // an unwritable cache dir only costs the hashing again
   }
 }

@@ -319,7 +319,8 @@ export class CompileService {
    * A stamp (inode, mtime, ctime) of each include directory on the command line and in CPATH and
    * friends: a new header in an earlier directory would shadow the one a manifest names. Undefined
    * when one changed within the timestamp margin (a file added in the same tick could go unseen).
-   * The source's own directory is left out: objects are written there on every build.
+   * Left out: the working directory and the source's and the object's directories (`-I.` in every
+   * automake build), where the build writes objects all the time and would end every entry.
    */
   private includeDirStamps(
     parsed: CacheableCompile,
@@ -335,15 +336,25 @@ export class CompileService {
     ]
       .flatMap((v) => (req.env[v] ?? '').split(':'))
       .filter(Boolean);
+    const dirs = new Set([...parsed.includeDirs, ...fromEnv]);
+    if (dirs.size === 0) return [];
+    const busy = new Set<string>();
+    for (const dir of [
+      req.cwd,
+      path.dirname(atCwd(req.cwd, parsed.input)),
+      path.dirname(atCwd(req.cwd, parsed.output)),
+    ]) {
+      const st = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
+      if (st) busy.add(`${st.dev}:${st.ino}`);
+    }
     const stamps: [string, string][] = [];
-    for (const dir of new Set([...parsed.includeDirs, ...fromEnv])) {
-      let st: fs.BigIntStats | undefined;
-      try {
-        st = fs.statSync(atCwd(req.cwd, dir), { bigint: true });
-      } catch {
+    for (const dir of dirs) {
+      const st = fs.statSync(atCwd(req.cwd, dir), { bigint: true, throwIfNoEntry: false });
+      if (!st) {
         stamps.push([dir, 'missing']);
         continue;
       }
+      if (busy.has(`${st.dev}:${st.ino}`)) continue;
       const changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
       if (changedMs >= startedMs - TOO_NEW_MARGIN_MS) return undefined;
       stamps.push([dir, `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`]);
@@ -806,19 +817,48 @@ export class CompileService {
     const manifest = this.entries.readManifest(directKey);
     this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.length} entries` : 'absent'}`);
     if (!manifest) return { known: false };
-    const stamps = new Map(dirs ?? []);
+    // Without stamps (a directory changed just now) no entry can be trusted.
+    if (!dirs) return { known: true };
+    const stamps = new Map(dirs);
     for (const entry of manifest) {
-      const matches =
-        (entry.dirs ?? []).every(([dir, stamp]) => stamps.get(dir) === stamp) &&
-        entry.files.every(([file, digest]) => this.digests.get(atCwd(cwd, file))?.digest === digest);
-      if (!matches) {
+      const matches = entry.files.every(
+        ([file, digest]) => this.digests.get(atCwd(cwd, file))?.digest === digest,
+      );
+      const changed = (entry.dirs ?? [])
+        .filter(([dir, stamp]) => stamps.get(dir) !== stamp)
+        .map(([dir]) => dir);
+      if (!matches || changed.some((dir) => !stamps.has(dir) || this.shadows(dir, entry.files, cwd))) {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
         continue;
       }
       const result = this.entries.readResult(entry.result);
-      if (result) return { known: true, result };
+      if (!result) continue;
+      // The directory changed without shadowing anything: remember its new stamp.
+      if (changed.length) this.entries.addManifestEntry(directKey, { ...entry, dirs });
+      return { known: true, result };
     }
     return { known: true };
+  }
+
+  /**
+   * Whether `dir` now holds a file that an include of one of `files` could find first: any
+   * trailing part of a header's path (`x.h`, `sys/x.h`…) present in `dir` as another file.
+   * Checked only when the directory's stamp changed; finding one sends the call to preprocessor mode.
+   */
+  private shadows(dir: string, files: readonly (readonly [string, string])[], cwd: string): boolean {
+    const base = atCwd(cwd, dir);
+    for (const [file] of files) {
+      const header = fs.statSync(atCwd(cwd, file), { bigint: true, throwIfNoEntry: false });
+      const parts = file.split('/').filter((p) => p && p !== '.');
+      for (let i = parts.length - 1; i >= 0; i--) {
+        const st = fs.statSync(`${base}/${parts.slice(i).join('/')}`, {
+          bigint: true,
+          throwIfNoEntry: false,
+        });
+        if (st && !(header && st.dev === header.dev && st.ino === header.ino)) return true;
+      }
+    }
+    return false;
   }
 
   /**

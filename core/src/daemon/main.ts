@@ -40,7 +40,14 @@ async function main(): Promise<number> {
   const remote = config.dist
     ? new (await import('./remote-compile.js')).RemoteCompiler(config.dist, config.cacheDir, stats, log)
     : undefined;
-  const service = new CompileService(config, storage, stats, new FileDigestCache(), log, remote);
+  const service = new CompileService(
+    config,
+    storage,
+    stats,
+    new FileDigestCache(undefined, path.join(config.cacheDir, 'binaries.json')),
+    log,
+    remote,
+  );
   const daemon = new Daemon({
     socket: socketPath(env),
     config,
