@@ -32,7 +32,7 @@ describe('DriverTools with the real gcc', () => {
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
   const tools = new DriverTools(new FileDigestCache());
   const digest = (e: Record<string, string>, args = ['-c', 'a.c'], toolDirs: string[] = []) =>
-    tools.digest(gcc, statSignature(gcc), args, toolDirs, dir, e);
+    tools.digest(gcc, statSignature(gcc), 'c', args, toolDirs, dir, e);
 
   it('changes when another as comes first in PATH, or in a -B dir, and back when it goes', async () => {
     const base = await digest(env);
@@ -51,7 +51,7 @@ describe('DriverTools with the real gcc', () => {
     const relocated = path.join(dir, 'gcc-copy');
     fs.copyFileSync(fs.realpathSync(gcc), relocated);
     fs.chmodSync(relocated, 0o755);
-    const found = await tools.digest(relocated, statSignature(relocated), ['-c', 'a.c'], [], dir, {
+    const found = await tools.digest(relocated, statSignature(relocated), 'c', ['-c', 'a.c'], [], dir, {
       ...env,
       GCC_EXEC_PREFIX: '/nonexistent/',
     });

@@ -128,7 +128,7 @@ export class FileDigestCache {
 
   constructor(
     private readonly maxEntries = 200_000,
-    /** Where the binaries' digests are kept between daemons; none: per process only. */
+    /** Where the binaries' digests are kept between daemons (the runtime dir); none: per process only. */
     private readonly binariesFile?: string,
   ) {
     this.binaries = new Map(binariesFile ? loadBinaries(binariesFile) : []);

@@ -10,11 +10,14 @@ function realpathOrUndefined(file: string): string | undefined {
   }
 }
 
-/** A regular file we may execute. A missing one costs one stat and no exception (PATH lookups miss a lot). */
+/**
+ * A regular file we may execute. A missing one costs one stat and no exception (PATH lookups miss
+ * a lot); any other error (a PATH entry that is a file, a directory we cannot search) is a no.
+ */
 export function isExecutableFile(file: string): boolean {
-  const st = fs.statSync(file, { throwIfNoEntry: false });
-  if (!st?.isFile()) return false;
   try {
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st?.isFile()) return false;
     fs.accessSync(file, fs.constants.X_OK);
     return true;
   } catch {

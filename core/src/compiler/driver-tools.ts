@@ -12,7 +12,29 @@ import { runCaptured } from './run.js';
 
 /** Options that change which programs the driver runs (as opposed to what they are given). */
 const TOOL_CHOICE =
-  /^(-B|--?target|-m(32|64|x32|16)$|-f(no-)?integrated-as$|-(no-)?integrated-as$|--?gcc-toolchain|-ccc-|--driver-mode|--?sysroot|-save-temps|-x|-fuse-ld|-specs|--rtlib|-no-canonical-prefixes|-fno-integrated-cc1|-fintegrated-cc1)/;
+  /^(-B|--prefix|--?target|-m(32|64|x32|16)$|-f(no-)?integrated-as$|-(no-)?integrated-as$|--?gcc-toolchain|-ccc-|--driver-mode|--?sysroot|-save-temps|-x|-fuse-ld|-specs|--rtlib|-no-canonical-prefixes|-fno-integrated-cc1|-fintegrated-cc1)/;
+/** Those of them whose value may be the next argument. */
+const TOOL_CHOICE_SEPARATE = new Set([
+  '-B',
+  '--prefix',
+  '-target',
+  '--target',
+  '-gcc-toolchain',
+  '--sysroot',
+  '-x',
+  '-specs',
+]);
+
+/** The arguments that decide which programs the driver runs, with their values. */
+function toolChoice(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (!TOOL_CHOICE.test(args[i]!)) continue;
+    out.push(args[i]!);
+    if (TOOL_CHOICE_SEPARATE.has(args[i]!) && i + 1 < args.length) out.push(args[++i]!);
+  }
+  return out;
+}
 
 interface Learned {
   /** First words of the driver's commands: absolute paths, or names it will look up in PATH. */
@@ -62,11 +84,13 @@ export class DriverTools {
    * A digest of every program the driver would run for this call, each by content; undefined when
    * the driver fails to say or names a program that cannot be found (the call then fails as
    * typed, so kiln does not cache it). Without `programSignature` (a wrapper script, whose choice
-   * can change while its file does not) the driver is asked every time.
+   * can change while its file does not) the driver is asked every time. `language` is the
+   * input's (cc1 or cc1plus, or only as).
    */
   async digest(
     program: string,
     programSignature: string | undefined,
+    language: string,
     args: readonly string[],
     toolDirs: readonly string[],
     cwd: string,
@@ -78,7 +102,10 @@ export class DriverTools {
       env.PATH,
       env.COMPILER_PATH,
       env.GCC_EXEC_PREFIX,
-      ...args.filter((a) => TOOL_CHOICE.test(a)),
+      env.CCC_OVERRIDE_OPTIONS,
+      cwd,
+      language,
+      ...toolChoice(args),
     ].join('\0');
     let learned = programSignature === undefined ? undefined : this.learned.get(memoKey);
     if (!learned || learned.dirs.some(([dir, stamp]) => dirStamp(dir) !== stamp)) {
@@ -89,10 +116,12 @@ export class DriverTools {
     }
     const h = new KeyHasher();
     for (const tool of learned.tools) {
-      const file = path.isAbsolute(tool) ? tool : inPath(tool, env.PATH, cwd);
+      // execvp looks a name with a slash up from the cwd (a relative -B), a bare one in PATH.
+      const file = tool.includes('/') ? path.resolve(cwd, tool) : inPath(tool, env.PATH, cwd);
       const d = file === undefined ? undefined : this.digests.get(file);
       if (!d) return undefined;
-      h.add(tool, file).add('content', d.digest);
+      // By name as printed and content, not where it was found: /bin/as and /usr/bin/as are one.
+      h.add('tool', path.isAbsolute(tool) ? path.basename(tool) : tool).add('content', d.digest);
     }
     return h.digest();
   }

@@ -319,6 +319,8 @@ export interface CacheableCompile {
   readonly includeDirs: readonly string[];
   /** `-B` directories: where the driver looks for cc1, as and friends before its own. */
   readonly toolDirs: readonly string[];
+  /** Headers named by `-include`/`-imacros`: gcc looks for a `.gch` of each along the include path. */
+  readonly forcedIncludes: readonly string[];
   /**
    * The object records the driver's command line (clang -frecord-command-line, -grecord-command-line):
    * kiln must not add options of its own to the compile.
@@ -387,6 +389,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
   const keyFiles: string[] = [];
   const includeDirs: string[] = [];
   const toolDirs: string[] = [];
+  const forcedIncludes: string[] = [];
   /** -P: the -E run must keep its line markers, they are how kiln learns the headers. */
   const noLineMarkers = new Set<number>();
   /** Indices into args that the -E run must not see (outputs, dependency options, -c). */
@@ -551,6 +554,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     if (a.startsWith('-include') || a.startsWith('-imacros')) {
       const joined = a.replace(/^-(include|imacros)/, '');
       const header = joined || norm[i + 1];
+      if (header !== undefined) forcedIncludes.push(header);
       if (
         header !== undefined &&
         ['.gch', '.pch'].some((ext) => fs.existsSync(path.resolve(cwd, `${header}${ext}`)))
@@ -665,6 +669,7 @@ export function parseGccArgs(family: Family, rawArgs: readonly string[], cwd: st
     keyFiles,
     includeDirs,
     toolDirs,
+    forcedIncludes,
     recordsCommandLine,
   };
 }

@@ -218,6 +218,7 @@ export function parseNvccArgs(args: readonly string[]): NvccCompile | NotCacheab
     keyFiles: [],
     includeDirs: [],
     toolDirs: [],
+    forcedIncludes: [],
     recordsCommandLine: false,
     hostCompiler,
   };

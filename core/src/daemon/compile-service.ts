@@ -106,6 +106,10 @@ type CompileRun =
 
 const group = (parsed: CacheableCompile) => languageGroup(parsed.language);
 
+/** An assembler `.incbin`/`.include` in preprocessed text (the regex only runs when a word is there). */
+const hasAsmInclude = (text: Buffer) =>
+  (text.includes('.incbin') || text.includes('.include')) && ASM_INCLUDE.test(text.toString('latin1'));
+
 /** A path as the kernel resolves it from `cwd`: `inc/../x.h` through a symlinked `inc` is not `x.h`. */
 const atCwd = (cwd: string, file: string) => (file.startsWith('/') ? file : `${cwd}/${file}`);
 
@@ -199,6 +203,7 @@ export class CompileService {
       const tools = await this.tools.digest(
         program,
         identity.wrapper ? undefined : identity.signature,
+        parsed.language,
         parsed.args,
         parsed.toolDirs,
         req.cwd,
@@ -368,10 +373,15 @@ export class CompileService {
    */
   private refusal(source: FileDigest, parsed: CacheableCompile, req: CompileRequest): string | undefined {
     if (source.flags.asmInclude) return 'assembler .incbin/.include';
-    const first = source.flags.firstInclude;
-    if (parsed.family === 'gcc' && first) {
-      const dirs = [path.dirname(atCwd(req.cwd, parsed.input)), ...parsed.includeDirs];
-      if (dirs.some((dir) => fs.existsSync(`${atCwd(req.cwd, dir)}/${first}.gch`)))
+    // gcc looks for `<name>.gch` in each directory it searches for the first #include and for
+    // -include headers; clang takes `.pch`/`.gch` for -include. Any of them on the path: refused.
+    const names = [...parsed.forcedIncludes];
+    if (parsed.family === 'gcc' && source.flags.firstInclude) names.push(source.flags.firstInclude);
+    if (names.length === 0) return undefined;
+    const dirs = ['.', path.dirname(atCwd(req.cwd, parsed.input)), ...parsed.includeDirs];
+    for (const name of names) {
+      const candidates = name.startsWith('/') ? [name] : dirs.map((dir) => `${atCwd(req.cwd, dir)}/${name}`);
+      if (candidates.some((file) => fs.existsSync(`${file}.gch`) || fs.existsSync(`${file}.pch`)))
         return 'precompiled header';
     }
     return undefined;
@@ -458,7 +468,7 @@ export class CompileService {
     if (parsed.needsPreprocessor) {
       const cpp = await this.preprocess(program, parsed, distributable, req);
       if (!cpp) return this.uncached('preprocessor error', asTyped);
-      if (ASM_INCLUDE.test(cpp.stdout.toString('latin1'))) {
+      if (hasAsmInclude(cpp.stdout)) {
         return this.uncached('assembler .incbin/.include', asTyped);
       }
       preprocessed = cpp.stdout;
@@ -551,8 +561,7 @@ export class CompileService {
       if (cpp.exitCode !== 0 || cpp.failure) return undefined;
       const markers = readLineMarkers(cpp.stdout);
       const listed = parseDepfile(readOutputFile('/', depFile)?.toString() ?? '') ?? [];
-      const files = [...markers.files];
-      for (const file of listed) if (!files.includes(file)) files.push(file);
+      const files = [...new Set([...markers.files, ...listed])];
       // kiln's depfile name shows up in -E's diagnostics only when something is wrong with it.
       const stderr = Buffer.from(cpp.stderr.toString('latin1').split(depFile).join('<depfile>'), 'latin1');
       return { stdout: cpp.stdout, stderr, headers: { files, system: markers.system } };
@@ -720,7 +729,7 @@ export class CompileService {
     run: { stdout: Buffer; stderr: Buffer },
   ): Promise<void> {
     const cpp = await this.preprocess(program, parsed, false, req);
-    if (!cpp || ASM_INCLUDE.test(cpp.stdout.toString('latin1'))) return;
+    if (!cpp || hasAsmInclude(cpp.stdout)) return;
     const read = new Set([parsed.input, ...listed, ...cpp.headers.files]);
     for (const file of read) {
       const d = this.digests.get(atCwd(req.cwd, file));
@@ -752,9 +761,10 @@ export class CompileService {
   ): void {
     let style: WriteStyle = 'in-place';
     if (kind !== 'dep') {
-      if (parsed.family !== 'gcc') style = 'replace';
-      else if ((fs.statSync(path.resolve(req.cwd, file), { throwIfNoEntry: false })?.size ?? 0) > 0)
-        style = 'replace';
+      const st = fs.statSync(path.resolve(req.cwd, file), { throwIfNoEntry: false });
+      // A device or pipe (-o /dev/null) is opened and written by both compilers, never replaced.
+      if (st && !st.isFile()) style = 'in-place';
+      else if (parsed.family !== 'gcc' || (st?.size ?? 0) > 0) style = 'replace';
     }
     writeOutputFile(req.cwd, file, data, { style, umask: req.umask });
   }
@@ -897,6 +907,7 @@ export class CompileService {
     const files: [string, string][] = [];
     // Only gcc takes __DATE__ and __TIME__ from SOURCE_DATE_EPOCH (clang from version 16 on).
     const fixedClock = parsed.family === 'gcc' && req.env.SOURCE_DATE_EPOCH !== undefined;
+    let directOnly: { why: string; preprocessorSafe: boolean } | undefined;
     for (const file of headers.files) {
       const abs = atCwd(req.cwd, file);
       const d = this.digests.get(abs);
@@ -910,13 +921,14 @@ export class CompileService {
         return unsafe(`it is too new (${d.changedMs} vs ${startedMs})`, false);
       if (d.flags.asmInclude) return unsafe('it has an assembler .incbin/.include', false);
       if (fs.existsSync(`${abs}.gch`)) return unsafe('a .gch sits beside it', false);
-      if (d.flags.timestamp) return unsafe('it uses __TIMESTAMP__', true);
-      if (d.flags.mtimeDependent) return unsafe('it has #pragma GCC dependency', true);
-      if (d.flags.hasInclude && !headers.system.has(file) && !file.startsWith('/usr/'))
-        return unsafe('it uses __has_include', true);
+      // Unsafe for direct mode only: keep looking, a later file may rule out preprocessor mode too.
+      if (d.flags.timestamp) directOnly ??= unsafe('it uses __TIMESTAMP__', true);
+      else if (d.flags.mtimeDependent) directOnly ??= unsafe('it has #pragma GCC dependency', true);
+      else if (d.flags.hasInclude && !headers.system.has(file) && !file.startsWith('/usr/'))
+        directOnly ??= unsafe('it uses __has_include', true);
       files.push([file, d.digest]);
     }
-    return { files };
+    return directOnly ?? { files };
   }
 }
 

@@ -44,7 +44,9 @@ async function main(): Promise<number> {
     config,
     storage,
     stats,
-    new FileDigestCache(undefined, path.join(config.cacheDir, 'binaries.json')),
+    // The digests of the compilers' own programs are facts about this machine, not cache content:
+    // they live beside the socket and survive clearing the cache.
+    new FileDigestCache(undefined, path.join(runtimeDir(env), 'binaries.json')),
     log,
     remote,
   );
