@@ -704,7 +704,13 @@ export class CompileService {
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
         this.entries.putManifest(directKey, []);
-        if (listed && trust && 'preprocessorSafe' in trust && trust.preprocessorSafe)
+        if (
+          listed &&
+          trust &&
+          'preprocessorSafe' in trust &&
+          trust.preprocessorSafe &&
+          !parsed.dependModeOnly
+        )
           await this.storeByPreprocessor(program, common, parsed, req, startedMs, listed, run);
       }
       return run.success;
