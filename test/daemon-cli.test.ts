@@ -35,6 +35,39 @@ describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
     expect(fs.existsSync(path.join(sb.env.KILN_RUNTIME_DIR!, 'daemon.sock'))).toBe(false);
   });
 
+  it('refuses a runtime dir that is not safely its own, says so, and compiles locally', () => {
+    sb = new KilnSandbox(kind);
+    sb.file('a.c', 'int a(void) { return 1; }\n');
+    expect(sb.run(['gcc', '-c', 'a.c', '-o', 'ref.o']).status).toBe(0);
+    const rt = sb.env.KILN_RUNTIME_DIR!;
+    const mine = path.join(sb.dir, 'mine');
+    fs.mkdirSync(mine, { mode: 0o700 });
+    // What another local user could have made first: a world-writable dir, a dir of theirs (as
+    // root the test can give it away), and a symlink to a dir (ours here: the link is the problem).
+    const setups: [string, () => void][] = [
+      ['has mode 777', () => fs.mkdirSync(rt, { mode: 0o777 })],
+      ['is owned by uid 65534', () => fs.mkdirSync(rt, { mode: 0o700 })],
+      ['is a symlink', () => fs.symlinkSync(mine, rt)],
+    ];
+    for (const [why, setup] of setups) {
+      if (why.includes('65534') && process.getuid?.() !== 0) continue; // chown needs root (CI is root)
+      fs.rmSync(rt, { recursive: true, force: true });
+      setup();
+      if (why.includes('777')) fs.chmodSync(rt, 0o777);
+      if (why.includes('65534')) fs.chownSync(rt, 65534, 65534);
+      fs.rmSync(path.join(sb.work, 'a.o'), { force: true });
+      const r = sb.kiln(['gcc', '-c', 'a.c']);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toContain('kiln: not using the daemon:');
+      expect(r.stderr).toContain(why);
+      expect(sb.read('a.o').equals(sb.read('ref.o'))).toBe(true);
+      // No daemon was started there, and nothing was written into it.
+      expect(fs.readdirSync(rt)).toEqual([]);
+      expect(sb.daemonPid()).toBeUndefined();
+    }
+    fs.rmSync(rt, { recursive: true, force: true });
+  });
+
   it('serves many concurrent clients (a cold start included) with correct objects', async () => {
     sb = new KilnSandbox(kind);
     const n = 32;

@@ -82,6 +82,33 @@ static void runtime_dir(char *out, size_t size) {
     else snprintf(out, size, "/tmp/kiln-%u", (unsigned)getuid());
 }
 
+/*
+ * Whether `path` may be trusted as this user's: a directory (or, with want_sock, a socket), not a
+ * symlink, owned by us, and (a directory) with no group or other permission bits. Another local
+ * user who made /tmp/kiln-$UID first would otherwise answer our compiles. A missing path is fine:
+ * we create it. Says why not into `why`.
+ */
+static int unsafe_path(const char *path, int want_sock, char *why, size_t size) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0;
+    if (S_ISLNK(st.st_mode)) snprintf(why, size, "%s is a symlink", path);
+    else if (want_sock ? !S_ISSOCK(st.st_mode) : !S_ISDIR(st.st_mode))
+        snprintf(why, size, "%s is not a %s", path, want_sock ? "socket" : "directory");
+    else if (st.st_uid != geteuid())
+        snprintf(why, size, "%s is owned by uid %u, not by you (uid %u)", path, (unsigned)st.st_uid, (unsigned)geteuid());
+    else if (!want_sock && (st.st_mode & 077))
+        snprintf(why, size, "%s has mode %03o (it must be 0700)", path, (unsigned)(st.st_mode & 0777));
+    else return 0;
+    return 1;
+}
+
+static int unsafe_runtime(const char *rundir, const char *sock) {
+    char why[PATH_MAX + 64];
+    if (!unsafe_path(rundir, 0, why, sizeof why) && !unsafe_path(sock, 1, why, sizeof why)) return 0;
+    fprintf(stderr, "kiln: not using the daemon: %s; compiling without the cache\n", why);
+    return 1;
+}
+
 static int connect_socket(const char *path) {
     struct sockaddr_un addr;
     if (strlen(path) >= sizeof addr.sun_path) {
@@ -184,12 +211,15 @@ static unsigned char *ask_daemon(const struct buf *req, uint32_t *body_len) {
     char rundir[PATH_MAX - 32], sock[PATH_MAX];
     runtime_dir(rundir, sizeof rundir);
     snprintf(sock, sizeof sock, "%s/daemon.sock", rundir);
+    if (unsafe_runtime(rundir, sock)) return NULL;
     int fd = connect_socket(sock);
     if (fd < 0) {
         if (errno != ENOENT && errno != ECONNREFUSED) return NULL;
         time_t since = time(NULL);
         long start = now_ms();
         start_daemon(rundir);
+        /* mkdir may have lost a race to someone else's directory. */
+        if (unsafe_runtime(rundir, sock)) return NULL;
         useconds_t wait = 5000;
         while (fd < 0 && now_ms() - start < START_TIMEOUT_MS) {
             usleep(wait);

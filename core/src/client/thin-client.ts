@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { daemonErrorPath, runtimeDir, socketPath } from '../paths.js';
+import { daemonErrorPath, runtimeDir, runtimeDirProblem, socketPath } from '../paths.js';
 import { findExecutable, kilnSelfPaths } from './find-executable.js';
 import {
   Action,
@@ -82,6 +82,7 @@ export function startupError(env: Env, since = 0): string | undefined {
 export async function sendRequest(req: Request, env: Env, autostart = true): Promise<Response | undefined> {
   const socket = socketPath(env);
   const frame = encodeRequest(req);
+  if (refuseRuntimeDir(env)) return undefined;
   try {
     return await exchange(socket, frame);
   } catch (err) {
@@ -90,6 +91,7 @@ export async function sendRequest(req: Request, env: Env, autostart = true): Pro
   }
   const since = Date.now();
   spawnDaemon(env);
+  if (refuseRuntimeDir(env)) return undefined; // the daemon's mkdir may have lost a race
   let wait = 5;
   while (Date.now() - since < START_TIMEOUT_MS) {
     await sleep(wait);
@@ -107,6 +109,13 @@ export async function sendRequest(req: Request, env: Env, autostart = true): Pro
     }
   }
   return undefined;
+}
+
+/** Says so and returns true when the runtime dir is not safely ours (the caller compiles locally). */
+function refuseRuntimeDir(env: Env): boolean {
+  const problem = runtimeDirProblem(env);
+  if (problem) process.stderr.write(`kiln: not using the daemon: ${problem}; compiling without the cache\n`);
+  return problem !== undefined;
 }
 
 function writeAll(stream: NodeJS.WriteStream, data: Buffer): Promise<void> {

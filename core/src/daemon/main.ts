@@ -10,7 +10,7 @@ import { DiskStorage } from '../cache/disk-storage.js';
 import { loadClientConfig } from '../config.js';
 import { KilnError } from '../errors.js';
 import { fileLogger } from '../log.js';
-import { daemonErrorPath, daemonLogPath, runtimeDir, socketPath } from '../paths.js';
+import { daemonErrorPath, daemonLogPath, runtimeDir, runtimeDirProblem, socketPath } from '../paths.js';
 import { Stats } from '../stats/stats.js';
 import { CompileService } from './compile-service.js';
 import { Daemon } from './daemon.js';
@@ -22,6 +22,12 @@ const NATIVE_CLIENT = path.join(here, '..', '..', 'bin', 'kiln');
 async function main(): Promise<number> {
   const env = process.env;
   fs.mkdirSync(runtimeDir(env), { recursive: true, mode: 0o700 });
+  // Never listen, log or write daemon.pid in a directory someone else controls.
+  const problem = runtimeDirProblem(env);
+  if (problem) {
+    process.stderr.write(`kiln daemon: refusing to start: ${problem}\n`);
+    return 2;
+  }
   let config: ReturnType<typeof loadClientConfig>;
   try {
     config = loadClientConfig(env);
