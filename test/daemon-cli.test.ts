@@ -68,6 +68,14 @@ describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
     fs.rmSync(rt, { recursive: true, force: true });
   });
 
+  it('creates the cache dir private to the user (issue 11, item 12)', () => {
+    sb = new KilnSandbox(kind);
+    sb.file('a.c', 'int a;\n');
+    expect(fs.existsSync(sb.cacheDir)).toBe(false);
+    expect(sb.kiln(['gcc', '-c', 'a.c']).status).toBe(0);
+    expect(fs.statSync(sb.cacheDir).mode & 0o777).toBe(0o700);
+  });
+
   it('serves many concurrent clients (a cold start included) with correct objects', async () => {
     sb = new KilnSandbox(kind);
     const n = 32;

@@ -31,7 +31,9 @@ async function main(): Promise<number> {
   let config: ReturnType<typeof loadClientConfig>;
   try {
     config = loadClientConfig(env);
-    fs.mkdirSync(config.cacheDir, { recursive: true });
+    // Objects and manifests tell what a user builds: a cache dir kiln creates is private. One
+    // that exists already (made by hand to share within a group) keeps its modes.
+    fs.mkdirSync(config.cacheDir, { recursive: true, mode: 0o700 });
   } catch (err) {
     const message =
       err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
