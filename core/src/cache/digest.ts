@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
+import { writeOutputFile } from './outputs.js';
 
 export const DIGEST_ALGORITHM = 'sha256';
 
@@ -68,6 +69,9 @@ interface Memo {
 export const ASM_INCLUDE = /(?:^|[^\w$.]|\\[nt])\.(?:incbin|include)\b/m;
 const FIRST_INCLUDE = /^[ \t]*#[ \t]*include[ \t]*["<]([^">\n]+)[">]/m;
 
+/** A NUL byte in the first 4 KiB: a binary, not source text. */
+const looksBinary = (data: Buffer) => data.subarray(0, 4096).includes(0);
+
 const NO_FLAGS: ContentFlags = {
   dateTime: false,
   timestamp: false,
@@ -82,7 +86,7 @@ const NO_FLAGS: ContentFlags = {
  * A binary (a NUL byte near the start: the compiler's own programs, a .gch) has none.
  */
 export function contentFlags(data: Buffer): ContentFlags {
-  if (data.subarray(0, 4096).includes(0)) return NO_FLAGS;
+  if (looksBinary(data)) return NO_FLAGS;
   const text = () => data.toString('latin1');
   const has = (word: string) => data.includes(word);
   return {
@@ -104,8 +108,21 @@ export const TOO_NEW_MARGIN_MS = 50;
 
 /** Device, inode, size, mtime and ctime: what tells a replaced or edited binary from the one seen before. */
 export function statSignature(file: string): string {
-  const st = fs.statSync(file, { bigint: true });
+  return signatureOf(fs.statSync(file, { bigint: true }));
+}
+
+function signatureOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** mtime or ctime, whichever is later, in ms: when the file (or directory) last changed. */
+export function changedMsOf(st: fs.BigIntStats): number {
+  return Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
+}
+
+/** Inode, mtime and ctime of a directory: a file added, removed or renamed in it changes them. */
+export function dirStampOf(st: fs.BigIntStats): string {
+  return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 export interface FileDigest {
@@ -143,7 +160,7 @@ export class FileDigestCache {
       return undefined;
     }
     if (!st.isFile()) return undefined;
-    const changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
+    const changedMs = changedMsOf(st);
     const known = this.memo.get(file);
     if (
       known &&
@@ -155,7 +172,7 @@ export class FileDigestCache {
     ) {
       return { digest: known.digest, size: Number(st.size), changedMs, flags: known.flags };
     }
-    const sig = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const sig = signatureOf(st);
     const kept = this.binaries.get(file);
     const read =
       kept?.sig === sig
@@ -203,7 +220,7 @@ function readDigest(
     try {
       const chunk = Buffer.allocUnsafe(CHUNK);
       let length = fs.readSync(fd, chunk, 0, CHUNK, 0);
-      if (!chunk.subarray(0, Math.min(length, 4096)).includes(0)) {
+      if (!looksBinary(chunk.subarray(0, length))) {
         const data = fs.readFileSync(file);
         return { digest: digestBuffer(data), flags: contentFlags(data), length: data.length };
       }
@@ -238,11 +255,9 @@ function loadBinaries(file: string): [string, { sig: string; digest: string }][]
 }
 
 function saveBinaries(file: string, binaries: ReadonlyMap<string, { sig: string; digest: string }>): void {
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
-    fs.writeFileSync(tmp, JSON.stringify(Object.fromEntries(binaries)));
-    fs.renameSync(tmp, file);
+    writeOutputFile('/', file, Buffer.from(JSON.stringify(Object.fromEntries(binaries))), { mode: 0o600 });
   } catch {
-    fs.rmSync(tmp, { force: true }); // an unwritable cache dir only costs the hashing again
+    // An unwritable runtime dir only costs the hashing again.
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-function realpathOrUndefined(file: string): string | undefined {
+export function realpathOrUndefined(file: string): string | undefined {
   try {
     // One realpath(3) call rather than an lstat per path component.
     return fs.realpathSync.native(file);
@@ -14,7 +14,7 @@ function realpathOrUndefined(file: string): string | undefined {
  * A regular file we may execute. A missing one costs one stat and no exception (PATH lookups miss
  * a lot); any other error (a PATH entry that is a file, a directory we cannot search) is a no.
  */
-export function isExecutableFile(file: string): boolean {
+function isExecutableFile(file: string): boolean {
   try {
     const st = fs.statSync(file, { throwIfNoEntry: false });
     if (!st?.isFile()) return false;
@@ -38,6 +38,7 @@ export function findExecutable(
   skip: ReadonlySet<string>,
 ): string | undefined {
   const isKiln = (file: string) => {
+    if (skip.size === 0) return false;
     const real = realpathOrUndefined(file);
     return real !== undefined && skip.has(real);
   };

@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FileDigestCache } from '../cache/digest.js';
-import { KeyHasher } from '../cache/digest.js';
-import { isExecutableFile } from '../client/find-executable.js';
+import { dirStampOf, KeyHasher } from '../cache/digest.js';
+import { findExecutable } from '../client/find-executable.js';
 import { runCaptured } from './run.js';
 
 /** Options that change which programs the driver runs (as opposed to what they are given). */
@@ -44,13 +44,12 @@ interface Learned {
 }
 
 function dirStamp(dir: string): string {
-  try {
-    const st = fs.statSync(dir, { bigint: true });
-    return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
-  } catch {
-    return 'missing';
-  }
+  const st = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
+  return st ? dirStampOf(st) : 'missing';
 }
+
+/** Tools are never kiln itself: nothing to skip in their PATH lookups. */
+const NO_SKIP: ReadonlySet<string> = new Set();
 
 /** The first word of each command line in `-###` output (gcc prints it bare, clang quoted). */
 export function commandsOf(stderr: string): string[] {
@@ -58,18 +57,11 @@ export function commandsOf(stderr: string): string[] {
   for (const line of stderr.split('\n')) {
     if (!line.startsWith(' ') || line.startsWith(' (')) continue;
     const m = line.startsWith(' "') ? /^ "((?:[^"\\]|\\.)*)"/.exec(line) : /^ (\S+)/.exec(line);
-    if (m && !tools.includes(m[1]!)) tools.push(m[1]!.replace(/\\(.)/g, '$1'));
+    if (!m) continue;
+    const tool = m[1]!.replace(/\\(.)/g, '$1');
+    if (!tools.includes(tool)) tools.push(tool);
   }
   return tools;
-}
-
-/** `name` looked up in PATH as execvp does. */
-function inPath(name: string, pathEnv: string | undefined, cwd: string): string | undefined {
-  for (const dir of (pathEnv ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
-    const file = path.resolve(cwd, dir || '.', name);
-    if (isExecutableFile(file)) return file;
-  }
-  return undefined;
 }
 
 export class DriverTools {
@@ -116,8 +108,8 @@ export class DriverTools {
     }
     const h = new KeyHasher();
     for (const tool of learned.tools) {
-      // execvp looks a name with a slash up from the cwd (a relative -B), a bare one in PATH.
-      const file = tool.includes('/') ? path.resolve(cwd, tool) : inPath(tool, env.PATH, cwd);
+      // As execvp: a name with a slash from the cwd (a relative -B), a bare one in PATH.
+      const file = findExecutable(tool, env.PATH, cwd, NO_SKIP);
       const d = file === undefined ? undefined : this.digests.get(file);
       if (!d) return undefined;
       // By name as printed and content, not where it was found: /bin/as and /usr/bin/as are one.

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   ASM_INCLUDE,
+  changedMsOf,
+  dirStampOf,
   type FileDigest,
   type FileDigestCache,
   KeyHasher,
@@ -13,7 +15,7 @@ import {
 import { type CachedResult, CacheEntries } from '../cache/entries.js';
 import { readOutputFile, type WriteStyle, writeOutputFile } from '../cache/outputs.js';
 import type { Storage } from '../cache/storage.js';
-import { findExecutable } from '../client/find-executable.js';
+import { findExecutable, realpathOrUndefined } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
 import { parseDepfile } from '../compiler/depfile.js';
 import { detectFamily, looksLikeCCompiler, looksLikeNvcc, looksLikeRustc } from '../compiler/detect.js';
@@ -284,6 +286,7 @@ export class CompileService {
     tools: string,
     parsed: CacheableCompile,
     req: CompileRequest,
+    cwd: string,
   ): string {
     const h = new KeyHasher()
       .add('version', KEY_VERSION)
@@ -296,7 +299,7 @@ export class CompileService {
       .addList('args', parsed.keyArgs);
     for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
     if (parsed.family === 'nvcc') for (const name of NVCC_KEY_ENV) h.add(`env:${name}`, req.env[name]);
-    if (parsed.keyCwd) h.add('cwd', logicalCwd(req));
+    if (parsed.keyCwd) h.add('cwd', cwd);
     if (parsed.keyHostCpu) h.add('cpu', `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`);
     for (const file of parsed.keyFiles) h.add(`file:${file}`, this.digests.get(file)?.digest);
     // Where each directory really is, relative to where it is named: retargeting a symlink
@@ -360,9 +363,8 @@ export class CompileService {
         continue;
       }
       if (busy.has(`${st.dev}:${st.ino}`)) continue;
-      const changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
-      if (changedMs >= startedMs - TOO_NEW_MARGIN_MS) return undefined;
-      stamps.push([dir, `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`]);
+      if (changedMsOf(st) >= startedMs - TOO_NEW_MARGIN_MS) return undefined;
+      stamps.push([dir, dirStampOf(st)]);
     }
     return stamps;
   }
@@ -402,7 +404,8 @@ export class CompileService {
     if (!source) return this.uncached('unreadable source file', asTyped);
     const refusal = this.refusal(source, parsed, req);
     if (refusal) return this.uncached(refusal, asTyped);
-    const common = this.commonKey(program, identity, tools, parsed, req);
+    const cwd = logicalCwd(req);
+    const common = this.commonKey(program, identity, tools, parsed, req, cwd);
     const useDirect = this.config.directMode && parsed.needsPreprocessor && !source.flags.timestamp;
     // This source with these arguments, wherever it lives: known elsewhere, preprocessor mode can
     // find what another checkout stored, so depend mode is skipped.
@@ -416,7 +419,7 @@ export class CompileService {
       : undefined;
     // A manifest names headers by the paths they were found at; in another checkout a header beside
     // the source may shadow the one it names, so each working directory has its own manifests.
-    const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', logicalCwd(req)).digest();
+    const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', cwd).digest();
     // Taken before anything runs: a header added while compiling makes the stamp recorded stale.
     const dirs = directKey ? this.includeDirStamps(parsed, req, startedMs) : undefined;
 
@@ -700,7 +703,7 @@ export class CompileService {
         const resultKey = h.digest();
         this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
         if (dirs) this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
-        if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
+        this.markSeen(seenKey);
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
         this.entries.putManifest(directKey, []);
@@ -894,6 +897,11 @@ export class CompileService {
     const trust = this.trust(headers, parsed, req, startedMs);
     if ('files' in trust && dirs)
       this.entries.addManifestEntry(directKey, { files: trust.files, dirs, result: resultKey });
+    this.markSeen(seenKey);
+  }
+
+  /** An empty manifest under `seenKey`: other working directories go to preprocessor mode for this source. */
+  private markSeen(seenKey: string): void {
     if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
   }
 
@@ -935,13 +943,5 @@ export class CompileService {
       files.push([file, d.digest]);
     }
     return directOnly ?? { files };
-  }
-}
-
-function realpathOrUndefined(file: string): string | undefined {
-  try {
-    return fs.realpathSync.native(file);
-  } catch {
-    return undefined;
   }
 }
