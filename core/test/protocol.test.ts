@@ -7,6 +7,7 @@ import {
   encodeResponse,
   FrameReader,
   MAX_FRAME,
+  MAX_REQUEST_FRAME,
 } from '../src/client/protocol.js';
 
 const body = (frame: Buffer) => {
@@ -47,6 +48,13 @@ describe('protocol', () => {
     const huge = Buffer.from('KLN1\0\0\0\0');
     huge.writeUInt32LE(MAX_FRAME + 1, 4);
     expect(() => new FrameReader().push(huge)).toThrow(/exceeds the limit/);
+    // The daemon's request limit: refused on the head alone, before any body arrives.
+    huge.writeUInt32LE(MAX_REQUEST_FRAME + 1, 4);
+    expect(() => new FrameReader(MAX_REQUEST_FRAME).push(huge)).toThrow(
+      `frame of ${MAX_REQUEST_FRAME + 1} bytes exceeds the limit of ${MAX_REQUEST_FRAME}`,
+    );
+    huge.writeUInt32LE(MAX_REQUEST_FRAME, 4);
+    expect(new FrameReader(MAX_REQUEST_FRAME).push(huge)).toBeUndefined();
     const frame = encodeRequest({
       flags: 0,
       self: Buffer.alloc(0),

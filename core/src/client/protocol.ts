@@ -15,7 +15,14 @@
 import { KILN_ERR_PROTOCOL } from '../errors.js';
 
 export const MAGIC = Buffer.from('KLN1', 'latin1');
+/** The largest response (a compiler's stdout and stderr). */
 export const MAX_FRAME = 256 * 1024 * 1024;
+/**
+ * The largest request the daemon reads. A request is the client's argv and environment, which
+ * Linux caps at 6 MiB together (a quarter of the stack limit, at most 3/4 of 8 MiB), so a bigger
+ * one comes from no kiln client.
+ */
+export const MAX_REQUEST_FRAME = 16 * 1024 * 1024;
 
 export const RequestFlag = {
   STDOUT_TTY: 1,
@@ -160,24 +167,34 @@ export function decodeResponse(body: Buffer): Response {
 }
 
 /**
- * Accumulates stream chunks and yields the body of the first complete frame.
- * Throws on a wrong magic or an oversized length, so a stray writer cannot make the daemon buffer forever.
+ * Accumulates stream chunks and yields the body of the first complete frame. The chunks are kept
+ * as they come and joined once, when the declared length has arrived: linear in the frame size
+ * whatever the chunking. Throws on a wrong magic or a length over `maxLength` as soon as the
+ * 8-byte head is in, so a stray writer cannot make the daemon buffer forever.
  */
 export class FrameReader {
-  private chunks: Buffer[] = [];
+  private readonly chunks: Buffer[] = [];
   private size = 0;
+  /** The body length from the head; -1 until the head has arrived. */
+  private length = -1;
+
+  constructor(private readonly maxLength = MAX_FRAME) {}
 
   push(chunk: Buffer): Buffer | undefined {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (this.size < 8) return undefined;
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.chunks = [all];
-    if (!all.subarray(0, 4).equals(MAGIC)) throw KILN_ERR_PROTOCOL('bad magic');
-    const length = all.readUInt32LE(4);
-    if (length > MAX_FRAME) throw KILN_ERR_PROTOCOL(`frame of ${length} bytes exceeds the limit`);
-    if (this.size < 8 + length) return undefined;
-    if (this.size > 8 + length) throw KILN_ERR_PROTOCOL('trailing bytes after frame');
-    return all.subarray(8, 8 + length);
+    if (this.length < 0) {
+      if (this.size < 8) return undefined;
+      const head = Buffer.concat(this.chunks, 8);
+      if (!head.subarray(0, 4).equals(MAGIC)) throw KILN_ERR_PROTOCOL('bad magic');
+      const length = head.readUInt32LE(4);
+      if (length > this.maxLength)
+        throw KILN_ERR_PROTOCOL(`frame of ${length} bytes exceeds the limit of ${this.maxLength}`);
+      this.length = length;
+    }
+    if (this.size < 8 + this.length) return undefined;
+    if (this.size > 8 + this.length) throw KILN_ERR_PROTOCOL('trailing bytes after frame');
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    return all.subarray(8);
   }
 }

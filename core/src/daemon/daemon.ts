@@ -8,6 +8,7 @@ import {
   decodeRequest,
   encodeResponse,
   FrameReader,
+  MAX_REQUEST_FRAME,
   type Request,
   RequestFlag,
   type Response,
@@ -140,7 +141,7 @@ export class Daemon {
   }
 
   private onConnection(conn: net.Socket): void {
-    const reader = new FrameReader();
+    const reader = new FrameReader(MAX_REQUEST_FRAME);
     let handled = false;
     conn.setTimeout(REQUEST_TIMEOUT_MS, () => {
       if (!handled) conn.destroy();
