@@ -139,6 +139,35 @@ function buildWithFreshDaemon(
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 
+/** Whether a `comm` process runs below `pid` (a worker's sandboxed compiler, seen from the host). */
+function runsBelow(pid: number, comm: string): boolean {
+  const parent = new Map<number, number>();
+  const named: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const close = stat.lastIndexOf(')');
+    parent.set(Number(entry), Number(stat.slice(close + 2).split(' ')[1]));
+    if (stat.slice(stat.indexOf('(') + 1, close) === comm) named.push(Number(entry));
+  }
+  return named.some((p) => {
+    for (let up = parent.get(p); up !== undefined && up > 1; up = parent.get(up)) if (up === pid) return true;
+    return false;
+  });
+}
+
+interface DistStats {
+  distCompiles: Record<string, number>;
+  distErrors: Record<string, number>;
+  distLocal: Record<string, number>;
+  distRetries: Record<string, number>;
+}
+
 /** Per worker: toolchains held and toolchain uploads received, once every worker heartbeated since now. */
 async function toolchainsPerWorker(): Promise<[string, number, number][]> {
   const since = Date.now();
@@ -274,7 +303,55 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect(fs.existsSync(path.join(sb.work, 'broken.o'))).toBe(false);
   });
 
+  it('retries a job whose worker is killed mid-compile once on the other worker (sccache#2277)', async () => {
+    // A first compile packages the toolchain and leaves it on one worker, which the slow job then prefers.
+    sb.file('warm.c', 'int warm(int x) { return x + 1; }\n');
+    expect(sb.kiln(['gcc', '-O2', '-c', 'warm.c']).status).toBe(0);
+    slowSource('slow0.c');
+    expect(sb.run(['gcc', '-O2', '-c', 'slow0.c', '-o', 'slow0-plain.o']).status).toBe(0);
+    const before = sb.stats().stats as unknown as DistStats;
+    const compile = sb.runAsync([sb.client, 'gcc', '-O2', '-c', 'slow0.c', '-o', 'slow0.o']);
+    let victim: [string, ServerProcess] | undefined;
+    await waitFor(
+      'cc1 to run in a worker',
+      async () => {
+        victim = [...workers].find(([, w]) => runsBelow(w.proc.pid!, 'cc1'));
+        return victim !== undefined;
+      },
+      30_000,
+    );
+    const [deadId, dead] = victim!;
+    const [otherId] = [...workers.keys()].filter((id) => id !== deadId);
+    await dead.stop('SIGKILL');
+    const r = await compile;
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(sb.read('slow0.o').equals(sb.read('slow0-plain.o'))).toBe(true);
+    const after = sb.stats().stats as unknown as DistStats;
+    // Counters a daemon without retries does not have count as none.
+    const delta = (a: Record<string, number> = {}, b: Record<string, number> = {}) =>
+      Object.fromEntries(
+        [...new Set([...Object.keys(a), ...Object.keys(b)])]
+          .map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)] as const)
+          .filter(([, n]) => n !== 0),
+      );
+    // One retry, done by the other worker; nothing compiled locally, no error left over.
+    expect(delta(after.distRetries, before.distRetries)).toEqual({ retried: 1, succeeded: 1 });
+    expect(delta(after.distCompiles, before.distCompiles)).toEqual({ [otherId!]: 1 });
+    expect(delta(after.distErrors, before.distErrors)).toEqual({});
+    expect(delta(after.distLocal, before.distLocal)).toEqual({});
+    expect(sb.kiln(['--show-stats']).stdout).toMatch(
+      /Retried on another worker \(worker lost\)\s+1\n {2}succeeded there\s+1\n {2}compiled locally\s+0\n/,
+    );
+    expect(sb.log()).toMatch(
+      new RegExp(`remote compile failed \\(worker unreachable: ${dead.url}.*\\); trying another worker`),
+    );
+    await startWorker(deadId);
+    await waitFor('the worker back', async () => (await status()).totals.workers === 2);
+  });
+
   it('survives a worker killed mid-job: the compile finishes locally with the right object', async () => {
+    const logStart = sb.log().length;
     slowSource('slow1.c');
     const plain = sb.run(['gcc', '-O2', '-c', 'slow1.c', '-o', 'slow1-plain.o']);
     expect(plain.status).toBe(0);
@@ -287,6 +364,8 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     expect(sb.read('slow1.o').equals(sb.read('slow1-plain.o'))).toBe(true);
     const s = sb.stats().stats as unknown as { distErrors: Record<string, number> };
     expect(s.distErrors['worker unreachable']).toBeGreaterThan(0);
+    // Tried once more on the other worker, dead too (or none left), then compiled locally.
+    expect(sb.log().slice(logStart)).toMatch(/trying another worker/);
     await startWorker('w1');
     await startWorker('w2');
     await waitFor('workers back', async () => (await status()).totals.workers === 2);

@@ -75,6 +75,21 @@ describe('ArchPoolScheduler', () => {
     expect(fourth.ok && fourth.worker.info.id).toBe('mid');
   });
 
+  it('passes over excluded workers (the one a job just failed on)', () => {
+    const s = make({ t: 0 });
+    s.heartbeat(worker('x1', { toolchains: [D1] }));
+    s.heartbeat(worker('x2'));
+    const tc = { kind: 'archive', digest: D1, hostTriples: [X86] };
+    const a = s.allocate(tc, ['x1']);
+    expect(a.ok && [a.worker.info.id, a.hasToolchain]).toEqual(['x2', false]);
+    expect(s.allocate(tc, ['x1', 'x2'])).toEqual({
+      ok: false,
+      reason: 'every other eligible worker is busy',
+    });
+    const b = s.allocate(tc);
+    expect(b.ok && b.worker.info.id).toBe('x1');
+  });
+
   it('frees slots when jobs finish and marks a silent worker’s jobs failed', () => {
     const now = { t: 0 };
     const s = make(now);

@@ -79,4 +79,55 @@ describe('DistClient', () => {
       await client.close();
     }
   });
+
+  it('tells a lost worker (cut connection, refused, 5xx) from a job that would fail anywhere', async () => {
+    const header = {
+      toolchain: { kind: 'archive', digest: 'c'.repeat(64), compiler: '/usr/bin/gcc' },
+      cwd: '/src',
+      argv: ['/usr/bin/gcc'],
+      env: {},
+      inputs: [],
+      outputs: [],
+      timeoutMs: 1000,
+    };
+    const answers: Record<string, (res: http.ServerResponse) => void> = {
+      cut: (res) => res.socket?.destroy(),
+      busy: (res) => {
+        res.statusCode = 503;
+        res.end(JSON.stringify({ code: 'KILN_ERR_WORKER_BUSY' }));
+      },
+      sandbox: (res) => {
+        res.statusCode = 500;
+        res.end(JSON.stringify({ code: 'KILN_ERR_SANDBOX_FAILED' }));
+      },
+      invalid: (res) => {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ code: 'KILN_ERR_SANDBOX_JOB_INVALID' }));
+      },
+      slow: () => {},
+    };
+    const url = await serve((req, res) => {
+      req.resume();
+      req.on('end', () => answers[/jobs\/(\w+)\//.exec(req.url ?? '')![1]!]!(res));
+    });
+    const client = new DistClient({ ...config(url), job_timeout: 0.1 });
+    const run = (job: string) => client.run(url, 't', job, header, []).catch((e: DistError) => e);
+    try {
+      const facts = async (job: string) => {
+        const e = await run(job);
+        return e instanceof DistError ? [e.reason, e.workerLost, e.status] : e;
+      };
+      expect(await facts('cut')).toEqual(['worker unreachable', true, undefined]);
+      expect(await facts('busy')).toEqual(['worker error', true, 503]);
+      expect(await facts('sandbox')).toEqual(['sandbox failure', false, 500]);
+      expect(await facts('invalid')).toEqual(['sandbox failure', false, 400]);
+      // job_timeout + 5 s passed without an answer: the worker is alive but slow, or the job is.
+      expect(await facts('slow')).toEqual(['worker unreachable', false, undefined]);
+      const refused = new DistClient(config('http://127.0.0.1:1'));
+      const gone = await refused.run('http://127.0.0.1:1', 't', 'x', header, []).catch((e: DistError) => e);
+      expect([gone.reason, (gone as DistError).workerLost]).toEqual(['worker unreachable', true]);
+    } finally {
+      await client.close();
+    }
+  }, 20_000);
 });

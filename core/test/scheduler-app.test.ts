@@ -212,6 +212,22 @@ describe('scheduler HTTP API', () => {
     expect((await alloc()).status).toBe('assigned');
   });
 
+  it('passes over the workers a client excludes (its retry after a worker died)', async () => {
+    const toolchain = { kind: 'archive', digest: DIGEST, hostTriples: [X86] };
+    const r = await call(s.url, '/api/v1/jobs', {
+      token: 'client-secret',
+      body: { toolchain, exclude: ['w1'] },
+    });
+    expect(r.status).toBe(200);
+    const got = r.json as AllocateResponse;
+    expect(got.status === 'no_capacity' || got.worker.id !== 'w1').toBe(true);
+    const bad = await call(s.url, '/api/v1/jobs', {
+      token: 'client-secret',
+      body: { toolchain, exclude: ['../x'] },
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it('checks the worker IP when asked to', async () => {
     const strict = await serve(
       config({ worker_auth: { type: 'jwt_hs256', secret_key: secret, check_worker_ip: true } }),

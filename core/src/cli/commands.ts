@@ -112,9 +112,13 @@ export function formatStats(data: {
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
   const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
-  if (sum(s.distCompiles) + sum(s.distErrors) + sum(s.distLocal) > 0) {
+  if (sum(s.distCompiles) + sum(s.distErrors) + sum(s.distLocal) + sum(s.distRetries) > 0) {
     out += row('Distributed compiles', sum(s.distCompiles));
     for (const [w, n] of Object.entries(s.distCompiles).sort()) out += row(`  on ${w}`, n);
+    const retries = s.distRetries ?? {};
+    out += row('Retried on another worker (worker lost)', retries.retried ?? 0);
+    out += row('  succeeded there', retries.succeeded ?? 0);
+    out += row('  compiled locally', retries['compiled locally'] ?? 0);
     out += row('Dist errors (compiled locally)', sum(s.distErrors));
     for (const [k, n] of Object.entries(s.distErrors).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
     out += row('Kept local', sum(s.distLocal));

@@ -106,6 +106,29 @@ function remoteInput(parsed: CacheableCompile, cwd: string, preprocessed: Buffer
 
 const sentKey = (workerId: string, digest: string) => `${workerId}\0${digest}`;
 
+/** One distributable compile, as tried on a worker (twice at most). */
+interface Job {
+  readonly toolchain: PackagedToolchain;
+  readonly parsed: CacheableCompile;
+  readonly preprocessed: Buffer;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly speedKey: string;
+}
+
+/** How one try on one worker ended. */
+type Attempt =
+  | { readonly kind: 'done'; readonly outcome: RemoteOutcome }
+  /** Kept local by choice; `noWorker`: the scheduler had no worker for it. */
+  | { readonly kind: 'local'; readonly reason: string; readonly noWorker?: boolean }
+  /** Went wrong; `lostWorker`: the worker (not the job) failed, so another may succeed. */
+  | {
+      readonly kind: 'failed';
+      readonly reason: string;
+      readonly detail: string;
+      readonly lostWorker?: string;
+    };
+
 export class RemoteCompiler {
   private readonly client: DistClient;
   private readonly toolchains: ToolchainCache;
@@ -230,17 +253,57 @@ export class RemoteCompiler {
     const toolchain = await this.toolchain(program);
     if (!toolchain) return this.local('toolchain being packaged');
     if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
+    const job: Job = { toolchain, parsed, preprocessed, cwd, env, speedKey };
+    const first = await this.attempt(job, []);
+    if (first.kind !== 'failed' || !first.lostWorker) return this.settle(first);
+    // The worker died or broke under the job (sccache#2277): once more on another one, then locally.
+    this.stats.dist('distRetries', 'retried');
+    this.log.warn(`remote compile failed (${first.detail}); trying another worker`);
+    const second = await this.attempt(job, [first.lostWorker]);
+    this.stats.dist('distRetries', second.kind === 'done' ? 'succeeded' : 'compiled locally');
+    // With no other worker to try, the first failure is why the compile goes local.
+    return this.settle(second.kind === 'local' && second.noWorker ? first : second);
+  }
+
+  /** Counts how a compile's remote part ended; the object, or undefined to compile locally. */
+  private settle(attempt: Attempt): RemoteOutcome | undefined {
+    if (attempt.kind === 'local') return this.local(attempt.reason);
+    if (attempt.kind === 'failed') return this.failed(attempt.reason, attempt.detail);
+    this.stats.dist('distCompiles', attempt.outcome.workerId);
+    return attempt.outcome;
+  }
+
+  /** A worker for the job, none of `exclude`. */
+  private async allocate(spec: PackagedToolchain['spec'], exclude: readonly string[]) {
+    const ref = { kind: spec.kind, digest: spec.digest, hostTriples: spec.hostTriples };
+    if (exclude.length > 0) {
+      try {
+        return await this.client.allocate(ref, exclude);
+      } catch (err) {
+        // A scheduler older than `exclude` answers 400 to it: ask as before, and take only another worker.
+        if (!(err instanceof DistError && err.status === 400)) throw err;
+      }
+    }
+    const alloc = await this.client.allocate(ref);
+    if (alloc.status === 'assigned' && exclude.includes(alloc.worker.id))
+      return { status: 'no_capacity', reason: `only ${alloc.worker.id} again` } as const;
+    return alloc;
+  }
+
+  /** One try on one worker: allocate, upload the toolchain if it lacks it, run. Never throws. */
+  private async attempt(job: Job, exclude: readonly string[]): Promise<Attempt> {
+    const { toolchain, parsed, preprocessed, cwd, env, speedKey } = job;
+    if (!parsed.remote.ok) return { kind: 'local', reason: parsed.remote.reason };
     const { spec } = toolchain;
     const startedMs = performance.now();
     let uploaded = false;
+    let workerId: string | undefined;
+    const failed = (reason: string, detail: string): Attempt => ({ kind: 'failed', reason, detail });
     try {
-      const alloc = await this.client.allocate({
-        kind: spec.kind,
-        digest: spec.digest,
-        hostTriples: spec.hostTriples,
-      });
-      if (alloc.status !== 'assigned') return this.local('no capacity');
+      const alloc = await this.allocate(spec, exclude);
+      if (alloc.status !== 'assigned') return { kind: 'local', reason: 'no capacity', noWorker: true };
       const { worker, jobId, jobToken } = alloc;
+      workerId = worker.id;
       if (!alloc.hasToolchain && !this.sent.has(sentKey(worker.id, spec.digest))) uploaded = true;
       if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
       const { inputs, inputArg, mapArgs, lang } = remoteInput(parsed, cwd, preprocessed);
@@ -282,25 +345,24 @@ export class RemoteCompiler {
         const totalMs = performance.now() - startedMs;
         this.tiny.record(speedKey, preprocessed.length, elapsedMs, Math.max(0, totalMs - elapsedMs));
       }
+      // The job ran and failed: another worker would fail it the same way.
       const { exitCode, timedOut, signal } = result.header;
-      if (timedOut) return this.failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
-      if (exitCode === null || signal) return this.failed('remote crash', `killed by ${signal}`);
+      if (timedOut) return failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
+      if (exitCode === null || signal) return failed('remote crash', `killed by ${signal}`);
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
-        return this.failed(
-          'toolchain broken on worker',
-          result.stderr.toString().trim().split('\n')[0] ?? '',
-        );
+        return failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
       }
       // Diagnostics from the remote input would quote the wrong source lines (all headers are
       // inlined into one file): the local compiler produces the exact ones the user expects.
-      if (exitCode !== 0 || result.stderr.length > 0) return this.local('diagnostics (rerun locally)');
+      if (exitCode !== 0 || result.stderr.length > 0)
+        return { kind: 'local', reason: 'diagnostics (rerun locally)' };
       const object = result.outputs.get(OUTPUT_NAME);
-      if (!object) return this.failed('missing output', `worker ${worker.id} returned no object`);
-      this.stats.dist('distCompiles', worker.id);
-      return { stdout: result.stdout, object, workerId: worker.id };
+      if (!object) return failed('missing output', `worker ${worker.id} returned no object`);
+      return { kind: 'done', outcome: { stdout: result.stdout, object, workerId: worker.id } };
     } catch (err) {
-      if (err instanceof DistError) return this.failed(err.reason, err.message);
-      return this.failed('internal', (err as Error).stack ?? String(err));
+      if (!(err instanceof DistError)) return failed('internal', (err as Error).stack ?? String(err));
+      const lost = err.workerLost && workerId !== undefined ? { lostWorker: workerId } : {};
+      return { kind: 'failed', reason: err.reason, detail: err.message, ...lost };
     }
   }
 

@@ -91,13 +91,18 @@ export const toolchainRefSchema = {
 
 export interface AllocateRequest {
   readonly toolchain: ToolchainRef;
+  /**
+   * Workers not to choose: the one a job just failed on, when the client tries another. Optional
+   * (sent only on such a retry), so that a client and a scheduler one version apart still agree.
+   */
+  readonly exclude?: readonly string[];
 }
 
 export const allocateSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['toolchain'],
-  properties: { toolchain: toolchainRefSchema },
+  properties: { toolchain: toolchainRefSchema, exclude: { type: 'array', maxItems: 16, items: id } },
 } as const;
 
 export type AllocateResponse =

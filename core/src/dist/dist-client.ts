@@ -14,17 +14,41 @@ import {
   type JobResultHeader,
 } from './wire.js';
 
+export interface DistErrorFacts {
+  /** The worker answered that it lacks the toolchain. */
+  readonly toolchainMissing?: boolean;
+  /**
+   * The worker, not the job, failed: it refused the connection, the connection broke before the
+   * answer ended, or it answered 5xx (a sandbox failure excepted). Another worker may do the job.
+   */
+  readonly workerLost?: boolean;
+  /** The HTTP status, when there was an answer. */
+  readonly status?: number;
+}
+
 export class DistError extends Error {
+  readonly toolchainMissing: boolean;
+  readonly workerLost: boolean;
+  readonly status: number | undefined;
+
   constructor(
     /** Short, stable, for stats: "scheduler unreachable", "worker unreachable", "upload refused"… */
     readonly reason: string,
     detail: string,
-    /** The worker answered that it lacks the toolchain. */
-    readonly toolchainMissing = false,
+    facts: DistErrorFacts = {},
   ) {
     super(`${reason}: ${detail}`);
+    this.toolchainMissing = facts.toolchainMissing ?? false;
+    this.workerLost = facts.workerLost ?? false;
+    this.status = facts.status;
   }
 }
+
+/**
+ * A request that ran out of its time (AbortSignal.timeout). A worker that holds a job that long
+ * is alive but slow, or the job is: sending it elsewhere would double the wait.
+ */
+const timedOut = (err: Error) => err.name === 'AbortError' || err.name === 'TimeoutError';
 
 export interface JobResult {
   readonly header: JobResultHeader;
@@ -62,7 +86,8 @@ export class DistClient {
     if (res.status === 401 || res.status === 403) {
       throw new DistError('scheduler refused credentials', `${res.status} ${text}`);
     }
-    if (res.status >= 300) throw new DistError('scheduler error', `${res.status} ${text}`);
+    if (res.status >= 300)
+      throw new DistError('scheduler error', `${res.status} ${text}`, { status: res.status });
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -70,8 +95,9 @@ export class DistClient {
     }
   }
 
-  allocate(toolchain: ToolchainRef): Promise<AllocateResponse> {
-    return this.scheduler('POST', '/jobs', { toolchain });
+  /** A worker for a job, none of `exclude` (sent only when not empty: older schedulers refuse the field). */
+  allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Promise<AllocateResponse> {
+    return this.scheduler('POST', '/jobs', exclude.length ? { toolchain, exclude } : { toolchain });
   }
 
   status(): Promise<ClusterStatus> {
@@ -106,7 +132,9 @@ export class DistClient {
         timeoutMs: init.timeoutMs,
       });
     } catch (err) {
-      throw new DistError('worker unreachable', `${url}: ${(err as Error).message}`);
+      throw new DistError('worker unreachable', `${url}: ${(err as Error).message}`, {
+        workerLost: !timedOut(err as Error),
+      });
     }
   }
 
@@ -146,7 +174,10 @@ export class DistClient {
       timeoutMs: this.config.job_timeout * 1000,
     });
     if (res.status !== 201)
-      throw new DistError('toolchain upload refused', `${res.status} ${res.body.toString()}`);
+      throw new DistError('toolchain upload refused', `${res.status} ${res.body.toString()}`, {
+        status: res.status,
+        workerLost: res.status >= 500,
+      });
   }
 
   async run(
@@ -163,15 +194,26 @@ export class DistClient {
       body: encodeFrame(header, inputs),
       timeoutMs: this.config.job_timeout * 1000 + 5000,
     });
-    if (res.status === 409) throw new DistError('toolchain missing on worker', res.body.toString(), true);
+    if (res.status === 409)
+      throw new DistError('toolchain missing on worker', res.body.toString(), {
+        toolchainMissing: true,
+        status: 409,
+      });
     if (res.status !== 200) {
       let code = '';
       try {
         code = (JSON.parse(res.body.toString()) as { code?: string }).code ?? '';
       } catch {}
+      // A sandbox failure comes from a live worker that could not run this job (its output over
+      // the limit, say): most such jobs would fail on any worker, so they are not sent to another.
+      const sandbox = code.startsWith('KILN_ERR_SANDBOX');
       throw new DistError(
-        code.startsWith('KILN_ERR_SANDBOX') ? 'sandbox failure' : 'worker error',
+        sandbox ? 'sandbox failure' : 'worker error',
         `${res.status} ${res.body.toString()}`,
+        {
+          status: res.status,
+          workerLost: res.status >= 500 && !sandbox,
+        },
       );
     }
     let frame: ReturnType<typeof decodeFrame<JobResultHeader>>;

@@ -20,6 +20,11 @@ export interface StatsData {
   distErrors: Record<string, number>;
   /** Cacheable misses kept local by choice (no capacity, conftest, toolchain still packaging), by reason. */
   distLocal: Record<string, number>;
+  /**
+   * Jobs whose worker died or broke under them, tried once more on another worker: `retried`, then
+   * `succeeded` there or `compiled locally`.
+   */
+  distRetries: Record<string, number>;
   /** Per language group (C, C++, Rust, CUDA…): hits, misses, failed compiles, calls not cached. */
   languages: Record<string, LanguageCounts>;
   since: string;
@@ -44,6 +49,7 @@ export const emptyStats = (): StatsData => ({
   distCompiles: {},
   distErrors: {},
   distLocal: {},
+  distRetries: {},
   languages: {},
   since: new Date().toISOString(),
 });
@@ -57,7 +63,7 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
   for (const [k, v] of Object.entries(delta.nonCacheable))
     target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
   for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
-  for (const field of ['distCompiles', 'distErrors', 'distLocal'] as const) {
+  for (const field of ['distCompiles', 'distErrors', 'distLocal', 'distRetries'] as const) {
     target[field] ??= {};
     const into = target[field];
     for (const [k, v] of Object.entries(delta[field] ?? {})) into[k] = (into[k] ?? 0) + v;
@@ -116,7 +122,7 @@ export class Stats {
     this.delta.languages[group][outcome]++;
   }
 
-  dist(field: 'distCompiles' | 'distErrors' | 'distLocal', key: string): void {
+  dist(field: 'distCompiles' | 'distErrors' | 'distLocal' | 'distRetries', key: string): void {
     this.delta[field][key] = (this.delta[field][key] ?? 0) + 1;
   }
 

@@ -139,9 +139,10 @@ export class ArchPoolScheduler {
 
   /**
    * Picks a worker for a job: one whose pool can execute the toolchain and whose resolvers know its
-   * kind; among those, one that already holds it, then the lowest running jobs per core.
+   * kind, other than those in `exclude`; among those, one that already holds it, then the lowest
+   * running jobs per core.
    */
-  allocate(toolchain: ToolchainRef): Allocation {
+  allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Allocation {
     let best: WorkerEntry | undefined;
     let bestHas = false;
     let bestLoad = Number.POSITIVE_INFINITY;
@@ -152,7 +153,7 @@ export class ArchPoolScheduler {
       for (const w of pool.values()) {
         if (!w.info.resolvers.includes(toolchain.kind)) continue;
         eligible++;
-        if (w.jobs.size >= w.info.maxJobs) continue;
+        if (w.jobs.size >= w.info.maxJobs || exclude.includes(w.info.id)) continue;
         const has = w.toolchains.has(toolchain.digest);
         const load = w.jobs.size / w.info.cpus;
         if ((has && !bestHas) || (has === bestHas && load < bestLoad)) {
@@ -167,7 +168,9 @@ export class ArchPoolScheduler {
       const reason =
         eligible === 0
           ? `no worker can run a ${toolchain.kind} toolchain for ${toolchain.hostTriples.join(', ')}`
-          : 'every eligible worker is busy';
+          : exclude.length > 0
+            ? 'every other eligible worker is busy'
+            : 'every eligible worker is busy';
       return { ok: false, reason };
     }
     const jobId = randomBytes(12).toString('base64url');

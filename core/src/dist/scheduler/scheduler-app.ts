@@ -123,7 +123,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     { schema: { body: allocateSchema } },
     async (request) => {
       await requireClient(request);
-      const result = pools.allocate(request.body.toolchain);
+      const result = pools.allocate(request.body.toolchain, request.body.exclude);
       if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
       const { worker } = result;
       const key = jobKeys.get(worker.info.id)!.key;
