@@ -2,6 +2,8 @@
  * The daemon's life cycle and the `kiln` commands: start on demand, idle out, many clients at
  * once, stats that survive restarts, loud config errors, masquerade links, make and CMake.
  */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -93,6 +95,118 @@ describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
     expect(stats.errors).toEqual({});
     // Only one daemon survives the start-up race.
     expect(sb.kiln(['--stop-server']).stdout).toMatch(/stopped/);
+  });
+});
+
+/** Every file and directory below `dir` (not `dir` itself), with its stat. */
+function tree(dir: string): [string, fs.Stats][] {
+  const out: [string, fs.Stats][] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    const st = fs.lstatSync(p);
+    out.push([p, st]);
+    if (st.isDirectory()) out.push(...tree(p));
+  }
+  return out;
+}
+
+/** Creates a local user (and group) for cross-user checks unless there is one; needs root. */
+function ensureUser(user: string, group?: string): void {
+  const run = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (group && run(['getent', 'group', group]).status !== 0) expect(run(['groupadd', group]).status).toBe(0);
+  if (run(['id', user]).status !== 0) expect(run(['useradd', '-M', '-N', user]).status).toBe(0);
+  if (group) expect(run(['usermod', '-a', '-G', group, user]).status).toBe(0);
+}
+
+const asUser = (user: string, argv: string[]) =>
+  spawnSync('runuser', ['-u', user, '--', ...argv], { encoding: 'utf8', cwd: '/' });
+
+/** The daemon flushes stats every second: waits until stats.json exists. */
+function waitForStatsFile(sb: KilnSandbox): string {
+  const file = path.join(sb.cacheDir, 'stats.json');
+  const end = Date.now() + 5000;
+  while (!fs.existsSync(file) && Date.now() < end)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  return file;
+}
+
+describe('the cache dir is private unless `umask` shares it (issue 11, item 12)', () => {
+  const root = process.getuid?.() === 0 && have('runuser');
+
+  it('without `umask`, entries, manifests and stats are private even in a cache dir open to others', () => {
+    sb = new KilnSandbox();
+    sb.file('a.c', 'int a(void) { return 2; }\n');
+    // A cache dir an older kiln made with the caller's umask (022), on a path others can traverse.
+    fs.chmodSync(sb.dir, 0o711);
+    fs.mkdirSync(sb.cacheDir, { mode: 0o755 });
+    fs.chmodSync(sb.cacheDir, 0o755);
+    const r = sb.run(['sh', '-c', 'umask 022; exec "$0" "$@"', sb.client, 'gcc', '-c', 'a.c']);
+    expect(r.status, r.stderr).toBe(0);
+    waitForStatsFile(sb);
+    // The object is the caller's, with the caller's umask.
+    expect(fs.statSync(path.join(sb.work, 'a.o')).mode & 0o777).toBe(0o644);
+    const entries = tree(sb.cacheDir);
+    const kinds = new Set(entries.map(([p]) => path.relative(sb.cacheDir, p).split('/')[0]));
+    expect([...kinds].sort()).toEqual(['m', 'r', 'stats.json', 'tmp']);
+    if (root) {
+      ensureUser('kiln-other');
+      const object = entries.find(
+        ([p, st]) => st.isFile() && path.relative(sb.cacheDir, p).startsWith('r/'),
+      )![0];
+      const cat = asUser('kiln-other', ['cat', object]);
+      expect([cat.status, cat.stdout, cat.stderr]).toEqual([1, '', `cat: ${object}: Permission denied\n`]);
+    }
+    for (const [p, st] of entries) {
+      expect(`${path.relative(sb.cacheDir, p)} ${(st.mode & 0o777).toString(8)}`).toBe(
+        `${path.relative(sb.cacheDir, p)} ${st.isDirectory() ? '700' : '600'}`,
+      );
+    }
+  });
+
+  it('with umask = "002", a group shares the cache dir: group-readable and writable, whatever the caller\'s umask', () => {
+    sb = new KilnSandbox();
+    sb.file('a.c', 'int a(void) { return 3; }\n');
+    sb.file('../config/kiln/config.toml', 'umask = "002"\n');
+    let gid = process.getgid!();
+    if (root) {
+      ensureUser('kiln-other', 'kiln-share');
+      gid = Number(spawnSync('getent', ['group', 'kiln-share'], { encoding: 'utf8' }).stdout.split(':')[2]);
+    }
+    // The team's dir: group-owned, setgid so that what is made inside stays in the group.
+    fs.chmodSync(sb.dir, 0o711);
+    fs.mkdirSync(sb.cacheDir);
+    fs.chownSync(sb.cacheDir, process.getuid!(), gid);
+    fs.chmodSync(sb.cacheDir, 0o2770);
+    const r = sb.run(['sh', '-c', 'umask 077; exec "$0" "$@"', sb.client, 'gcc', '-c', 'a.c']);
+    expect(r.status, r.stderr).toBe(0);
+    waitForStatsFile(sb);
+    expect(fs.statSync(path.join(sb.work, 'a.o')).mode & 0o777).toBe(0o600);
+    const entries = tree(sb.cacheDir);
+    expect(entries.filter(([, st]) => st.isFile()).length).toBeGreaterThanOrEqual(3); // result, manifest, stats
+    for (const [p, st] of entries) {
+      const rel = path.relative(sb.cacheDir, p);
+      expect(`${rel} ${(st.mode & 0o7777).toString(8)} ${st.gid}`).toBe(
+        `${rel} ${st.isDirectory() ? '2775' : '664'} ${gid}`,
+      );
+    }
+    if (!root) return;
+    const object = entries.find(
+      ([p, st]) => st.isFile() && path.relative(sb.cacheDir, p).startsWith('r/'),
+    )![0];
+    const sum = asUser('kiln-other', ['sha256sum', object]);
+    expect(sum.status, sum.stderr).toBe(0);
+    expect(sum.stdout).toBe(
+      `${createHash('sha256').update(fs.readFileSync(object)).digest('hex')}  ${object}\n`,
+    );
+    const write = asUser('kiln-other', ['sh', '-c', `echo x > ${path.dirname(object)}/probe`]);
+    expect(write.status, write.stderr).toBe(0);
+  });
+
+  it('refuses a umask that is not an octal string', () => {
+    sb = new KilnSandbox();
+    const bad = sb.kiln(['--start-server'], { env: { ...sb.env, KILN_UMASK: '8' } });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/KILN_UMASK.*an octal umask in quotes, such as "002" or "027"/);
   });
 });
 

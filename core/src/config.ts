@@ -20,6 +20,11 @@ export interface ClientConfig {
   readonly directMode: boolean;
   /** On a cold miss, learn headers from a depfile instead of running the preprocessor first. */
   readonly dependMode: boolean;
+  /**
+   * The umask for everything the daemon writes into the cache dir (ccache's `umask`), e.g. 0o002
+   * to share it within a group; undefined: private (0o077), whatever the caller's umask.
+   */
+  readonly umask: number | undefined;
   /** Distributed compilation, when a `[dist]` table names a scheduler. */
   readonly dist: DistConfig | undefined;
   /** The file the settings came from, when there was one. */
@@ -76,6 +81,12 @@ const FIELDS = {
     expected: 'true or false',
     parse: parseBool,
   } satisfies Field<boolean>,
+  umask: {
+    env: 'KILN_UMASK',
+    expected: 'an octal umask in quotes, such as "002" or "027"',
+    // A string only: TOML reads `umask = 022` as an error and `umask = 22` as decimal 22.
+    parse: (v) => (typeof v === 'string' && /^0?[0-7]{1,3}$/.test(v) ? Number.parseInt(v, 8) : undefined),
+  } satisfies Field<number>,
 } as const;
 
 type Key = keyof typeof FIELDS;
@@ -134,6 +145,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     idleTimeout: read('idle_timeout') ?? 600,
     directMode: read('direct_mode') ?? true,
     dependMode: read('depend_mode') ?? true,
+    umask: read('umask'),
     dist,
     configFile: text === undefined ? undefined : file,
   });

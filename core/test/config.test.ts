@@ -44,6 +44,18 @@ describe('loadClientConfig', () => {
     });
   });
 
+  it('reads umask as an octal string, from the file or KILN_UMASK, and refuses anything else', () => {
+    expect(loadClientConfig({ HOME: dir }).umask).toBeUndefined();
+    const file = write('umask.toml', 'umask = "002"\n');
+    expect(loadClientConfig({ KILN_CONFIG: file }).umask).toBe(0o002);
+    expect(loadClientConfig({ KILN_CONFIG: file, KILN_UMASK: '0027' }).umask).toBe(0o027);
+    for (const bad of ['umask = 22\n', 'umask = "8"\n', 'umask = "0777x"\n', 'umask = "1000"\n']) {
+      expect(() => loadClientConfig({ KILN_CONFIG: write('bad-umask.toml', bad) }), bad).toThrow(
+        /umask.*an octal umask in quotes, such as "002" or "027"/,
+      );
+    }
+  });
+
   it('names an unknown key and the file', () => {
     const file = write('unknown.toml', 'cache_dri = "/c"\n');
     expect(() => loadClientConfig({ KILN_CONFIG: file })).toThrow(

@@ -57,7 +57,8 @@ export class DiskStorage implements Storage {
     fs.mkdirSync(this.tmpDir, { recursive: true });
     const tmp = path.join(this.tmpDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
     try {
-      fs.writeFileSync(tmp, data, { mode: 0o644 });
+      // The daemon's umask decides: private, or shared as the `umask` option says.
+      fs.writeFileSync(tmp, data);
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.renameSync(tmp, file);
     } catch (err) {

@@ -31,6 +31,8 @@ export interface DaemonOptions {
   readonly log: Logger;
   /** The kiln executables (native and Node client): never taken for a compiler. */
   readonly selfPaths: readonly string[];
+  /** The umask of the client that started the daemon: for a client that does not send its own. */
+  readonly callerUmask: number;
 }
 
 const text = (s: string, exitCode = 0): Response => ({
@@ -207,7 +209,7 @@ export class Daemon {
       skip: this.selfPaths,
       stderrTty: (req.flags & RequestFlag.STDERR_TTY) !== 0,
       stdinTty: (req.flags & RequestFlag.STDIN_TTY) !== 0,
-      umask: umaskOf(req.flags),
+      umask: umaskOf(req.flags) ?? this.opts.callerUmask,
     });
   }
 

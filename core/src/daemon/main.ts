@@ -29,11 +29,17 @@ async function main(): Promise<number> {
     return 2;
   }
   let config: ReturnType<typeof loadClientConfig>;
+  // The caller's umask (inherited from the client that started the daemon), for the outputs of a
+  // client that does not send its own.
+  let callerUmask: number;
   try {
     config = loadClientConfig(env);
-    // Objects and manifests tell what a user builds: a cache dir kiln creates is private. One
-    // that exists already (made by hand to share within a group) keeps its modes.
-    fs.mkdirSync(config.cacheDir, { recursive: true, mode: 0o700 });
+    // Objects and manifests tell what a user builds: all the daemon writes itself (the cache dir,
+    // its entries, manifests, stats and toolchains; its log) is private, unless `umask` says how
+    // to share the cache. Compiler outputs get the caller's umask, passed explicitly. A cache dir
+    // that exists already keeps its modes.
+    callerUmask = process.umask(config.umask ?? 0o077);
+    fs.mkdirSync(config.cacheDir, { recursive: true });
   } catch (err) {
     const message =
       err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
@@ -66,6 +72,7 @@ async function main(): Promise<number> {
     stats,
     log,
     selfPaths: [NODE_CLI, NATIVE_CLIENT],
+    callerUmask,
   });
   if (!(await daemon.start())) return 0;
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
