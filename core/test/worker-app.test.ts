@@ -3,7 +3,6 @@
  * each one, that the worker still serves. A real worker app on 127.0.0.1 with the real bubblewrap
  * sandbox, the real toolchain store and archive resolver, and a static test tool as the toolchain.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash, createSecretKey } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -13,6 +12,7 @@ import path from 'node:path';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
+import { buildToolArchive } from '../../test/helpers/static-tool.js';
 import { jobToken } from '../src/dist/auth.js';
 import { signHs256 } from '../src/dist/hs256-jwt.js';
 import { decodeFrame, encodeFrame, JOB_CONTENT_TYPE, type JobResultHeader } from '../src/dist/wire.js';
@@ -24,23 +24,6 @@ const W = 'w-test';
 const MAX_TOOLCHAIN = 4 * 1024 * 1024;
 const MAX_JOB_INPUT = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 1500;
-const TOOL = String.raw`
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  if (argc == 4 && !strcmp(argv[1], "cp")) {
-    FILE *in = fopen(argv[2], "rb"), *out = fopen(argv[3], "wb");
-    if (!in || !out) return 3;
-    char buf[4096]; size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
-    return fclose(out) ? 4 : 0;
-  }
-  if (argc == 3 && !strcmp(argv[1], "sleep")) { sleep(atoi(argv[2])); return 0; }
-  return 2;
-}
-`;
 
 let tmp: string;
 let archive: Buffer;
@@ -171,21 +154,7 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-worker-api-'));
     fs.chmodSync(tmp, 0o755);
-    const root = path.join(tmp, 'tc');
-    fs.mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
-    fs.writeFileSync(path.join(tmp, 'tool.c'), TOOL);
-    const cc = spawnSync('gcc', [
-      '-static',
-      '-O2',
-      '-o',
-      path.join(root, 'usr/bin/tool'),
-      path.join(tmp, 'tool.c'),
-    ]);
-    expect(cc.status, cc.stderr?.toString()).toBe(0);
-    const tar = spawnSync('tar', ['-C', root, '-czf', path.join(tmp, 'tc.tar.gz'), 'usr']);
-    expect(tar.status).toBe(0);
-    archive = fs.readFileSync(path.join(tmp, 'tc.tar.gz'));
-    digest = sha256(archive);
+    ({ archive, digest } = buildToolArchive(tmp));
     const storeDir = path.join(tmp, 'store');
     storeTmp = path.join(storeDir, 'tmp');
     const store = new ToolchainStore(
