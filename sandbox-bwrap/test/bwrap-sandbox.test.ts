@@ -2,7 +2,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { SandboxJob } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type SandboxJob } from '@kiln/plugins';
 import { buildProbe } from '@kiln/plugins/conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
@@ -20,6 +20,7 @@ const options = (over: Partial<BwrapSandboxOptions> = {}): BwrapSandboxOptions =
   max_log_bytes: 64 * 1024,
   job_uid: 65534,
   job_gid: 65534,
+  slot_uid_base: 2_000_000_000,
   extra_args: [],
   ...over,
 });
@@ -34,6 +35,7 @@ const probeJob = (args: string[], over: Partial<SandboxJob> = {}): SandboxJob =>
   inputs: [{ path: `${cwd}/probe`, data: probe, executable: true }],
   outputs: [],
   timeoutMs: 20_000,
+  limits: DEFAULT_JOB_LIMITS,
   ...over,
 });
 
@@ -57,7 +59,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   });
   afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
 
-  it.skipIf(process.getuid?.() !== 0)('a root worker starts jobs as job_uid on the host', async () => {
+  it.skipIf(process.getuid?.() !== 0)('a root worker starts jobs as their slot uid on the host', async () => {
     const sandbox = new BwrapSandbox(options());
     const running = sandbox.run(probeJob(['sleep', 'kiln-uid-check'], { timeoutMs: 1500 }));
     let uid: string | undefined;
@@ -65,7 +67,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
       await new Promise((r) => setTimeout(r, 50));
       uid = await statusUid('kiln-uid-check');
     }
-    expect(uid).toBe('65534');
+    expect(uid).toBe('2000000000');
     expect((await running).timedOut).toBe(true);
   });
 
@@ -111,13 +113,13 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     expect(r.stdout.length).toBe(64 * 1024);
   });
 
-  it('rejects outputs larger than max_output_bytes', async () => {
+  it('returns no outputs past max_output_bytes, and says so', async () => {
     const sandbox = new BwrapSandbox(options({ max_output_bytes: 4 }));
     const job = probeJob(['write', 'out.txt', 'more than four bytes'], { outputs: [`${cwd}/out.txt`] });
-    await expect(sandbox.run(job)).rejects.toMatchObject({
-      code: 'KILN_ERR_SANDBOX_FAILED',
-      message: expect.stringContaining('max_output_bytes'),
-    });
+    const r = await sandbox.run(job);
+    expect(r).toMatchObject({ exitCode: 0, limitExceeded: 'output' });
+    expect(r.outputs.size).toBe(0);
+    expect(r.stderr.toString()).toContain('kiln: the job exceeded its limit of 4 bytes of outputs');
   });
 
   it('does not follow a directory symlink on the way to an output', async () => {

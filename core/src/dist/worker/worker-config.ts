@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { ObjectSchema } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type JobLimits, type ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
@@ -28,6 +28,8 @@ export interface WorkerConfig {
   /** Extra toolchain resolver plugins besides the built-in "archive". */
   readonly resolvers: readonly string[];
   readonly job_timeout: number;
+  /** What each job may use, enforced by the sandbox (`[limits]`). */
+  readonly limits: JobLimits;
   readonly scheduler_auth: { readonly type: 'jwt_token'; readonly token: string };
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
 }
@@ -50,6 +52,15 @@ const schema: ObjectSchema = {
     sandbox_config: { type: 'object', properties: {}, additionalProperties: true },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
+    limits: {
+      type: 'object',
+      properties: {
+        processes: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        memory: { type: 'string' },
+        tmp_disk: { type: 'string' },
+        output_size: { type: 'string' },
+      },
+    },
     scheduler_auth: {
       type: 'object',
       required: ['type', 'token'],
@@ -59,9 +70,17 @@ const schema: ObjectSchema = {
   },
 };
 
-type Raw = Omit<WorkerConfig, 'toolchain_cache_size' | 'max_toolchain_size'> & {
+interface RawLimits {
+  processes?: number;
+  memory?: string;
+  tmp_disk?: string;
+  output_size?: string;
+}
+
+type Raw = Omit<WorkerConfig, 'toolchain_cache_size' | 'max_toolchain_size' | 'limits'> & {
   toolchain_cache_size: string;
   max_toolchain_size: string;
+  limits: RawLimits;
 };
 
 export function loadWorkerConfig(file: string): WorkerConfig {
@@ -74,8 +93,22 @@ function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
     if (n === undefined) throw KILN_ERR_CONFIG_INVALID(key, file, 'a size such as "10G"');
     return n;
   };
+  const limit = (key: 'memory' | 'tmp_disk' | 'output_size', fallback: number) => {
+    const value = raw.limits[key];
+    if (value === undefined) return fallback;
+    const n = parseSize(value);
+    if (!n) throw KILN_ERR_CONFIG_INVALID(`limits.${key}`, file, 'a size above zero such as "4G"');
+    return n;
+  };
+  const limits: JobLimits = Object.freeze({
+    processes: raw.limits.processes ?? DEFAULT_JOB_LIMITS.processes,
+    memoryBytes: limit('memory', DEFAULT_JOB_LIMITS.memoryBytes),
+    tmpDiskBytes: limit('tmp_disk', DEFAULT_JOB_LIMITS.tmpDiskBytes),
+    outputBytes: limit('output_size', DEFAULT_JOB_LIMITS.outputBytes),
+  });
   return Object.freeze({
     ...raw,
+    limits,
     id: raw.id ?? os.hostname(),
     public_url: raw.public_url ?? `http://${raw.public_addr}`,
     cache_dir: raw.cache_dir ?? path.join(os.homedir(), '.cache', 'kiln-worker'),

@@ -70,6 +70,7 @@ export async function startWorker(
     maxJobs: config.max_jobs,
     jobTimeoutMs: config.job_timeout * 1000,
     maxToolchainBytes: config.max_toolchain_size,
+    limits: config.limits,
     logger: true,
     logLevel: config.log_level,
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
