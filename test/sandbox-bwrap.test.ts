@@ -27,7 +27,8 @@ const options = (workDir: string) => ({
   max_log_bytes: 1024 * 1024,
   job_uid: 65534,
   job_gid: 65534,
-  slot_uid_base: 2_000_000_000,
+  // Apart from the default range, which workers of other test files on this host use.
+  slot_uid_base: 2_100_000_000,
   extra_args: [],
 });
 
