@@ -1,4 +1,5 @@
 /** What the conformance kit cannot see from outside: uids, limits, clean-up, bwrap's own failures. */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +72,28 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     expect((await running).timedOut).toBe(true);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('gives jobs running at once host uids of their own', async () => {
+    const sandbox = new BwrapSandbox(options());
+    const marks = ['kiln-slot-a', 'kiln-slot-b'];
+    const running = marks.map((m) => sandbox.run(probeJob(['sleep', m], { timeoutMs: 1500 })));
+    const uids: (string | undefined)[] = [undefined, undefined];
+    for (let i = 0; i < 50 && !(uids[0] && uids[1]); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      for (const [j, m] of marks.entries()) uids[j] ??= await statusUid(m);
+    }
+    await Promise.all(running);
+    expect(uids.sort()).toEqual(['2000000000', '2000000001']);
+    // Slots are reused: the next job gets slot 0 again.
+    const next = sandbox.run(probeJob(['sleep', 'kiln-slot-c'], { timeoutMs: 1000 }));
+    let uid: string | undefined;
+    for (let i = 0; i < 50 && !uid; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      uid = await statusUid('kiln-slot-c');
+    }
+    await next;
+    expect(uid).toBe('2000000000');
+  });
+
   it.skipIf(process.getuid?.() !== 0)(
     'falls back to a namespace-only uid for a toolchain root only root can reach',
     async () => {
@@ -131,6 +154,68 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     expect(r.stdout.toString()).toContain('ALLOWED symlink');
     expect(r.outputs.size).toBe(0);
   });
+
+  it.skipIf(!have('rustc'))(
+    'compiles with a real rustc under the default limits',
+    { timeout: 120_000 },
+    async () => {
+      // A toolchain root of rustc's sysroot (hard links where possible) over the host's /usr.
+      const sysroot = execFileSync('rustc', ['--print', 'sysroot'], { encoding: 'utf8' }).trim();
+      const host = /^host: (\S+)$/m.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))![1]!;
+      const root = path.join(tmp, 'rust-root');
+      const copy = async (rel: string) => {
+        await fs.mkdir(path.dirname(path.join(root, 'rust', rel)), { recursive: true });
+        try {
+          execFileSync('cp', ['-al', path.join(sysroot, rel), path.join(root, 'rust', rel)]);
+        } catch {
+          execFileSync('cp', ['-a', path.join(sysroot, rel), path.join(root, 'rust', rel)]);
+        }
+      };
+      await copy('bin/rustc');
+      for (const f of await fs.readdir(path.join(sysroot, 'lib')))
+        if (f.includes('.so')) await copy(`lib/${f}`);
+      await copy(`lib/rustlib/${host}/lib`);
+      for (const dir of [root, path.join(root, 'rust')]) await fs.chmod(dir, 0o755);
+      for (const top of ['lib', 'lib64', 'bin']) await fs.symlink(`usr/${top}`, path.join(root, top));
+      const source = `${Array.from({ length: 40 }, (_, i) => `pub fn f${i}(v: &[u64]) -> u64 { v.iter().map(|x| x * ${i}).sum() }`).join('\n')}\n`;
+      const sandbox = new BwrapSandbox(options({ extra_args: ['--ro-bind', '/usr', '/usr'] }));
+      const rustc = (limits: typeof DEFAULT_JOB_LIMITS) =>
+        sandbox.run({
+          id: 'rustc',
+          toolchainRoot: root,
+          cwd,
+          argv: [
+            '/rust/bin/rustc',
+            '--edition',
+            '2021',
+            '--crate-type',
+            'rlib',
+            '--crate-name',
+            'm',
+            '-C',
+            'opt-level=2',
+            '-C',
+            'codegen-units=16',
+            'm.rs',
+            '-o',
+            'libm.rlib',
+          ],
+          env: { PATH: '/usr/bin' },
+          inputs: [{ path: `${cwd}/m.rs`, data: Buffer.from(source) }],
+          outputs: [`${cwd}/libm.rlib`],
+          timeoutMs: 100_000,
+          limits,
+        });
+      const r = await rustc(DEFAULT_JOB_LIMITS);
+      expect(r.exitCode, r.stderr.toString()).toBe(0);
+      expect(r.limitExceeded).toBeUndefined();
+      expect(r.outputs.get(`${cwd}/libm.rlib`)?.subarray(0, 8).toString()).toBe('!<arch>\n');
+      // The same compile under a small memory limit fails: the limits reach rustc.
+      const small = await rustc({ ...DEFAULT_JOB_LIMITS, memoryBytes: 64 * 1024 * 1024 });
+      expect(small.exitCode).not.toBe(0);
+      expect(small.outputs.size).toBe(0);
+    },
+  );
 
   it('removes every job directory: after success, failure, timeout and rejection', async () => {
     const sandbox = new BwrapSandbox(options());
