@@ -19,6 +19,13 @@ describe('worker.toml [limits]', () => {
     expect(load('').limits).toEqual(DEFAULT_JOB_LIMITS);
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    "keeps a root worker's toolchains where job uids can reach them",
+    () => {
+      expect(load('').cache_dir).toBe('/var/cache/kiln-worker');
+    },
+  );
+
   it('reads processes and sizes', () => {
     const c = load('[limits]\nprocesses = 64\nmemory = "2G"\ntmp_disk = "512M"\noutput_size = "100M"\n');
     expect(c.limits).toEqual({

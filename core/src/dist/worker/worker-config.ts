@@ -83,6 +83,15 @@ type Raw = Omit<WorkerConfig, 'toolchain_cache_size' | 'max_toolchain_size' | 'l
   limits: RawLimits;
 };
 
+/**
+ * A root worker starts jobs as other uids, which must reach the toolchains: not under /root (0700),
+ * else the jobs run without their own uid and so without a process limit.
+ */
+function defaultCacheDir(): string {
+  if (process.getuid?.() === 0) return '/var/cache/kiln-worker';
+  return path.join(os.homedir(), '.cache', 'kiln-worker');
+}
+
 export function loadWorkerConfig(file: string): WorkerConfig {
   return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema));
 }
@@ -111,7 +120,7 @@ function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
     limits,
     id: raw.id ?? os.hostname(),
     public_url: raw.public_url ?? `http://${raw.public_addr}`,
-    cache_dir: raw.cache_dir ?? path.join(os.homedir(), '.cache', 'kiln-worker'),
+    cache_dir: raw.cache_dir ?? defaultCacheDir(),
     toolchain_cache_size: size('toolchain_cache_size'),
     max_toolchain_size: size('max_toolchain_size'),
     max_jobs: raw.max_jobs ?? os.availableParallelism(),
