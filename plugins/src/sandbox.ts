@@ -82,8 +82,8 @@ export interface Sandbox {
   /** Checks the host can run jobs (tool installed, right version, engine reachable). Never rejects. */
   probe(): Promise<SandboxProbe>;
   /**
-   * Runs one job to completion. A job that fails, crashes or times out resolves normally (that is the
-   * user's compile failing); the promise rejects with a `KILN_ERR_SANDBOX_*` KilnError only when the
+   * Runs one job to completion. A job that fails, crashes, times out or runs into one of its limits
+   * resolves normally (that is the user's compile failing, or `limitExceeded`); the promise rejects with a `KILN_ERR_SANDBOX_*` KilnError only when the
    * sandbox itself could not do its work, so the client knows to compile locally instead.
    */
   run(job: SandboxJob): Promise<SandboxResult>;

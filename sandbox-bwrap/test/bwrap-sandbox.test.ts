@@ -72,6 +72,14 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     expect((await running).timedOut).toBe(true);
   });
 
+  it.skipIf(process.getuid?.() !== 0)('probe() says how a root worker enforces the limits', async () => {
+    const p = await new BwrapSandbox(options()).probe();
+    expect(p.ok, p.detail).toBe(true);
+    expect(p.detail).toContain('on the host as uid 2000000000 + their slot, each with its own process limit');
+    expect(p.detail).toContain('memory limited per process (RLIMIT_AS)');
+    expect(p.detail).toContain("each job's cwd, /tmp and /dev/shm share a tmpfs of the job's disk limit");
+  });
+
   it.skipIf(process.getuid?.() !== 0)('gives jobs running at once host uids of their own', async () => {
     const sandbox = new BwrapSandbox(options());
     const marks = ['kiln-slot-a', 'kiln-slot-b'];
