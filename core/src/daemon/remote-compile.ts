@@ -282,8 +282,14 @@ export class RemoteCompiler {
         const totalMs = performance.now() - startedMs;
         this.tiny.record(speedKey, preprocessed.length, elapsedMs, Math.max(0, totalMs - elapsedMs));
       }
-      const { exitCode, timedOut, signal } = result.header;
+      const { exitCode, timedOut, signal, limitExceeded } = result.header;
       if (timedOut) return this.failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
+      // The worker's limit, not the user's code: compiled locally, where it may well fit.
+      if (limitExceeded)
+        return this.failed(
+          'remote limit',
+          `job ${jobId} on ${worker.id} exceeded its ${limitExceeded} limit`,
+        );
       if (exitCode === null || signal) return this.failed('remote crash', `killed by ${signal}`);
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
         return this.failed(

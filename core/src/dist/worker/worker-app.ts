@@ -6,7 +6,7 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Sandbox } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type JobLimits, type Sandbox } from '@kiln/plugins';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import {
@@ -45,6 +45,8 @@ export interface WorkerAppOptions {
   readonly maxJobInputBytes?: number;
   /** How long a client may take to send one whole request; default 10 minutes. */
   readonly requestTimeoutMs?: number;
+  /** What each job may use (worker.toml `[limits]`); the sandbox enforces them. */
+  readonly limits?: JobLimits;
   /** Called when a job ends, to tell the scheduler its slot is free. */
   readonly onJobDone?: (jobId: string, failed: boolean) => void;
   /** Called when an uploaded toolchain is stored, to tell the scheduler this worker holds it. */
@@ -221,6 +223,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
             inputs: header.inputs.map((p, i) => ({ path: abs(p), data: blobs[i]! })),
             outputs: header.outputs.map(abs),
             timeoutMs: Math.min(header.timeoutMs, opts.jobTimeoutMs),
+            limits: opts.limits ?? DEFAULT_JOB_LIMITS,
           });
           const present = header.outputs.filter((p) => result.outputs.has(abs(p)));
           const resultHeader: JobResultHeader = {
@@ -229,6 +232,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
             timedOut: result.timedOut,
             outputs: present,
             elapsedMs: Math.round(performance.now() - started),
+            ...(result.limitExceeded ? { limitExceeded: result.limitExceeded } : {}),
           };
           failed = false;
           reply.header('content-type', JOB_CONTENT_TYPE);

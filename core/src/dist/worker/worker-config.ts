@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { ObjectSchema } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type JobLimits, type ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
@@ -32,6 +32,8 @@ export interface WorkerConfig {
   /** Extra toolchain resolver plugins besides the built-in "archive". */
   readonly resolvers: readonly string[];
   readonly job_timeout: number;
+  /** What each job may use, enforced by the sandbox (`[limits]`). */
+  readonly limits: JobLimits;
   readonly scheduler_auth: { readonly type: 'jwt_token'; readonly token: string };
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
 }
@@ -56,6 +58,15 @@ const schema: ObjectSchema = {
     sandbox_config: { type: 'object', properties: {}, additionalProperties: true },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
+    limits: {
+      type: 'object',
+      properties: {
+        processes: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        memory: { type: 'string' },
+        tmp_disk: { type: 'string' },
+        output_size: { type: 'string' },
+      },
+    },
     scheduler_auth: {
       type: 'object',
       required: ['type', 'token'],
@@ -65,8 +76,24 @@ const schema: ObjectSchema = {
   },
 };
 
+interface RawLimits {
+  processes?: number;
+  memory?: string;
+  tmp_disk?: string;
+  output_size?: string;
+}
+
 type SizeKey = 'toolchain_cache_size' | 'max_toolchain_size' | 'max_job_input_size';
-type Raw = Omit<WorkerConfig, SizeKey> & Record<SizeKey, string>;
+type Raw = Omit<WorkerConfig, SizeKey | 'limits'> & Record<SizeKey, string> & { limits: RawLimits };
+
+/**
+ * A root worker starts jobs as other uids, which must reach the toolchains: not under /root (0700),
+ * else the jobs run without their own uid and so without a process limit.
+ */
+function defaultCacheDir(): string {
+  if (process.getuid?.() === 0) return '/var/cache/kiln-worker';
+  return path.join(os.homedir(), '.cache', 'kiln-worker');
+}
 
 export function loadWorkerConfig(file: string): WorkerConfig {
   return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema));
@@ -78,11 +105,25 @@ function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
     if (n === undefined) throw KILN_ERR_CONFIG_INVALID(key, file, 'a size such as "10G"');
     return n;
   };
+  const limit = (key: 'memory' | 'tmp_disk' | 'output_size', fallback: number) => {
+    const value = raw.limits[key];
+    if (value === undefined) return fallback;
+    const n = parseSize(value);
+    if (!n) throw KILN_ERR_CONFIG_INVALID(`limits.${key}`, file, 'a size above zero such as "4G"');
+    return n;
+  };
+  const limits: JobLimits = Object.freeze({
+    processes: raw.limits.processes ?? DEFAULT_JOB_LIMITS.processes,
+    memoryBytes: limit('memory', DEFAULT_JOB_LIMITS.memoryBytes),
+    tmpDiskBytes: limit('tmp_disk', DEFAULT_JOB_LIMITS.tmpDiskBytes),
+    outputBytes: limit('output_size', DEFAULT_JOB_LIMITS.outputBytes),
+  });
   return Object.freeze({
     ...raw,
+    limits,
     id: raw.id ?? os.hostname(),
     public_url: raw.public_url ?? `http://${raw.public_addr}`,
-    cache_dir: raw.cache_dir ?? path.join(os.homedir(), '.cache', 'kiln-worker'),
+    cache_dir: raw.cache_dir ?? defaultCacheDir(),
     toolchain_cache_size: size('toolchain_cache_size'),
     max_toolchain_size: size('max_toolchain_size'),
     max_job_input_size: size('max_job_input_size'),

@@ -72,6 +72,7 @@ export async function startWorker(
     maxToolchainBytes: config.max_toolchain_size,
     maxJobInputBytes: config.max_job_input_size,
     requestTimeoutMs: config.request_timeout * 1000,
+    limits: config.limits,
     logger: true,
     logLevel: config.log_level,
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
