@@ -174,6 +174,7 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
         max_log_bytes: 64 * 1024,
         job_uid: 65534,
         job_gid: 65534,
+        slot_uid_base: 2_000_000_000,
         extra_args: [],
       }),
       store,
