@@ -6,7 +6,7 @@ import 'reflect-metadata';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadPlugin, SANDBOX } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX } from '@kiln/plugins';
 import { sandboxConformance } from '@kiln/plugins/conformance';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { container } from 'tsyringe';
@@ -27,6 +27,8 @@ const options = (workDir: string) => ({
   max_log_bytes: 1024 * 1024,
   job_uid: 65534,
   job_gid: 65534,
+  // Apart from the default range, which workers of other test files on this host use.
+  slot_uid_base: 2_100_000_000,
   extra_args: [],
 });
 
@@ -85,6 +87,7 @@ describe.skipIf(!hasBwrap)('bwrap sandbox', () => {
           inputs: [],
           outputs: [],
           timeoutMs: 1000,
+          limits: DEFAULT_JOB_LIMITS,
         }),
       ).rejects.toMatchObject({ code: 'KILN_ERR_SANDBOX_FAILED' });
     });

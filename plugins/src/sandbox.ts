@@ -1,4 +1,5 @@
 /** What a sandbox plugin implements: run one compile job isolated from the host. */
+import type { JobLimits, LimitKind } from './job-limits.js';
 
 /** A file the job starts with. */
 export interface JobInput {
@@ -32,6 +33,11 @@ export interface SandboxJob {
   readonly outputs: readonly string[];
   /** Wall-clock limit; the whole process tree is killed when it passes. */
   readonly timeoutMs: number;
+  /**
+   * What the job may use (the worker's `[limits]`). The sandbox enforces them so that a hostile or
+   * runaway job cannot hurt the worker or the jobs next to it.
+   */
+  readonly limits: JobLimits;
 }
 
 export interface SandboxResult {
@@ -43,6 +49,13 @@ export interface SandboxResult {
   readonly stderr: Buffer;
   /** The declared outputs the job wrote, by their path inside the sandbox. */
   readonly outputs: ReadonlyMap<string, Buffer>;
+  /**
+   * Set when the sandbox knows the job ran into one of its limits (then `outputs` is empty): the
+   * failure is the worker's, not the user's code, so the client compiles locally and caches nothing
+   * from this run. A job can also just fail on a limit (fork or malloc failing) without the sandbox
+   * knowing; it then looks like any failed compile.
+   */
+  readonly limitExceeded?: LimitKind;
 }
 
 export interface SandboxProbe {
@@ -54,12 +67,13 @@ export interface SandboxProbe {
 
 /**
  * A sandbox runs jobs with no network, no view of the host's files beyond the toolchain and the
- * job's inputs, and a time limit.
+ * job's inputs, a time limit, and the job's `limits` on processes, memory, writable space and output.
  *
  * @example
  * ```ts
  * const result = await sandbox.run({ id: 'j1', toolchainRoot, cwd: '/home/me/proj', argv: ['/usr/bin/gcc', '-c', 'a.i'],
- *   env: { PATH: '/usr/bin' }, inputs: [{ path: '/home/me/proj/a.i', data }], outputs: ['/home/me/proj/a.o'], timeoutMs: 60_000 });
+ *   env: { PATH: '/usr/bin' }, inputs: [{ path: '/home/me/proj/a.i', data }], outputs: ['/home/me/proj/a.o'], timeoutMs: 60_000,
+ *   limits: DEFAULT_JOB_LIMITS });
  * ```
  */
 export interface Sandbox {
@@ -68,8 +82,8 @@ export interface Sandbox {
   /** Checks the host can run jobs (tool installed, right version, engine reachable). Never rejects. */
   probe(): Promise<SandboxProbe>;
   /**
-   * Runs one job to completion. A job that fails, crashes or times out resolves normally (that is the
-   * user's compile failing); the promise rejects with a `KILN_ERR_SANDBOX_*` KilnError only when the
+   * Runs one job to completion. A job that fails, crashes, times out or runs into one of its limits
+   * resolves normally (that is the user's compile failing, or `limitExceeded`); the promise rejects with a `KILN_ERR_SANDBOX_*` KilnError only when the
    * sandbox itself could not do its work, so the client knows to compile locally instead.
    */
   run(job: SandboxJob): Promise<SandboxResult>;

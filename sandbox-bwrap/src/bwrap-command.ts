@@ -28,6 +28,10 @@ export interface CommandOptions {
   readonly uid: number;
   readonly gid: number;
   readonly extraArgs: readonly string[];
+  /** Host directories for /tmp and /dev/shm, on the job's own sized space; else fresh tmpfs mounts. */
+  readonly tmpDirs?: { readonly tmp: string; readonly shm: string };
+  /** Size of those fresh tmpfs mounts (bwrap 0.7+; older ones mount them unbounded). */
+  readonly tmpBytes?: number;
 }
 
 /** bwrap's argument list for one job (without the bwrap executable itself). */
@@ -39,8 +43,14 @@ export async function bwrapArgs(job: SandboxJob, o: CommandOptions): Promise<str
   if (atLeast(parts, [0, 5, 0])) args.push('--clearenv');
   if (atLeast(parts, [0, 8, 0])) args.push('--disable-userns');
   args.push(...(await rootArgs(job.toolchainRoot)));
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  // After /tmp, so a cwd under /tmp lands on the fresh tmpfs rather than under it.
+  // /dev itself is a writable tmpfs the size of half the RAM: read-only, with /dev/shm counted below.
+  args.push('--proc', '/proc', '--dev', '/dev', '--remount-ro', '/dev');
+  if (o.tmpDirs) args.push('--bind', o.tmpDirs.shm, '/dev/shm', '--bind', o.tmpDirs.tmp, '/tmp');
+  else {
+    const size = o.tmpBytes && atLeast(parts, [0, 7, 0]) ? ['--size', String(o.tmpBytes)] : [];
+    args.push(...size, '--tmpfs', '/dev/shm', ...size, '--tmpfs', '/tmp');
+  }
+  // After /tmp, so a cwd under /tmp lands on the job's /tmp rather than under it.
   args.push('--bind', o.jobDir, job.cwd, '--chdir', job.cwd);
   for (const [k, v] of Object.entries(job.env)) args.push('--setenv', k, v);
   args.push(...o.extraArgs, '--', ...job.argv);

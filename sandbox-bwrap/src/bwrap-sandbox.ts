@@ -1,30 +1,50 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
+  DEFAULT_JOB_LIMITS,
   KILN_ERR_SANDBOX_FAILED,
   KilnError,
+  type LimitKind,
   type Sandbox,
   type SandboxJob,
   type SandboxProbe,
   type SandboxResult,
 } from '@kiln/plugins';
-import { type BwrapBinary, locateBwrap } from './bwrap-binary.js';
+import { atLeast, type BwrapBinary, findExecutable, locateBwrap } from './bwrap-binary.js';
 import { bwrapArgs } from './bwrap-command.js';
 import type { BwrapConfig } from './config.js';
-import { collectOutputs, ensureWorkDir, OutputLimitError, removeJobDir, writeInputs } from './job-dir.js';
+import { collectOutputs, ensureWorkDir, OutputLimitError, writeInputs } from './job-dir.js';
+import { createJobSpace, type JobSpace, removeJobSpace, spaceExhausted } from './job-space.js';
+import { prlimitArgs } from './rlimits.js';
 import { type Execution, executeBwrap } from './run-bwrap.js';
 import { searchableBy } from './searchable.js';
+import { SlotUids } from './slot-uids.js';
 import { validateJob } from './validate-job.js';
 
 export interface BwrapSandboxOptions extends BwrapConfig {
   readonly work_dir: string;
 }
 
-/** bwrap's own failures (bad mount, missing executable) come before the job runs: "bwrap: …", status 1. */
+/**
+ * bwrap's own failures (bad mount, missing executable) and prlimit's come before the job runs:
+ * "bwrap: …" or "prlimit: …", status 1.
+ */
 function setupFailure(exec: Execution): string | undefined {
   if (exec.timedOut || exec.exitCode !== 1) return undefined;
   const text = exec.stderr.subarray(0, 4096).toString('utf8');
-  return text.startsWith('bwrap: ') ? (text.split('\n')[0] ?? text) : undefined;
+  return /^(bwrap|prlimit): /.test(text) ? (text.split('\n')[0] ?? text) : undefined;
+}
+
+const MiB = 1024 * 1024;
+
+function limitNote(kind: LimitKind, job: SandboxJob, outputBytes: number): Buffer {
+  const what = {
+    processes: `${job.limits.processes} processes`,
+    memory: `${Math.round(job.limits.memoryBytes / MiB)} MiB of memory`,
+    disk: `${Math.round(job.limits.tmpDiskBytes / MiB)} MiB of disk (cwd, /tmp and /dev/shm)`,
+    output: `${outputBytes} bytes of outputs`,
+  }[kind];
+  return Buffer.from(`\nkiln: the job exceeded its limit of ${what} on this worker\n`);
 }
 
 /** Runs each job in a fresh bubblewrap sandbox: the toolchain read-only, the job's directory, nothing else. */
@@ -32,20 +52,52 @@ export class BwrapSandbox implements Sandbox {
   readonly name = 'bwrap';
   #binary: Promise<BwrapBinary> | undefined;
   #workDir: Promise<void> | undefined;
+  readonly #slots: SlotUids;
+  /** Why a job's own tmpfs cannot be mounted here, once a mount failed; jobs then use work_dir's disk. */
+  #mountFailure: string | undefined;
 
-  constructor(private readonly options: BwrapSandboxOptions) {}
+  constructor(private readonly options: BwrapSandboxOptions) {
+    this.#slots = new SlotUids(options.slot_uid_base);
+  }
+
+  static #isRoot(): boolean {
+    return process.getuid?.() === 0;
+  }
 
   /**
-   * The host identity bwrap starts with. A root worker starts it as job_uid, so that a job never
-   * holds host root's uid even inside its user namespace, but only when that uid can reach the
-   * toolchain and the work dir (a toolchain cache under /root cannot be); otherwise bwrap runs as
-   * root and the job is job_uid inside its namespace only, still without any capability.
+   * The host identity bwrap starts with. A root worker starts it as the job's slot uid, so that a
+   * job never holds host root's uid even inside its user namespace and its process limit counts
+   * its own processes only; but only when that uid can reach the toolchain and the work dir (a
+   * toolchain cache under /root cannot be). Otherwise bwrap runs as root and the job is job_uid
+   * inside its namespace only, still without any capability, and without a process limit.
    */
-  async #dropFor(toolchainRoot: string): Promise<{ uid: number; gid: number } | undefined> {
-    const { job_uid: uid, job_gid: gid, work_dir } = this.options;
-    if (process.getuid?.() !== 0 || uid === 0) return undefined;
+  async #dropFor(toolchainRoot: string, uid: number): Promise<{ uid: number; gid: number } | undefined> {
+    const { job_uid, job_gid: gid, work_dir } = this.options;
+    if (!BwrapSandbox.#isRoot() || job_uid === 0) return undefined;
     const ok = (await searchableBy(work_dir, uid, gid)) && (await searchableBy(toolchainRoot, uid, gid));
     return ok ? { uid, gid } : undefined;
+  }
+
+  /** A root worker gives each job a tmpfs of its own disk limit; when mounting fails, work_dir's disk. */
+  async #createSpace(job: SandboxJob, owner: { uid: number; gid: number } | undefined): Promise<JobSpace> {
+    const { work_dir } = this.options;
+    if (BwrapSandbox.#isRoot() && this.#mountFailure === undefined) {
+      try {
+        return await createJobSpace(work_dir, job.id, job.limits.tmpDiskBytes, owner);
+      } catch (err) {
+        this.#mountFailure = (err as Error).message;
+      }
+    }
+    return createJobSpace(work_dir, job.id, undefined, owner);
+  }
+
+  #prlimit(): string {
+    const found = findExecutable('prlimit');
+    if (!found)
+      throw new Error(
+        'prlimit not found in PATH, needed to set the job limits: install util-linux (apt install util-linux)',
+      );
+    return found;
   }
 
   #locate(): Promise<BwrapBinary> {
@@ -92,6 +144,7 @@ export class BwrapSandbox implements Sandbox {
           inputs: [],
           outputs: [],
           timeoutMs: 10_000,
+          limits: DEFAULT_JOB_LIMITS,
         });
       } finally {
         await fs.rm(root, { recursive: true, force: true });
@@ -106,59 +159,108 @@ export class BwrapSandbox implements Sandbox {
         };
       }
     }
-    const { job_uid: uid, work_dir } = this.options;
-    const who = (await this.#dropFor(work_dir))
-      ? `jobs run as uid ${uid}, also on the host`
-      : `jobs run as uid ${uid} inside their user namespace`;
-    return { ok: true, detail: `bubblewrap ${bin.version} at ${bin.path}; ${who}`, version: bin.version };
+    const { job_uid: uid, slot_uid_base: base, work_dir } = this.options;
+    const who = (await this.#dropFor(work_dir, base))
+      ? `jobs run as uid ${uid}, on the host as uid ${base} + their slot, each with its own process limit`
+      : `jobs run as uid ${uid} inside their user namespace; their process limit is not enforced (that needs a root worker whose work_dir and toolchains other uids can reach)`;
+    const disk =
+      BwrapSandbox.#isRoot() && this.#mountFailure === undefined
+        ? "each job's cwd, /tmp and /dev/shm share a tmpfs of the job's disk limit"
+        : `/tmp and /dev/shm are tmpfs of the job's disk limit${atLeast7(bin) ? '' : ' (unbounded: bwrap < 0.7)'}, but its cwd is on work_dir's disk, each file up to that limit${this.#mountFailure ? ` (cannot mount a tmpfs: ${this.#mountFailure})` : ' (worker not root)'}`;
+    return {
+      ok: true,
+      detail: `bubblewrap ${bin.version} at ${bin.path}; ${who}; memory limited per process (RLIMIT_AS); ${disk}`,
+      version: bin.version,
+    };
   }
 
   async run(job: SandboxJob): Promise<SandboxResult> {
     validateJob(job);
     let bin: BwrapBinary;
+    let prlimit: string;
     try {
       bin = await this.#locate();
+      prlimit = this.#prlimit();
       await this.#prepareWorkDir();
       if (!(await fs.stat(job.toolchainRoot)).isDirectory())
         throw new Error(`${job.toolchainRoot} is not a directory`);
     } catch (err) {
       throw this.#failed((err as Error).message);
     }
-    const jobDir = await fs.mkdtemp(path.join(this.options.work_dir, `${job.id}-`)).catch((err: Error) => {
-      throw this.#failed(`cannot create a job directory: ${err.message}`);
-    });
+    const slotUid = this.#slots.acquire();
     try {
-      const drop = await this.#dropFor(job.toolchainRoot);
-      await writeInputs(jobDir, job.cwd, job.inputs, drop).catch((err: Error) => {
+      const drop = await this.#dropFor(job.toolchainRoot, slotUid);
+      const space = await this.#createSpace(job, drop).catch((err: Error) => {
+        throw this.#failed(`cannot create a job directory: ${err.message}`);
+      });
+      try {
+        return await this.#runIn(job, space, bin, prlimit, drop);
+      } finally {
+        await removeJobSpace(space).catch(() => {});
+      }
+    } finally {
+      this.#slots.release(slotUid);
+    }
+  }
+
+  async #runIn(
+    job: SandboxJob,
+    space: JobSpace,
+    bin: BwrapBinary,
+    prlimit: string,
+    drop: { uid: number; gid: number } | undefined,
+  ): Promise<SandboxResult> {
+    try {
+      await writeInputs(space.cwd, job.cwd, job.inputs, drop).catch((err: Error) => {
         throw this.#failed(`cannot write the job's inputs: ${err.message}`);
       });
       const args = await bwrapArgs(job, {
         bwrap: bin,
-        jobDir,
+        jobDir: space.cwd,
         uid: this.options.job_uid,
         gid: this.options.job_gid,
         extraArgs: this.options.extra_args,
+        ...(space.mounted ? { tmpDirs: space.mounted } : { tmpBytes: job.limits.tmpDiskBytes }),
       });
-      const exec = await executeBwrap(bin.path, args, {
-        timeoutMs: job.timeoutMs,
-        maxLogBytes: this.options.max_log_bytes,
-        ...(drop ? { as: drop } : {}),
-      }).catch((err: Error) => {
+      const exec = await executeBwrap(
+        prlimit,
+        [...prlimitArgs(job.limits, drop !== undefined), '--', bin.path, ...args],
+        {
+          timeoutMs: job.timeoutMs,
+          maxLogBytes: this.options.max_log_bytes,
+          ...(drop ? { as: drop } : {}),
+        },
+      ).catch((err: Error) => {
         throw this.#failed(`cannot start ${bin.path}: ${err.message}`);
       });
       const setup = setupFailure(exec);
       if (setup) throw this.#failed(setup);
+      const outputBytes = Math.min(job.limits.outputBytes, this.options.max_output_bytes);
+      let limitExceeded: LimitKind | undefined;
+      if (!exec.timedOut && exec.exitCode !== 0) {
+        // SIGXFSZ: one file reached the disk limit (RLIMIT_FSIZE).
+        if (exec.signal === 'SIGXFSZ' || (await spaceExhausted(space))) limitExceeded = 'disk';
+      }
+      let outputs = new Map<string, Buffer>();
       // A killed job's files are half-written: return none.
-      const outputs = exec.timedOut
-        ? new Map<string, Buffer>()
-        : await collectOutputs(jobDir, job.cwd, job.outputs, this.options.max_output_bytes);
-      return { ...exec, outputs };
+      if (!exec.timedOut && !limitExceeded) {
+        try {
+          outputs = await collectOutputs(space.cwd, job.cwd, job.outputs, outputBytes);
+        } catch (err) {
+          if (!(err instanceof OutputLimitError)) throw err;
+          limitExceeded = 'output';
+        }
+      }
+      if (!limitExceeded) return { ...exec, outputs };
+      const stderr = Buffer.concat([exec.stderr, limitNote(limitExceeded, job, outputBytes)]);
+      return { ...exec, stderr, outputs, limitExceeded };
     } catch (err) {
       if (err instanceof KilnError) throw err;
-      if (err instanceof OutputLimitError) throw this.#failed(err.message);
       throw this.#failed((err as Error).message);
-    } finally {
-      await removeJobDir(jobDir).catch(() => {});
     }
   }
+}
+
+function atLeast7(bin: BwrapBinary): boolean {
+  return atLeast(bin.parts, [0, 7, 0]);
 }

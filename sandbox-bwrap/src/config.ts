@@ -9,6 +9,7 @@ export interface BwrapConfig {
   readonly max_log_bytes: number;
   readonly job_uid: number;
   readonly job_gid: number;
+  readonly slot_uid_base: number;
   readonly extra_args: readonly string[];
 }
 
@@ -44,9 +45,23 @@ export const configSchema: ObjectSchema = {
       minimum: 0,
       maximum: 4294967294,
       default: 65534,
-      description: 'The uid jobs run as; a worker running as root also starts bwrap as this uid on the host.',
+      description: 'The uid jobs run as inside their sandbox.',
     },
-    job_gid: { type: 'integer', minimum: 0, maximum: 4294967294, default: 65534 },
+    job_gid: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 4294967294,
+      default: 65534,
+      description: 'The gid jobs run as, inside the sandbox and, for a root worker, on the host.',
+    },
+    slot_uid_base: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 4294901759,
+      default: 2_000_000_000,
+      description:
+        'A root worker starts each running job as host uid slot_uid_base + its slot (0, 1, …), a uid no other process has, so that its process limit is its own.',
+    },
     extra_args: {
       type: 'array',
       items: { type: 'string' },

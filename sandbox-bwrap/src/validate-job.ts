@@ -2,6 +2,7 @@ import path from 'node:path';
 import { KILN_ERR_SANDBOX_JOB_INVALID, type SandboxJob } from '@kiln/plugins';
 
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const LIMIT_KEYS = ['processes', 'memoryBytes', 'tmpDiskBytes', 'outputBytes'] as const;
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Places bwrap mounts its own file systems on; a job directory there would hide or break them. */
 const RESERVED = ['/proc', '/dev'];
@@ -72,6 +73,13 @@ export function validateJob(job: SandboxJob): void {
     }
   }
   for (const out of job.outputs) checkUnderCwd('output', out, cwd);
+  if (typeof job.limits !== 'object' || job.limits === null)
+    throw KILN_ERR_SANDBOX_JOB_INVALID('limits is not a table');
+  for (const key of LIMIT_KEYS) {
+    const n = job.limits[key];
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw KILN_ERR_SANDBOX_JOB_INVALID(`limits.${key} ${String(n)} is not a positive integer`);
+  }
   // setTimeout fires at once beyond 2^31-1 ms.
   if (typeof job.timeoutMs !== 'number' || !(job.timeoutMs > 0) || job.timeoutMs > MAX_TIMEOUT_MS)
     throw KILN_ERR_SANDBOX_JOB_INVALID(

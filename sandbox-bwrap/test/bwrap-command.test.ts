@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { SandboxJob } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type SandboxJob } from '@kiln/plugins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bwrapArgs } from '../src/bwrap-command.js';
 import { validateJob } from '../src/validate-job.js';
@@ -25,6 +25,7 @@ const job = (over: Partial<SandboxJob> = {}): SandboxJob => ({
   inputs: [{ path: '/home/me/proj/a.i', data: Buffer.from('') }],
   outputs: ['/home/me/proj/a.o'],
   timeoutMs: 1000,
+  limits: DEFAULT_JOB_LIMITS,
   ...over,
 });
 
@@ -37,12 +38,25 @@ describe('bwrapArgs', () => {
         '--unshare-all --unshare-user --uid 65534 --gid 65534',
         '--die-with-parent --new-session --cap-drop ALL --clearenv --disable-userns',
         `--symlink usr/lib /lib --ro-bind ${root}/marker /marker --ro-bind ${root}/usr /usr`,
-        '--proc /proc --dev /dev --tmpfs /tmp',
+        '--proc /proc --dev /dev --remount-ro /dev --tmpfs /dev/shm --tmpfs /tmp',
         '--bind /w/j1-x /home/me/proj --chdir /home/me/proj',
         '--setenv PATH /usr/bin --setenv LD_PRELOAD /evil.so',
         '-- /usr/bin/gcc -c a.i',
       ].join(' '),
     );
+  });
+
+  it("puts /tmp and /dev/shm on the job's own space, or sizes fresh ones", async () => {
+    const bwrap = { path: '/usr/bin/bwrap', version: '0.8.0', parts: [0, 8, 0] };
+    const base = { bwrap, jobDir: '/w/j/cwd', uid: 1, gid: 1, extraArgs: [] };
+    const own = await bwrapArgs(job(), { ...base, tmpDirs: { tmp: '/w/j/tmp', shm: '/w/j/shm' } });
+    expect(own.join(' ')).toContain(
+      '--dev /dev --remount-ro /dev --bind /w/j/shm /dev/shm --bind /w/j/tmp /tmp --bind /w/j/cwd /home/me/proj',
+    );
+    const sized = await bwrapArgs(job(), { ...base, tmpBytes: 4096 });
+    expect(sized.join(' ')).toContain('--size 4096 --tmpfs /dev/shm --size 4096 --tmpfs /tmp');
+    const old = { path: '/usr/bin/bwrap', version: '0.6.1', parts: [0, 6, 1] };
+    expect(await bwrapArgs(job(), { ...base, bwrap: old, tmpBytes: 4096 })).not.toContain('--size');
   });
 
   it('leaves out options an old bwrap does not know', async () => {
@@ -83,6 +97,9 @@ describe('validateJob', () => {
     ['output with ..', { outputs: ['/home/me/proj/x/../../a.o'] }],
     ['timeout 0', { timeoutMs: 0 }],
     ['timeout beyond setTimeout', { timeoutMs: 2 ** 31 }],
+    ['no limits', { limits: undefined as never }],
+    ['a zero process limit', { limits: { ...DEFAULT_JOB_LIMITS, processes: 0 } }],
+    ['a fractional memory limit', { limits: { ...DEFAULT_JOB_LIMITS, memoryBytes: 1.5 } }],
   ])('refuses %s', (_what, over) => {
     expect(() => validateJob(job(over))).toThrow(
       expect.objectContaining({ code: 'KILN_ERR_SANDBOX_JOB_INVALID' }),

@@ -346,8 +346,11 @@ export class RemoteCompiler {
         this.tiny.record(speedKey, preprocessed.length, elapsedMs, Math.max(0, totalMs - elapsedMs));
       }
       // The job ran and failed: another worker would fail it the same way.
-      const { exitCode, timedOut, signal } = result.header;
+      const { exitCode, timedOut, signal, limitExceeded } = result.header;
       if (timedOut) return failed('remote timeout', `job ${jobId} on ${worker.id} timed out`);
+      // The worker's limit, not the user's code: compiled locally, where it may well fit.
+      if (limitExceeded)
+        return failed('remote limit', `job ${jobId} on ${worker.id} exceeded its ${limitExceeded} limit`);
       if (exitCode === null || signal) return failed('remote crash', `killed by ${signal}`);
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
         return failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');

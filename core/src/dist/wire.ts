@@ -3,6 +3,7 @@
  * file or object is never base64'd. Layout: "KJOB" | u32 BE header length | header | blobs, where
  * the header lists each blob's size in order.
  */
+import type { LimitKind } from '@kiln/plugins';
 import { KILN_ERR_DIST_BAD_REQUEST } from '../errors.js';
 
 const MAGIC = Buffer.from('KJOB');
@@ -91,4 +92,6 @@ export interface JobResultHeader {
   readonly outputs: readonly string[];
   /** Wall time of the job in the sandbox (absent from workers before this field existed). */
   readonly elapsedMs?: number;
+  /** The worker's limit the job ran into: the client compiles locally and caches nothing from it. */
+  readonly limitExceeded?: LimitKind;
 }

@@ -1,8 +1,10 @@
 /**
  * The sandbox conformance kit: every sandbox plugin, built-in or third-party, runs it from a vitest
  * file. It runs real jobs through the sandbox and checks them from the host: a real compile, then a
- * static probe program that tries the network, host files, the time limit and writes outside its
- * outputs. Needs `cc -static` on the host and a toolchain root with a C compiler.
+ * static probe program that tries the network, host files, the time limit, writes outside its
+ * outputs, and the job limits (a fork bomb, a memory hog, a disk filler, outputs too big; each with a
+ * ceiling of its own, so a sandbox without limits fails the test without hurting the host). Needs
+ * `cc -static` on the host and a toolchain root with a C compiler.
  *
  * @example
  * ```ts
@@ -15,6 +17,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_JOB_LIMITS, type JobLimits } from '../job-limits.js';
 import type { JobInput, Sandbox, SandboxJob, SandboxResult } from '../sandbox.js';
 import { buildProbe, eventually, exists, hostEntries, listenCounting, processesWith } from './host-probe.js';
 
@@ -37,6 +40,15 @@ const TEST_TIMEOUT = 60_000;
 // Preprocessed, as a distributed compile sends it: toolchains packed for workers carry no headers,
 // and a .c file would make cc1 look for stdc-predef.h.
 const HELLO_I = '# 1 "hello.c"\nint kiln_conformance(int x) { return x * 42; }\n';
+
+const MiB = 1024 * 1024;
+/** Small limits for the hostile jobs, so that a sandbox enforcing them is quick to prove it. */
+const SMALL_LIMITS: JobLimits = {
+  processes: 32,
+  memoryBytes: 256 * MiB,
+  tmpDiskBytes: 32 * MiB,
+  outputBytes: 64 * 1024,
+};
 
 function token(): string {
   return `kiln${randomBytes(6).toString('hex')}`;
@@ -64,6 +76,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       inputs: [probe],
       outputs: [],
       timeoutMs: 30_000,
+      limits: DEFAULT_JOB_LIMITS,
       ...over,
     });
     const probeJob = (args: string[], over: Partial<SandboxJob> = {}) =>
@@ -253,6 +266,116 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
           );
         }
       });
+    });
+
+    it('contains a fork bomb within its process limit', { timeout: TEST_TIMEOUT }, async () => {
+      const mark = token();
+      const limit = SMALL_LIMITS.processes;
+      let peak = 0;
+      let sampling = true;
+      // Counted from the host: bwrap-like launchers carrying the job's argv may add a couple.
+      const sampler = (async () => {
+        while (sampling) {
+          peak = Math.max(peak, (await processesWith(mark)).length);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const started = Date.now();
+      let r: SandboxResult;
+      try {
+        // Its own ceiling (4x the limit) keeps a sandbox without a limit from hurting the host.
+        r = await sandbox.run(
+          probeJob(['forkbomb', String(limit * 4), '2000', mark], {
+            timeoutMs: 15_000,
+            limits: SMALL_LIMITS,
+          }),
+        );
+      } finally {
+        sampling = false;
+        await sampler;
+        const gone = await eventually(async () => (await processesWith(mark)).length === 0, 3000);
+        for (const pid of await processesWith(mark)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {}
+        }
+        expect(gone, 'no process of the job is left').toBe(true);
+      }
+      const m = /FORKED (\d+) FAILED (\d+)/.exec(r.stdout.toString());
+      expect(m, text(r)).not.toBeNull();
+      expect(Number(m![1]) + 1, 'processes of the job at once').toBeLessThanOrEqual(limit);
+      expect(Number(m![2]), 'forks refused').toBeGreaterThan(0);
+      expect(peak, 'processes seen on the host').toBeLessThanOrEqual(limit + 3);
+      expect(r.timedOut).toBe(false);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    });
+
+    it('runs a compile next to a fork bomb', { timeout: TEST_TIMEOUT }, async () => {
+      const mark = token();
+      const bomb = sandbox.run(
+        probeJob(['forkbomb', String(SMALL_LIMITS.processes * 4), '3000', mark], {
+          timeoutMs: 15_000,
+          limits: SMALL_LIMITS,
+        }),
+      );
+      try {
+        await eventually(async () => (await processesWith(mark)).length >= 8, 5000);
+        const out = `${cwd}/hello.o`;
+        const r = await sandbox.run(
+          job({
+            argv: [options.toolchain.compiler, '-c', 'hello.i', '-o', 'hello.o'],
+            inputs: [{ path: `${cwd}/hello.i`, data: Buffer.from(HELLO_I) }],
+            outputs: [out],
+          }),
+        );
+        expect(r.exitCode, text(r)).toBe(0);
+        expect(r.outputs.has(out)).toBe(true);
+      } finally {
+        await bomb;
+      }
+    });
+
+    it('stops a memory hog at its memory limit', { timeout: TEST_TIMEOUT }, async () => {
+      const limitMiB = SMALL_LIMITS.memoryBytes / MiB;
+      const rssBefore = process.memoryUsage().rss;
+      const r = await sandbox.run(probeJob(['memhog', String(limitMiB * 4)], { limits: SMALL_LIMITS }));
+      const out = r.stdout.toString();
+      expect(out, text(r)).not.toContain('ALLOCATED');
+      expect(r.exitCode === 0 && r.signal === null, 'the job failed').toBe(false);
+      const denied = /DENIED alloc after (\d+) MiB/.exec(out);
+      if (denied) expect(Number(denied[1])).toBeLessThanOrEqual(limitMiB);
+      expect(r.timedOut).toBe(false);
+      expect(r.outputs.size).toBe(0);
+      expect(process.memoryUsage().rss - rssBefore, "the worker's own memory").toBeLessThan(128 * MiB);
+    });
+
+    it('stops a disk filler at its disk limit: cwd, /tmp and /dev/shm together', {
+      timeout: TEST_TIMEOUT,
+    }, async () => {
+      const limitMiB = SMALL_LIMITS.tmpDiskBytes / MiB;
+      const r = await sandbox.run(
+        probeJob(['fill', String(limitMiB * 3), '.', '/tmp', '/dev/shm'], {
+          limits: SMALL_LIMITS,
+          outputs: [`${cwd}/fill-0`],
+        }),
+      );
+      const filled = [...r.stdout.toString().matchAll(/FILLED (\S+) (\d+)/g)].map((m) => Number(m[2]));
+      expect(filled, text(r)).toHaveLength(3);
+      const total = filled.reduce((a, b) => a + b, 0);
+      expect(total, 'bytes written in all').toBeLessThanOrEqual(SMALL_LIMITS.tmpDiskBytes);
+      expect(r.exitCode, 'the job saw its writes fail').not.toBe(0);
+      expect(r.timedOut).toBe(false);
+      expect(r.limitExceeded).toBe('disk');
+      expect(r.outputs.size).toBe(0);
+      expect(await exists(cwd)).toBe(false);
+    });
+
+    it('returns no outputs past their size limit, and says so', { timeout: TEST_TIMEOUT }, async () => {
+      const out = `${cwd}/fill-0`;
+      const r = await sandbox.run(probeJob(['fill', '1', '.'], { limits: SMALL_LIMITS, outputs: [out] }));
+      expect(r.stdout.toString(), text(r)).toContain(`FILLED . ${MiB}`);
+      expect(r.limitExceeded).toBe('output');
+      expect(r.outputs.size).toBe(0);
     });
   });
 }
