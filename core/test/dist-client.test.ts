@@ -80,6 +80,34 @@ describe('DistClient', () => {
     }
   });
 
+  it('sends exclude only when there is one, and keeps the status of a refusal', async () => {
+    const bodies: unknown[] = [];
+    const url = await serve((req, res) => {
+      let text = '';
+      req.on('data', (c) => (text += c));
+      req.on('end', () => {
+        const body = JSON.parse(text) as { exclude?: string[] };
+        bodies.push(body);
+        // What a scheduler without `exclude` (additionalProperties: false) answers.
+        res.statusCode = body.exclude ? 400 : 200;
+        res.end(JSON.stringify({ status: 'no_capacity', reason: 'test' }));
+      });
+    });
+    const client = new DistClient(config(url));
+    try {
+      expect((await client.allocate(TOOLCHAIN)).status).toBe('no_capacity');
+      const err = await client.allocate(TOOLCHAIN, ['w1']).catch((e: DistError) => e);
+      expect([err instanceof DistError, (err as DistError).reason, (err as DistError).status]).toEqual([
+        true,
+        'scheduler error',
+        400,
+      ]);
+      expect(bodies).toEqual([{ toolchain: TOOLCHAIN }, { toolchain: TOOLCHAIN, exclude: ['w1'] }]);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('tells a lost worker (cut connection, refused, 5xx) from a job that would fail anywhere', async () => {
     const header = {
       toolchain: { kind: 'archive', digest: 'c'.repeat(64), compiler: '/usr/bin/gcc' },
