@@ -277,6 +277,40 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
     expect(fake.runningJobs).toBe(4);
   });
 
+  it('a 600 MiB sparse output is streamed: the worker never holds it', async () => {
+    const a = await allocate();
+    if (a.status !== 'assigned') throw new Error(a.reason);
+    const { encodeFrame } = await import('../../core/src/dist/wire.js');
+    const size = 600 * 1024 * 1024;
+    const body = encodeFrame(
+      {
+        toolchain: { kind: 'archive', digest: tool.digest, compiler: '/usr/bin/tool' },
+        cwd: '/work/p',
+        argv: ['/usr/bin/tool', 'sparse', String(size), 'big.o'],
+        env: {},
+        inputs: [],
+        outputs: ['big.o'],
+        timeoutMs: 60_000,
+      },
+      [],
+    );
+    const pid = worker.proc.pid!;
+    const before = rssKiB(pid, 'VmHWM');
+    const res = await fetch(`${workerUrl}/api/v1/jobs/${a.jobId}/run`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${a.jobToken}`, 'content-type': JOB_TYPE },
+      body,
+    });
+    expect(res.status).toBe(200);
+    // Read as a stream, counted, never kept: the test process must not hold it either.
+    let received = 0;
+    for await (const chunk of res.body!) received += (chunk as Uint8Array).length;
+    expect(received).toBeGreaterThan(size);
+    // The old worker read it whole and copied it into the answer: 181 → 1381 MiB.
+    expect(rssKiB(pid, 'VmHWM') - before).toBeLessThan(100 * 1024);
+    expect((await call(workerUrl, '/health')).status).toBe(200);
+  });
+
   it('caller mistakes are 4xx with info lines: no error line and no stack trace in either log', async () => {
     const hostile: Promise<{ status: number }>[] = [
       call(workerUrl, '/jobs/x/run', { body: Buffer.from('junk'), type: JOB_TYPE }),
