@@ -119,14 +119,15 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
       file,
       'secret_key_file (or secret_key, or KILN_DIST_SECRET_KEY) made by `kiln-dist auth generate-jwt-hs256-key`',
     );
-  const tls = raw.tls && {
+  // The validator fills an absent table in as {}: only named files count.
+  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
     ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
     ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
   };
   return Object.freeze({
     ...raw,
     state_dir: raw.state_dir ? relativeTo(file, raw.state_dir) : defaultStateDir(env),
-    tls,
+    tls: tls || undefined,
     client_auth: { ...clientAuth, ...(token ? { token } : {}) },
     worker_auth: { ...workerAuth, secret_key: secret },
   });

@@ -138,7 +138,8 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
         'a SHA-256 fingerprint: 32 hex bytes, colons optional',
       );
   }
-  const tls = raw.tls && {
+  // The validator fills an absent table in as {}: only named files count.
+  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
     ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
     ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
   };
@@ -146,7 +147,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
     ...raw,
     id: raw.id ?? os.hostname(),
     public_url: publicUrl,
-    tls,
+    tls: tls || undefined,
     scheduler_cert_sha256: pin,
     scheduler_ca_file: raw.scheduler_ca_file && relativeTo(file, raw.scheduler_ca_file),
     scheduler_auth: {
