@@ -71,6 +71,21 @@ export const KILN_ERR_DIST_NOT_FOUND = createError(
   (what: string) => `${what} not found`,
   404,
 );
+export const KILN_ERR_DIST_UNSUPPORTED_TYPE = createError(
+  'KILN_ERR_DIST_UNSUPPORTED_TYPE',
+  (expected: string) => `unsupported content type: this request needs ${expected}`,
+  415,
+);
+export const KILN_ERR_DIST_TOO_LARGE = createError(
+  'KILN_ERR_DIST_TOO_LARGE',
+  (what: string, limit: number) => `${what} body is over this server's limit of ${limit} bytes`,
+  413,
+);
+export const KILN_ERR_DIST_RATE_LIMITED = createError(
+  'KILN_ERR_DIST_RATE_LIMITED',
+  (what: string, perMinute: number) => `too many ${what}: at most ${perMinute} a minute`,
+  429,
+);
 export const KILN_ERR_DIST_TOOLCHAIN_DIGEST = createError(
   'KILN_ERR_DIST_TOOLCHAIN_DIGEST',
   (claimed: string, actual: string) =>
@@ -132,6 +147,9 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_AUTH_FORBIDDEN,
   KILN_ERR_DIST_BAD_REQUEST,
   KILN_ERR_DIST_NOT_FOUND,
+  KILN_ERR_DIST_UNSUPPORTED_TYPE,
+  KILN_ERR_DIST_TOO_LARGE,
+  KILN_ERR_DIST_RATE_LIMITED,
   KILN_ERR_DIST_TOOLCHAIN_DIGEST,
   KILN_ERR_DIST_TOOLCHAIN_MISSING,
   KILN_ERR_DIST_UNAVAILABLE,

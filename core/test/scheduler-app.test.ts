@@ -201,7 +201,11 @@ describe('scheduler HTTP API', () => {
     const b = await alloc();
     if (a.status !== 'assigned' || b.status !== 'assigned') throw new Error('not assigned');
     const key = createSecretKey(Buffer.from(jobKeyText, 'base64url'));
-    expect(await verifyJobToken(key, 'w1', a.jobToken)).toBe(a.jobId);
+    expect(await verifyJobToken(key, 'w1', a.jobToken)).toMatchObject({
+      jobId: a.jobId,
+      scope: 'job',
+      toolchain: DIGEST,
+    });
     expect(await verifyJobToken(key, 'w2', a.jobToken)).toBeUndefined();
     expect(a.hasToolchain).toBe(false);
     const c = await alloc();

@@ -192,3 +192,33 @@ export async function clusterStatus(schedulerUrl: string, clientToken: string): 
     http.close();
   }
 }
+
+/** The certificates a cluster in `files.dir` generated: the scheduler's and every worker's. */
+function clusterCertificates(files: ClusterFiles): string[] {
+  const dirs = [
+    path.join(files.dir, 'scheduler-state'),
+    ...fs.readdirSync(files.dir).map((d) => path.join(files.dir, d)),
+  ];
+  return dirs
+    .map((d) => path.join(d, 'tls', 'cert.pem'))
+    .filter((f) => fs.existsSync(f))
+    .map((f) => fs.readFileSync(f, 'utf8'));
+}
+
+/**
+ * fetch for tests that talk raw HTTP to a cluster's servers: it trusts exactly the certificates
+ * the cluster generated (read at each call, so workers started later count too).
+ */
+export function clusterFetch(files: ClusterFiles) {
+  return async (url: string, init: Parameters<typeof import('undici').fetch>[1] = {}) => {
+    const { Agent, fetch } = await import('undici');
+    const dispatcher = new Agent({ connect: { ca: clusterCertificates(files) } });
+    try {
+      const res = await fetch(url, { ...init, dispatcher });
+      const text = await res.text();
+      return { status: res.status, text };
+    } finally {
+      await dispatcher.close();
+    }
+  };
+}

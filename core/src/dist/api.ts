@@ -189,3 +189,9 @@ export const finishedSchema = {
   required: ['workerId'],
   properties: { workerId: id, failed: { type: 'boolean' } },
 } as const;
+
+export const toolchainQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { kind: { type: 'string', pattern: '^[a-z0-9_-]{1,100}$' } },
+} as const;

@@ -62,19 +62,53 @@ export function claimedExpiry(token: string): number | undefined {
   }
 }
 
-export async function jobToken(workerKey: KeyObject, workerId: string, jobId: string, lifetimeS: number) {
+/**
+ * What a job token lets its holder do on one worker. A "job" token runs one job (and uploads the
+ * toolchain it was allocated for, once); a "probe" token only checks that the worker accepts the
+ * scheduler's tokens (`kiln --dist-test-conn`): it runs nothing and holds no slot.
+ */
+export interface JobGrant {
+  readonly jobId: string;
+  readonly scope: 'job' | 'probe';
+  /** The toolchain digest the job was allocated for (job tokens only). */
+  readonly toolchain?: string;
+  /** Expiry, seconds since the epoch. */
+  readonly exp: number;
+}
+
+export async function jobToken(
+  workerKey: KeyObject,
+  workerId: string,
+  grant: { jobId: string; scope: JobGrant['scope']; toolchain?: string },
+  lifetimeS: number,
+) {
   return signHs256(workerKey, {
     iss: JOB_ISSUER,
-    sub: jobId,
+    sub: grant.jobId,
     aud: `kiln-worker:${workerId}`,
     exp: Math.floor(Date.now() / 1000) + lifetimeS,
+    scope: grant.scope,
+    ...(grant.toolchain ? { tc: grant.toolchain } : {}),
   });
 }
 
-/** The job id a job token is bound to; undefined when it is expired, forged or for another worker. */
-export async function verifyJobToken(workerKey: KeyObject, workerId: string, token: string) {
-  const sub = verifyHs256(workerKey, token, { audience: `kiln-worker:${workerId}`, issuer: JOB_ISSUER })?.sub;
-  return typeof sub === 'string' ? sub : undefined;
+/** What a job token grants; undefined when it is expired, forged, for another worker, or has no scope. */
+export async function verifyJobToken(
+  workerKey: KeyObject,
+  workerId: string,
+  token: string,
+): Promise<JobGrant | undefined> {
+  const c = verifyHs256(workerKey, token, { audience: `kiln-worker:${workerId}`, issuer: JOB_ISSUER });
+  if (!c || typeof c.sub !== 'string' || !c.sub || typeof c.exp !== 'number') return undefined;
+  // Tokens from before scopes existed ran anything: they are not accepted.
+  if (c.scope !== 'job' && c.scope !== 'probe') return undefined;
+  if (c.scope === 'job' && typeof c.tc !== 'string') return undefined;
+  return {
+    jobId: c.sub,
+    scope: c.scope,
+    exp: c.exp,
+    ...(typeof c.tc === 'string' ? { toolchain: c.tc } : {}),
+  };
 }
 
 export interface ClientAuthConfig {

@@ -14,6 +14,8 @@ export interface Hs256Claims {
   readonly iss?: string;
   readonly iat?: number;
   readonly exp?: number;
+  /** kiln's private claims (a job token's scope and toolchain). */
+  readonly [claim: string]: string | number | undefined;
 }
 
 export interface Hs256Expectations {

@@ -77,9 +77,12 @@ export class ArchPoolScheduler {
     entry.info = info;
     entry.lastSeenMs = now;
     entry.toolchains = new Set(info.toolchains);
-    // The worker's own list is the truth for jobs it holds; ones it never saw expire.
+    // The worker's own list is the truth for jobs it holds; ones it never saw expire. Jobs the
+    // scheduler did not assign (it restarted) are taken on only up to the worker's max_jobs.
     const held = new Set(info.runningJobs);
-    for (const jobId of held) if (!entry.jobs.has(jobId)) entry.jobs.set(jobId, now);
+    for (const jobId of held) {
+      if (!entry.jobs.has(jobId) && entry.jobs.size < info.maxJobs) entry.jobs.set(jobId, now);
+    }
     for (const [jobId, since] of entry.jobs) {
       if (!held.has(jobId) && now - since > this.opts.assignTimeoutMs)
         this.finish(jobId, info.id, true, 'never started');

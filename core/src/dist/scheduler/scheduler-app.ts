@@ -2,9 +2,15 @@
  * The scheduler's HTTP server. `createScheduler` builds it; `kiln-dist scheduler` only listens and
  * shuts down. Workers heartbeat in, clients ask for a worker per job and get a job token for it.
  */
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { KILN_ERR_AUTH_FORBIDDEN, KILN_ERR_AUTH_REQUIRED, KILN_ERR_DIST_NOT_FOUND } from '../../errors.js';
+import {
+  KILN_ERR_AUTH_FORBIDDEN,
+  KILN_ERR_AUTH_REQUIRED,
+  KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_NOT_FOUND,
+  KILN_ERR_DIST_RATE_LIMITED,
+} from '../../errors.js';
 import { hostTriple } from '../../toolchain/elf.js';
 import {
   type AllocateRequest,
@@ -26,9 +32,28 @@ import {
   verifyWorkerToken,
 } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
+import { serverTimeouts } from '../http-server.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
 import { renderStatusPage, STATUS_PAGE_HEADERS } from './status-page.js';
+
+/** Every request the scheduler takes is small: 30 s to send one is plenty. */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Probe tokens the scheduler mints per minute, for all clients together. */
+const PROBES_PER_MINUTE = 120;
+
+/** At most `max` takes per rolling minute. */
+class MinuteBudget {
+  private readonly times: number[] = [];
+  constructor(private readonly max: number) {}
+  take(): boolean {
+    const now = Date.now();
+    while (this.times.length && now - this.times[0]! >= 60_000) this.times.shift();
+    if (this.times.length >= this.max) return false;
+    this.times.push(now);
+    return true;
+  }
+}
 
 export interface SchedulerOptions {
   readonly config: SchedulerConfig;
@@ -66,7 +91,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     logger: opts.logger ? { level: config.log_level } : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
-    keepAliveTimeout: 30_000,
+    ...serverTimeouts(REQUEST_TIMEOUT_MS),
   }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
@@ -89,6 +114,10 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     async (request) => {
       const workerId = await requireWorker(request);
       const info = request.body;
+      if (info.runningJobs.length > info.maxJobs)
+        throw KILN_ERR_DIST_BAD_REQUEST(
+          `${info.runningJobs.length} running jobs reported, max_jobs is ${info.maxJobs}`,
+        );
       if (info.id !== workerId)
         throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
       if (!config.insecure && (!info.url.startsWith('https://') || !info.certSha256))
@@ -144,7 +173,12 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
           hostTriple: worker.info.hostTriple,
           ...(worker.info.certSha256 ? { certSha256: worker.info.certSha256 } : {}),
         },
-        jobToken: await jobToken(key, worker.info.id, result.jobId, config.job_token_lifetime),
+        jobToken: await jobToken(
+          key,
+          worker.info.id,
+          { jobId: result.jobId, scope: 'job', toolchain: request.body.toolchain.digest },
+          config.job_token_lifetime,
+        ),
         hasToolchain: result.hasToolchain,
       } satisfies AllocateResponse;
     },
@@ -184,7 +218,11 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   app.get('/', statusPage);
   app.get('/status', statusPage);
 
-  /** A token for `kiln --dist-test-conn` to check it can reach and authenticate to a worker. */
+  /**
+   * A token for `kiln --dist-test-conn` to check it can reach and authenticate to a worker. It
+   * only pings: it runs nothing, uploads nothing and holds no slot.
+   */
+  const probeBudget = new MinuteBudget(PROBES_PER_MINUTE);
   app.post<{ Params: { workerId: string } }>(
     `${API}/workers/:workerId/probe-token`,
     { schema: { params: workerIdParams } },
@@ -193,12 +231,13 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
       const worker = pools.worker(request.params.workerId);
       const key = jobKeys.get(request.params.workerId)?.key;
       if (!worker || !key) throw KILN_ERR_DIST_NOT_FOUND(`worker ${request.params.workerId}`);
-      const jobId = `probe-${Date.now()}`;
+      if (!probeBudget.take()) throw KILN_ERR_DIST_RATE_LIMITED('probe tokens', PROBES_PER_MINUTE);
+      const jobId = `probe-${randomBytes(9).toString('base64url')}`;
       return {
         jobId,
         url: worker.info.url,
         ...(worker.info.certSha256 ? { certSha256: worker.info.certSha256 } : {}),
-        jobToken: await jobToken(key, worker.info.id, jobId, 60),
+        jobToken: await jobToken(key, worker.info.id, { jobId, scope: 'probe' }, 60),
       };
     },
   );

@@ -7,12 +7,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ToolchainResolver } from '@kiln/plugins';
 import {
   KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_TOO_LARGE,
   KILN_ERR_DIST_TOOLCHAIN_DIGEST,
   KILN_ERR_DIST_TOOLCHAIN_MISSING,
-  KilnError,
 } from '../../errors.js';
 
 interface Entry {
@@ -114,21 +115,20 @@ export class ToolchainStore {
     try {
       const hash = createHash('sha256');
       let bytes = 0;
-      const out = fs.createWriteStream(tmpArchive, { mode: 0o600 });
-      for await (const chunk of body) {
-        bytes += (chunk as Buffer).length;
-        if (bytes > this.maxArchiveBytes) {
-          throw new KilnError(
-            'KILN_ERR_DIST_TOOLCHAIN_TOO_BIG',
-            `toolchain archive is over ${this.maxArchiveBytes} bytes`,
-            413,
-          );
-        }
-        hash.update(chunk as Buffer);
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-      }
-      await new Promise<void>((resolve, reject) =>
-        out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+      const max = this.maxArchiveBytes;
+      // pipeline closes the file on every failure (an aborted upload, a size overrun): no leaked
+      // descriptor keeps the removed temp file's space.
+      await pipeline(
+        body,
+        async function* (source: AsyncIterable<Buffer>) {
+          for await (const chunk of source) {
+            bytes += chunk.length;
+            if (bytes > max) throw KILN_ERR_DIST_TOO_LARGE('toolchain archive', max);
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        fs.createWriteStream(tmpArchive, { mode: 0o600 }),
       );
       const actual = hash.digest('hex');
       if (actual !== digest) throw KILN_ERR_DIST_TOOLCHAIN_DIGEST(digest, actual);

@@ -6,13 +6,20 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { KilnError, type Sandbox } from '@kiln/plugins';
+import type { Sandbox } from '@kiln/plugins';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { KILN_ERR_AUTH_FORBIDDEN, KILN_ERR_AUTH_REQUIRED, KILN_ERR_DIST_BAD_REQUEST } from '../../errors.js';
-import { API, digestParams, jobIdParams } from '../api.js';
-import { bearerOf, verifyJobToken } from '../auth.js';
+import {
+  KILN_ERR_AUTH_FORBIDDEN,
+  KILN_ERR_AUTH_REQUIRED,
+  KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_TOO_LARGE,
+  KILN_ERR_DIST_UNSUPPORTED_TYPE,
+} from '../../errors.js';
+import { API, digestParams, jobIdParams, toolchainQuery } from '../api.js';
+import { bearerOf, type JobGrant, verifyJobToken } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
+import { serverTimeouts } from '../http-server.js';
 import {
   decodeFrame,
   encodeFrame,
@@ -21,6 +28,7 @@ import {
   type JobResultHeader,
   jobRequestSchema,
 } from '../wire.js';
+import { JobGrants } from './job-grants.js';
 import { JobSlots } from './job-slots.js';
 import type { ToolchainStore } from './toolchain-store.js';
 
@@ -33,6 +41,10 @@ export interface WorkerAppOptions {
   readonly maxJobs: number;
   readonly jobTimeoutMs: number;
   readonly maxToolchainBytes: number;
+  /** Largest job request (header and inputs); default 256 MiB. */
+  readonly maxJobInputBytes?: number;
+  /** How long a client may take to send one whole request; default 10 minutes. */
+  readonly requestTimeoutMs?: number;
   /** Called when a job ends, to tell the scheduler its slot is free. */
   readonly onJobDone?: (jobId: string, failed: boolean) => void;
   /** Called when an uploaded toolchain is stored, to tell the scheduler this worker holds it. */
@@ -47,89 +59,124 @@ export interface WorkerApp {
   readonly app: FastifyInstance;
   /** Base64url secret the scheduler signs this worker's job tokens with (sent in heartbeats). */
   readonly jobKey: string;
-  /** Job ids this worker holds now (token seen, not finished). */
+  /** Job ids this worker holds now: an upload or a run in flight. */
   heldJobs(): string[];
   /** Toolchain archives received since start, stored or not (a repeated upload counts again). */
   toolchainUploads(): number;
 }
 
-const MAX_JOB_BODY = 512 * 1024 * 1024;
-/** A job whose token was used for an upload but that never ran stops counting after this long. */
-const HOLD_MS = 10 * 60_000;
+/** How long a client may take to send one request, headers and body (toolchain uploads included). */
+const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+const DEFAULT_MAX_JOB_INPUT = 256 * 1024 * 1024;
+
+/** Which token a route wants: "probe" also accepts a job token. */
+type Want = 'job' | 'probe';
 
 export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const jobKey = randomBytes(32).toString('base64url');
   const key = createSecretKey(Buffer.from(jobKey, 'base64url'));
   const slots = new JobSlots(opts.maxJobs, opts.maxJobs * 2);
-  const held = new Map<string, number>();
+  const grants = new JobGrants();
+  /** Jobs with a request in flight (an upload or a run), by how many. */
+  const inFlight = new Map<string, number>();
+  const grantOf = new WeakMap<FastifyRequest, JobGrant>();
   let uploads = 0;
+  const maxJobInput = opts.maxJobInputBytes ?? DEFAULT_MAX_JOB_INPUT;
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
     ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
-    bodyLimit: MAX_JOB_BODY,
+    bodyLimit: 64 * 1024,
+    ...serverTimeouts(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
   }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(
     JOB_CONTENT_TYPE,
-    { parseAs: 'buffer', bodyLimit: MAX_JOB_BODY },
+    { parseAs: 'buffer', bodyLimit: maxJobInput },
     (_req, body, done) => done(null, body),
   );
   // Toolchains stream to disk while hashing; the store enforces the size limit.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
-  /** The job id a request's token is bound to; 401 without a valid one. */
-  const requireJob = async (request: FastifyRequest): Promise<string> => {
-    const token = bearerOf(request.headers.authorization);
-    const jobId = token && (await verifyJobToken(key, opts.id, token));
-    if (!jobId) throw KILN_ERR_AUTH_REQUIRED('job token');
-    held.set(jobId, Date.now());
-    return jobId;
+  /**
+   * Checks the job token before a byte of the body is read (an onRequest hook): a request without
+   * a valid one is answered 401 and its connection closed, so its body is never received.
+   */
+  const requireToken =
+    (want: Want, contentType?: string) =>
+    async (request: FastifyRequest): Promise<void> => {
+      const token = bearerOf(request.headers.authorization);
+      const grant = token ? await verifyJobToken(key, opts.id, token) : undefined;
+      if (!grant) throw KILN_ERR_AUTH_REQUIRED('job token');
+      if (grant.scope !== 'job' && want === 'job')
+        throw KILN_ERR_AUTH_FORBIDDEN('a probe token only pings the worker');
+      const params = request.params as { jobId?: string; digest?: string };
+      if (params.jobId !== undefined && params.jobId !== grant.jobId)
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
+      if (params.digest !== undefined && want === 'job' && params.digest !== grant.toolchain)
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another toolchain');
+      if (want === 'job' && grants.ran(grant.jobId))
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used already: one token runs one job');
+      if (contentType !== undefined && request.headers['content-type'] !== contentType)
+        throw KILN_ERR_DIST_UNSUPPORTED_TYPE(contentType);
+      const length = Number(request.headers['content-length'] ?? 0);
+      const limit = contentType === JOB_CONTENT_TYPE ? maxJobInput : opts.maxToolchainBytes;
+      if (contentType !== undefined && length > limit) throw KILN_ERR_DIST_TOO_LARGE(contentType, limit);
+      grantOf.set(request, grant);
+    };
+
+  /** Counts the job as held by this worker (reported in heartbeats) while the request runs. */
+  const hold = (jobId: string) => {
+    inFlight.set(jobId, (inFlight.get(jobId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (inFlight.get(jobId) ?? 1) - 1;
+      if (n > 0) inFlight.set(jobId, n);
+      else inFlight.delete(jobId);
+    };
   };
 
   app.get(`${API}/health`, async () => ({ id: opts.id, hostTriple: opts.hostTriple, version: opts.version }));
 
   app.post<{ Params: { jobId: string } }>(
     `${API}/jobs/:jobId/ping`,
-    { schema: { params: jobIdParams } },
-    async (request) => {
-      const jobId = await requireJob(request);
-      held.delete(jobId);
-      if (jobId !== request.params.jobId) throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
-      return { ok: true, workerId: opts.id };
-    },
+    { schema: { params: jobIdParams }, onRequest: requireToken('probe') },
+    async () => ({ ok: true, workerId: opts.id }),
   );
 
   app.head<{ Params: { digest: string } }>(
     `${API}/toolchains/:digest`,
-    { schema: { params: digestParams } },
-    async (request, reply) => {
-      await requireJob(request);
-      return reply.code(opts.store.has(request.params.digest) ? 200 : 404).send();
-    },
+    { schema: { params: digestParams }, onRequest: requireToken('job') },
+    async (request, reply) => reply.code(opts.store.has(request.params.digest) ? 200 : 404).send(),
   );
 
   app.put<{ Params: { digest: string }; Querystring: { kind?: string } }>(
     `${API}/toolchains/:digest`,
-    { schema: { params: digestParams } },
+    {
+      schema: { params: digestParams, querystring: toolchainQuery },
+      onRequest: requireToken('job', 'application/octet-stream'),
+    },
     async (request, reply) => {
-      await requireJob(request);
-      const length = Number(request.headers['content-length'] ?? 0);
-      if (length > opts.maxToolchainBytes) {
-        throw new KilnError(
-          'KILN_ERR_DIST_TOOLCHAIN_TOO_BIG',
-          `toolchain archive is over ${opts.maxToolchainBytes} bytes`,
-          413,
+      const grant = grantOf.get(request)!;
+      if (!grants.claim(grant, 'upload'))
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used for an upload already');
+      const release = hold(grant.jobId);
+      try {
+        uploads++;
+        await opts.store.put(
+          request.params.digest,
+          request.query.kind ?? 'archive',
+          request.body as Readable,
         );
+      } finally {
+        release();
       }
-      if (!request.body)
-        throw KILN_ERR_DIST_BAD_REQUEST('a toolchain upload needs content-type application/octet-stream');
-      uploads++;
-      await opts.store.put(request.params.digest, request.query.kind ?? 'archive', request.body as Readable);
       opts.onToolchainStored?.(request.params.digest);
       return reply.code(201).send({ digest: request.params.digest });
     },
@@ -137,27 +184,34 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
 
   app.post<{ Params: { jobId: string }; Body: Buffer }>(
     `${API}/jobs/:jobId/run`,
-    { schema: { params: jobIdParams } },
+    {
+      schema: { params: jobIdParams },
+      onRequest: requireToken('job', JOB_CONTENT_TYPE),
+      bodyLimit: maxJobInput,
+    },
     async (request, reply) => {
-      const jobId = await requireJob(request);
+      const grant = grantOf.get(request)!;
+      const { header, blobs } = decodeFrame<JobRequestHeader>(request.body);
+      if (!validateJob(header)) {
+        throw KILN_ERR_DIST_BAD_REQUEST(
+          `job header: ${validateJob.errors?.[0]?.instancePath} ${validateJob.errors?.[0]?.message}`,
+        );
+      }
+      if (header.inputs.length !== blobs.length)
+        throw KILN_ERR_DIST_BAD_REQUEST('one blob per input is required');
+      if (header.toolchain.digest !== grant.toolchain)
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another toolchain');
+      // A job the worker lacks the toolchain for does not spend the token: the client uploads, then runs.
+      const toolchain = opts.store.acquire(header.toolchain.digest);
+      if (!grants.claim(grant, 'run')) {
+        toolchain.release();
+        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used already: one token runs one job');
+      }
+      const jobId = grant.jobId;
+      const release = hold(jobId);
       let failed = true;
       try {
-        if (jobId !== request.params.jobId) throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
-        if (!Buffer.isBuffer(request.body))
-          throw KILN_ERR_DIST_BAD_REQUEST(`a job needs content-type ${JOB_CONTENT_TYPE}`);
-        const { header, blobs } = decodeFrame<JobRequestHeader>(request.body);
-        if (!validateJob(header)) {
-          throw KILN_ERR_DIST_BAD_REQUEST(
-            `job header: ${validateJob.errors?.[0]?.instancePath} ${validateJob.errors?.[0]?.message}`,
-          );
-        }
-        if (header.inputs.length !== blobs.length)
-          throw KILN_ERR_DIST_BAD_REQUEST('one blob per input is required');
-        const toolchain = opts.store.acquire(header.toolchain.digest);
-        const release = await slots.acquire().catch((err) => {
-          toolchain.release();
-          throw err;
-        });
+        const slot = await slots.acquire();
         try {
           const abs = (p: string) => path.posix.resolve(header.cwd, p);
           const started = performance.now();
@@ -187,11 +241,11 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
             ...present.map((p) => result.outputs.get(abs(p))!),
           ]);
         } finally {
-          release();
-          toolchain.release();
+          slot();
         }
       } finally {
-        held.delete(jobId);
+        toolchain.release();
+        release();
         opts.onJobDone?.(jobId, failed);
       }
     },
@@ -200,11 +254,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   return {
     app,
     jobKey,
-    heldJobs: () => {
-      const now = Date.now();
-      for (const [jobId, since] of held) if (now - since > HOLD_MS) held.delete(jobId);
-      return [...held.keys()];
-    },
+    heldJobs: () => [...inFlight.keys()],
     toolchainUploads: () => uploads,
   };
 }

@@ -30,6 +30,10 @@ export interface WorkerConfig {
   readonly toolchain_cache_size: number;
   /** Largest toolchain archive accepted. */
   readonly max_toolchain_size: number;
+  /** Largest job request (its header and input files, e.g. a preprocessed source). */
+  readonly max_job_input_size: number;
+  /** Seconds a client may take to send one whole request (a toolchain upload included). */
+  readonly request_timeout: number;
   readonly max_jobs: number;
   /** Override the detected host triple (e.g. a 32-bit userland on a 64-bit kernel). */
   readonly host_triple: string | undefined;
@@ -66,6 +70,8 @@ const schema: ObjectSchema = {
     cache_dir: { type: 'string' },
     toolchain_cache_size: { type: 'string', default: '10G' },
     max_toolchain_size: { type: 'string', default: '2G' },
+    max_job_input_size: { type: 'string', default: '256M' },
+    request_timeout: { type: 'integer', minimum: 1, maximum: 86_400, default: 600 },
     max_jobs: { type: 'integer', minimum: 1, maximum: 4096 },
     host_triple: { type: 'string', pattern: '^[a-z0-9_]+(-[a-z0-9_.]+){1,4}$' },
     sandbox: { type: 'string', default: 'bwrap' },
@@ -86,10 +92,8 @@ const schema: ObjectSchema = {
   },
 };
 
-type Raw = Omit<WorkerConfig, 'toolchain_cache_size' | 'max_toolchain_size'> & {
-  toolchain_cache_size: string;
-  max_toolchain_size: string;
-};
+type SizeKey = 'toolchain_cache_size' | 'max_toolchain_size' | 'max_job_input_size';
+type Raw = Omit<WorkerConfig, SizeKey> & Record<SizeKey, string>;
 
 export function loadWorkerConfig(file: string, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema), env);
@@ -104,7 +108,7 @@ export function currentWorkerToken(config: WorkerConfig, env: NodeJS.ProcessEnv 
 }
 
 function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): WorkerConfig {
-  const size = (key: 'toolchain_cache_size' | 'max_toolchain_size') => {
+  const size = (key: SizeKey) => {
     const n = parseSize(raw[key]);
     if (n === undefined) throw KILN_ERR_CONFIG_INVALID(key, file, 'a size such as "10G"');
     return n;
@@ -158,6 +162,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
     cache_dir: raw.cache_dir ?? path.join(os.homedir(), '.cache', 'kiln-worker'),
     toolchain_cache_size: size('toolchain_cache_size'),
     max_toolchain_size: size('max_toolchain_size'),
+    max_job_input_size: size('max_job_input_size'),
     max_jobs: raw.max_jobs ?? os.availableParallelism(),
     host_triple: raw.host_triple,
   });

@@ -120,6 +120,8 @@ export async function startWorker(
     maxJobs: config.max_jobs,
     jobTimeoutMs: config.job_timeout * 1000,
     maxToolchainBytes: config.max_toolchain_size,
+    maxJobInputBytes: config.max_job_input_size,
+    requestTimeoutMs: config.request_timeout * 1000,
     logger: true,
     logLevel: config.log_level,
     ...(tls ? { tls } : {}),
