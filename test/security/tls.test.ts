@@ -33,6 +33,7 @@ import {
   writeSchedulerConfig,
 } from '../helpers/cluster.js';
 
+const KILN = path.join(path.dirname(KILN_DIST), 'kiln.js');
 const X86 = 'x86_64-unknown-linux-gnu';
 const DIGEST = 'c'.repeat(64);
 const CLIENT_TOKEN = 'client-token-that-must-not-leak';
@@ -291,6 +292,19 @@ describe('plain http', () => {
       distConfig(insecure.url, { insecure: true, auth: { type: 'token', token: files.clientToken } }),
     );
     expect((await c.status()).totals.workers).toBe(0);
+    // The client CLI too, with its own warning.
+    const config = writeToml(
+      'insecure-client.toml',
+      `[dist]\nscheduler_url = "${insecure.url}"\ninsecure = true\n[dist.auth]\ntype = "token"\ntoken = "${files.clientToken}"\n`,
+    );
+    const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+    const r = spawnSync(process.execPath, [KILN, '--dist-status'], {
+      encoding: 'utf8',
+      env: { ...env, KILN_CONFIG: config, KILN_RUNTIME_DIR: path.join(dir, 'rt') },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/insecure = true: plain http allowed/);
+    expect(JSON.parse(r.stdout).schedulerUrl).toBe(insecure.url);
   });
 });
 
