@@ -20,6 +20,7 @@ import { createScheduler } from '../../core/src/dist/scheduler/scheduler-app.js'
 import { loadSchedulerConfig, type SchedulerConfig } from '../../core/src/dist/scheduler/scheduler-config.js';
 import { fingerprintOf } from '../../core/src/dist/tls/pinned-agent.js';
 import { generateSelfSigned } from '../../core/src/dist/tls/self-signed.js';
+import { loadServerTls } from '../../core/src/dist/tls/server-tls.js';
 import { Heartbeat } from '../../core/src/dist/worker/heartbeat.js';
 import { loadWorkerConfig } from '../../core/src/dist/worker/worker-config.js';
 import { KilnError } from '../../core/src/errors.js';
@@ -231,6 +232,30 @@ describe('pinned certificates', () => {
     const key = path.join(files.dir, 'scheduler-state', 'tls', 'key.pem');
     expect(fs.statSync(key).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.dirname(key)).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe('server certificates', () => {
+  it('an operator certificate is used as given; a wrong key, a missing half or a readable generated key stop the server', () => {
+    const put = (name: string, text: string) => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, text, { mode: 0o600 });
+      return f;
+    };
+    const cert_file = put('op.crt', certA.cert);
+    const tls = loadServerTls({ cert_file, key_file: put('op.key', certA.key) }, dir, 'x', []);
+    expect(tls.fingerprint).toBe(fingerprintOf(certA.cert));
+    const wrongKey = configError(() =>
+      loadServerTls({ cert_file, key_file: put('b.key', certB.key) }, dir, 'x', []),
+    );
+    expect(wrongKey.message).toMatch(/does not belong to the certificate/);
+    expect(configError(() => loadServerTls({ cert_file }, dir, 'x', [])).message).toMatch(/go together/);
+    const state = path.join(dir, 'state-readable');
+    loadServerTls(undefined, state, 'x', ['127.0.0.1']);
+    fs.chmodSync(path.join(state, 'tls', 'key.pem'), 0o644);
+    expect(configError(() => loadServerTls(undefined, state, 'x', [])).message).toMatch(
+      /readable by others.*chmod 600/,
+    );
   });
 });
 
