@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AllocateResponse } from '../../core/src/dist/api.js';
 import {
   type ClusterFiles,
+  clusterFetch,
   clusterFiles,
   clusterStatus,
   kilnDist,
@@ -48,12 +49,12 @@ async function call(
     headers['content-type'] = 'application/json';
   }
   if (init.type) headers['content-type'] = init.type;
-  const res = await fetch(`${base}/api/v1${p}`, {
+  const res = await clusterFetch(files)(`${base}/api/v1${p}`, {
     method: init.method ?? (body ? 'POST' : 'GET'),
     headers,
     body,
   });
-  const text = await res.text();
+  const text = res.text;
   let json: Record<string, unknown> | undefined;
   try {
     json = JSON.parse(text);
@@ -244,15 +245,16 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
       'generate-jwt-hs256-worker-token',
       '--worker',
       'fake',
-      '--secret-key',
-      files.secret,
+      '--secret-key-file',
+      files.secretFile,
     ]);
     const beat = (runningJobs: string[]) =>
       call(scheduler.url, '/workers/heartbeat', {
         token,
         json: {
           id: 'fake',
-          url: 'http://127.0.0.1:9',
+          url: 'https://127.0.0.1:9',
+          certSha256: Array(32).fill('AB').join(':'),
           hostTriple: 'riscv64gc-unknown-linux-gnu',
           os: 'Linux',
           cpuModel: 'x',

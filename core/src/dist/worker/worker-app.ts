@@ -53,6 +53,8 @@ export interface WorkerAppOptions {
   readonly onToolchainStored?: (digest: string) => void;
   readonly logger?: boolean;
   readonly logLevel?: string;
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface WorkerApp {
@@ -86,12 +88,13 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const maxJobInput = opts.maxJobInputBytes ?? DEFAULT_MAX_JOB_INPUT;
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
     bodyLimit: 64 * 1024,
     ...serverTimeouts(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
-  });
+  }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
