@@ -8,11 +8,13 @@
  * they received, as they would between real builds. After each cluster build it checks in the
  * stats that every compile ran on the cluster; at the end, in the workers' request logs that each
  * received each toolchain once, and in the scheduler's status that each holds them.
+ * The cluster runs as the README's quickstart: HTTPS with the scheduler's generated certificate,
+ * pinned by the workers and the client.
  * Run alone: node bench/cluster.mjs [--runs N] [--jobs N] [--projects zlib,leveldb]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,9 +24,10 @@ import { median, sh } from './util.mjs';
 const WORKERS = ['w1', 'w2'];
 
 /** GET on a fresh connection: a kept-alive one may be closed by the server between the bench's polls. */
-function getJson(url, token) {
+function getJson(url, token, ca) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const opts = { agent: false, ca, headers: { authorization: `Bearer ${token}` } };
+    const req = https.get(url, opts, (res) => {
       let body = '';
       res.on('data', (chunk) => (body += chunk));
       res.on('end', () => {
@@ -45,7 +48,7 @@ function startServer(kilnDist, args, env) {
     const timer = setTimeout(() => reject(new Error(`kiln-dist ${args[0]} did not start:\n${out}`)), 30_000);
     const onData = (chunk) => {
       out += chunk;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
+      const m = /listening on (https?:\/\/[^\s)]+)/.exec(out);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -78,6 +81,7 @@ export async function startCluster({ root, dir, env }) {
     pathToFileURL(path.join(root, 'core', 'dist', 'dist', 'auth.js')).href
   );
   const secret = generateHs256Key();
+  fs.writeFileSync(path.join(dir, 'secret.key'), `${secret}\n`, { mode: 0o600 });
   const clientToken = `bench-${process.pid}`;
   const servers = [];
   const stop = async () => {
@@ -87,9 +91,15 @@ export async function startCluster({ root, dir, env }) {
     const schedulerToml = path.join(dir, 'scheduler.toml');
     fs.writeFileSync(
       schedulerToml,
-      `public_addr = "127.0.0.1:0"\n[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n` +
-        `[worker_auth]\ntype = "jwt_hs256"\nsecret_key = "${secret}"\n`,
+      `public_addr = "127.0.0.1:0"\nstate_dir = "scheduler-state"\n` +
+        `[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n` +
+        `[worker_auth]\ntype = "jwt_hs256"\nsecret_key_file = "secret.key"\n`,
     );
+    const pin = spawnSync(process.execPath, [kilnDist, 'tls', 'fingerprint', '--config', schedulerToml], {
+      env,
+      encoding: 'utf8',
+    }).stdout.trim();
+    const ca = fs.readFileSync(path.join(dir, 'scheduler-state', 'tls', 'cert.pem'), 'utf8');
     const scheduler = startServer(kilnDist, ['scheduler', '--config', schedulerToml], env);
     servers.push(scheduler);
     const schedulerUrl = await scheduler.url;
@@ -98,6 +108,7 @@ export async function startCluster({ root, dir, env }) {
       fs.writeFileSync(
         toml,
         `id = "${id}"\npublic_addr = "127.0.0.1:0"\nscheduler_url = "${schedulerUrl}"\n` +
+          `scheduler_cert_sha256 = "${pin}"\n` +
           // log_level info: fastify logs every request, which is how uploads are counted.
           `cache_dir = "${path.join(dir, id)}"\nsandbox = "bwrap"\nlog_level = "info"\n` +
           `[scheduler_auth]\ntype = "jwt_token"\ntoken = "${await workerToken(secretKeyFrom(secret), id)}"\n`,
@@ -106,7 +117,7 @@ export async function startCluster({ root, dir, env }) {
       servers.push(worker);
       await worker.url;
     }
-    const status = () => getJson(`${schedulerUrl}/api/v1/status`, clientToken);
+    const status = () => getJson(`${schedulerUrl}/api/v1/status`, clientToken, ca);
     for (let i = 0; (await status()).totals.workers < WORKERS.length; i++) {
       if (i > 200) throw new Error('the workers did not register');
       await new Promise((r) => setTimeout(r, 50));
@@ -117,7 +128,7 @@ export async function startCluster({ root, dir, env }) {
       const file = path.join(dir, `client-${++configs}.toml`);
       fs.writeFileSync(
         file,
-        `[dist]\nscheduler_url = "${schedulerUrl}"\n${extra}\n[dist.auth]\ntype = "token"\ntoken = "${clientToken}"\n`,
+        `[dist]\nscheduler_url = "${schedulerUrl}"\nscheduler_cert_sha256 = "${pin}"\n${extra}\n[dist.auth]\ntype = "token"\ntoken = "${clientToken}"\n`,
       );
       return file;
     };

@@ -34,7 +34,9 @@ export async function benchScheduler({ workers = 1000, seconds = 10, concurrency
   const secret = generateHs256Key();
   fs.writeFileSync(
     path.join(dir, 'scheduler.toml'),
-    `public_addr = "127.0.0.1:0"\nworker_timeout = 120\n[client_auth]\ntype = "token"\ntoken = "bench"\n[worker_auth]\ntype = "jwt_hs256"\nsecret_key = "${secret}"\n`,
+    // Plain HTTP: this measures the scheduler's own work per allocation, and the fake workers
+    // advertise http URLs, which only an insecure scheduler accepts.
+    `public_addr = "127.0.0.1:0"\ninsecure = true\nworker_timeout = 120\n[client_auth]\ntype = "token"\ntoken = "bench"\n[worker_auth]\ntype = "jwt_hs256"\nsecret_key = "${secret}"\n`,
   );
   const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
   const proc = spawn(

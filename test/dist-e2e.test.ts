@@ -279,6 +279,12 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     const json = JSON.parse(st.stdout);
     expect(json.schedulerUrl).toBe(scheduler.url);
     expect(json.pools[0].workers.map((w: { id: string }) => w.id)).toEqual(['w1', 'w2']);
+    // The whole cluster talks HTTPS: every worker's certificate is vouched for by the scheduler.
+    expect(scheduler.url).toMatch(/^https:/);
+    for (const w of json.pools[0].workers as { url: string; certSha256?: string }[]) {
+      expect(w.url).toMatch(/^https:/);
+      expect(w.certSha256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    }
     const ok = sb.kiln(['--dist-test-conn']);
     expect(ok.status, ok.stdout).toBe(0);
     expect(ok.stdout).toMatch(

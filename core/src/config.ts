@@ -119,7 +119,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     }
     for (const [key, value] of Object.entries(table)) {
       if (key === 'dist') {
-        dist = parseDistTable(value, file);
+        dist = parseDistTable(value, file, env);
         continue;
       }
       if (!(key in FIELDS)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, file, [...KEYS, 'dist']);

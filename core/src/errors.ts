@@ -43,6 +43,14 @@ export const KILN_ERR_AUTH_INVALID = createError(
   'KILN_ERR_AUTH_INVALID',
   (detail: string) => `authentication is misconfigured: ${detail}`,
 );
+export const KILN_ERR_AUTH_SECRET = createError(
+  'KILN_ERR_AUTH_SECRET',
+  (what: string, detail: string) => `cannot read ${what}: ${detail}`,
+);
+export const KILN_ERR_TLS_CERT = createError(
+  'KILN_ERR_TLS_CERT',
+  (where: string, detail: string) => `TLS certificate (${where}): ${detail}`,
+);
 export const KILN_ERR_AUTH_REQUIRED = createError(
   'KILN_ERR_AUTH_REQUIRED',
   (what: string) => `${what}: missing or invalid credentials`,
@@ -133,6 +141,8 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_STORAGE_CORRUPT,
   KILN_ERR_USAGE,
   KILN_ERR_AUTH_INVALID,
+  KILN_ERR_AUTH_SECRET,
+  KILN_ERR_TLS_CERT,
   KILN_ERR_AUTH_REQUIRED,
   KILN_ERR_AUTH_FORBIDDEN,
   KILN_ERR_DIST_BAD_REQUEST,

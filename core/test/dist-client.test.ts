@@ -11,6 +11,10 @@ function config(url: string): DistConfig {
   return {
     scheduler_url: url,
     auth: { type: 'token', token: 't' },
+    // A plain-http stand-in: these tests are about connections, not TLS (test/security/tls.test.ts).
+    insecure: true,
+    scheduler_cert_sha256: undefined,
+    scheduler_ca: undefined,
     force_remote_build: false,
     toolchain_cache_size: 1e9,
     job_timeout: 5,

@@ -12,10 +12,14 @@ const X86 = 'x86_64-unknown-linux-gnu';
 const DIGEST = 'c'.repeat(64);
 const secret = generateHs256Key();
 const jobKeyText = randomBytes(32).toString('base64url');
+const CERT_SHA256 = Array(32).fill('AB').join(':');
 
 function config(over: Partial<SchedulerConfig> = {}): SchedulerConfig {
   return {
     public_addr: '127.0.0.1:0',
+    insecure: false,
+    state_dir: '/nonexistent',
+    tls: undefined,
     client_auth: { type: 'token', token: 'client-secret' },
     worker_auth: { type: 'jwt_hs256', secret_key: secret, check_worker_ip: false },
     worker_timeout: 30,
@@ -28,7 +32,8 @@ function config(over: Partial<SchedulerConfig> = {}): SchedulerConfig {
 function heartbeat(id: string, over: Partial<WorkerHeartbeat> = {}): WorkerHeartbeat {
   return {
     id,
-    url: 'http://127.0.0.1:9',
+    url: 'https://127.0.0.1:9',
+    certSha256: CERT_SHA256,
     hostTriple: X86,
     os: 'Linux',
     cpuModel: 'test',
@@ -239,7 +244,7 @@ describe('scheduler HTTP API', () => {
     try {
       const far = await call(strict.url, '/api/v1/workers/heartbeat', {
         token: w1,
-        body: heartbeat('w1', { url: 'http://10.1.2.3:10601' }),
+        body: heartbeat('w1', { url: 'https://10.1.2.3:10601' }),
       });
       expect(far.status).toBe(403);
       const near = await call(strict.url, '/api/v1/workers/heartbeat', { token: w1, body: heartbeat('w1') });

@@ -1,4 +1,5 @@
 /** What a sandbox plugin implements: run one compile job isolated from the host. */
+import type { Readable } from 'node:stream';
 import type { JobLimits, LimitKind } from './job-limits.js';
 
 /** A file the job starts with. */
@@ -40,6 +41,16 @@ export interface SandboxJob {
   readonly limits: JobLimits;
 }
 
+/**
+ * A declared output the job wrote. The sandbox keeps the file until the result is released, so an
+ * output of any size is streamed, never held in memory whole.
+ */
+export interface SandboxOutput {
+  readonly size: number;
+  /** The file's content, exactly `size` bytes. Call once, before `release`. */
+  stream(): Readable;
+}
+
 export interface SandboxResult {
   /** The job's exit code; null when it was killed by a signal. */
   readonly exitCode: number | null;
@@ -48,7 +59,7 @@ export interface SandboxResult {
   readonly stdout: Buffer;
   readonly stderr: Buffer;
   /** The declared outputs the job wrote, by their path inside the sandbox. */
-  readonly outputs: ReadonlyMap<string, Buffer>;
+  readonly outputs: ReadonlyMap<string, SandboxOutput>;
   /**
    * Set when the sandbox knows the job ran into one of its limits (then `outputs` is empty): the
    * failure is the worker's, not the user's code, so the client compiles locally and caches nothing
@@ -56,6 +67,11 @@ export interface SandboxResult {
    * knowing; it then looks like any failed compile.
    */
   readonly limitExceeded?: LimitKind;
+  /**
+   * Frees what the outputs still hold (the job's directory). The caller calls it exactly once,
+   * after streaming the outputs (or deciding not to); `bufferedResult` does both for small jobs.
+   */
+  release(): Promise<void>;
 }
 
 export interface SandboxProbe {

@@ -13,7 +13,14 @@ import {
 import { atLeast, type BwrapBinary, findExecutable, locateBwrap } from './bwrap-binary.js';
 import { bwrapArgs } from './bwrap-command.js';
 import type { BwrapConfig } from './config.js';
-import { collectOutputs, ensureWorkDir, OutputLimitError, writeInputs } from './job-dir.js';
+import {
+  closeOutputs,
+  collectOutputs,
+  ensureWorkDir,
+  type HeldOutput,
+  OutputLimitError,
+  writeInputs,
+} from './job-dir.js';
 import { createJobSpace, type JobSpace, removeJobSpace, spaceExhausted } from './job-space.js';
 import { prlimitArgs } from './rlimits.js';
 import { type Execution, executeBwrap } from './run-bwrap.js';
@@ -135,7 +142,7 @@ export class BwrapSandbox implements Sandbox {
       const root = await fs.mkdtemp(path.join(this.options.work_dir, 'probe-root-'));
       await fs.chmod(root, 0o755);
       try {
-        await this.run({
+        const r = await this.run({
           id: 'probe',
           toolchainRoot: root,
           cwd: '/kiln-probe',
@@ -146,6 +153,7 @@ export class BwrapSandbox implements Sandbox {
           timeoutMs: 10_000,
           limits: DEFAULT_JOB_LIMITS,
         });
+        await r.release();
       } finally {
         await fs.rm(root, { recursive: true, force: true });
       }
@@ -193,10 +201,13 @@ export class BwrapSandbox implements Sandbox {
       const space = await this.#createSpace(job, drop).catch((err: Error) => {
         throw this.#failed(`cannot create a job directory: ${err.message}`);
       });
+      let result: SandboxResult | undefined;
       try {
-        return await this.#runIn(job, space, bin, prlimit, drop);
+        result = await this.#runIn(job, space, bin, prlimit, drop);
+        return result;
       } finally {
-        await removeJobSpace(space).catch(() => {});
+        // The outputs are streamed from the job's space: it goes when the caller releases them.
+        if (!result) await removeJobSpace(space).catch(() => {});
       }
     } finally {
       this.#slots.release(slotUid);
@@ -241,7 +252,7 @@ export class BwrapSandbox implements Sandbox {
         // SIGXFSZ: one file reached the disk limit (RLIMIT_FSIZE).
         if (exec.signal === 'SIGXFSZ' || (await spaceExhausted(space))) limitExceeded = 'disk';
       }
-      let outputs = new Map<string, Buffer>();
+      let outputs = new Map<string, HeldOutput>();
       // A killed job's files are half-written: return none.
       if (!exec.timedOut && !limitExceeded) {
         try {
@@ -251,9 +262,14 @@ export class BwrapSandbox implements Sandbox {
           limitExceeded = 'output';
         }
       }
-      if (!limitExceeded) return { ...exec, outputs };
+      let released: Promise<void> | undefined;
+      const release = () => {
+        released ??= closeOutputs(outputs).then(() => removeJobSpace(space).catch(() => {}));
+        return released;
+      };
+      if (!limitExceeded) return { ...exec, outputs, release };
       const stderr = Buffer.concat([exec.stderr, limitNote(limitExceeded, job, outputBytes)]);
-      return { ...exec, stderr, outputs, limitExceeded };
+      return { ...exec, stderr, outputs, limitExceeded, release };
     } catch (err) {
       if (err instanceof KilnError) throw err;
       throw this.#failed((err as Error).message);

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
-import fs from 'node:fs/promises';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { JobInput } from '@kiln/plugins';
+import { Readable } from 'node:stream';
+import type { JobInput, SandboxOutput } from '@kiln/plugins';
 
 /**
  * Makes sure `dir` is a real directory owned by this process and writable by no one else, so that
@@ -67,42 +68,64 @@ async function realDirsBetween(jobDir: string, file: string): Promise<boolean> {
   return true;
 }
 
+/** An output file held open: it is streamed from this handle, whatever happens to its name. */
+export interface HeldOutput extends SandboxOutput {
+  close(): Promise<void>;
+}
+
+function held(fh: FileHandle, size: number): HeldOutput {
+  return {
+    size,
+    // Exactly `size` bytes from the start (the job has ended: the file no longer changes).
+    stream: () =>
+      size === 0 ? Readable.from([]) : fh.createReadStream({ start: 0, end: size - 1, autoClose: false }),
+    close: () => fh.close().catch(() => {}),
+  };
+}
+
 /**
- * Reads the declared outputs the job left as regular files. Symlinks, FIFOs, devices and paths
+ * Opens the declared outputs the job left as regular files. Symlinks, FIFOs, devices and paths
  * through symlinked directories count as absent: the job directory is hostile once the job ran.
- * Rejects with OutputLimitError past `maxBytes` in total.
+ * Rejects with OutputLimitError past `maxBytes` in total. Nothing is read: the caller streams the
+ * outputs, then closes them.
  */
 export async function collectOutputs(
   jobDir: string,
   cwd: string,
   outputs: readonly string[],
   maxBytes: number,
-): Promise<Map<string, Buffer>> {
-  const result = new Map<string, Buffer>();
+): Promise<Map<string, HeldOutput>> {
+  const result = new Map<string, HeldOutput>();
   let total = 0;
-  for (const out of new Set(outputs)) {
-    const file = path.join(jobDir, path.relative(cwd, out));
-    if (!(await realDirsBetween(jobDir, file))) continue;
-    const st = await fs.lstat(file).catch(() => undefined);
-    if (!st?.isFile()) continue;
-    // O_NONBLOCK: a FIFO swapped in after the lstat must not hang the worker.
-    const fh = await fs
-      .open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-      .catch(() => undefined);
-    if (!fh) continue;
-    try {
-      const fst = await fh.stat();
-      if (!fst.isFile()) continue;
+  try {
+    for (const out of new Set(outputs)) {
+      const file = path.join(jobDir, path.relative(cwd, out));
+      if (!(await realDirsBetween(jobDir, file))) continue;
+      const st = await fs.lstat(file).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      // O_NONBLOCK: a FIFO swapped in after the lstat must not hang the worker.
+      const fh = await fs
+        .open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+        .catch(() => undefined);
+      if (!fh) continue;
+      const fst = await fh.stat().catch(() => undefined);
+      if (!fst?.isFile()) {
+        await fh.close();
+        continue;
+      }
+      result.set(out, held(fh, fst.size));
       total += fst.size;
       if (total > maxBytes) throw new OutputLimitError(`outputs exceed max_output_bytes (${maxBytes})`);
-      const data = Buffer.alloc(fst.size);
-      const { bytesRead } = await fh.read(data, 0, fst.size, 0);
-      result.set(out, data.subarray(0, bytesRead));
-    } finally {
-      await fh.close();
     }
+    return result;
+  } catch (err) {
+    await closeOutputs(result);
+    throw err;
   }
-  return result;
+}
+
+export async function closeOutputs(outputs: ReadonlyMap<string, HeldOutput>): Promise<void> {
+  for (const o of outputs.values()) await o.close();
 }
 
 /**

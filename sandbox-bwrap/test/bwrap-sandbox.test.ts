@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_JOB_LIMITS, type SandboxJob } from '@kiln/plugins';
+import { bufferedResult, DEFAULT_JOB_LIMITS, type Sandbox, type SandboxJob } from '@kiln/plugins';
 import { buildProbe } from '@kiln/plugins/conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
@@ -13,6 +13,9 @@ const cwd = '/src/proj';
 let tmp: string;
 let emptyRoot: string;
 let probe: Buffer;
+
+/** Runs a job and reads its outputs whole, releasing the result. */
+const runBuffered = (sandbox: Sandbox, job: SandboxJob) => sandbox.run(job).then(bufferedResult);
 
 const options = (over: Partial<BwrapSandboxOptions> = {}): BwrapSandboxOptions => ({
   bwrap_path: 'bwrap',
@@ -62,7 +65,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
 
   it.skipIf(process.getuid?.() !== 0)('a root worker starts jobs as their slot uid on the host', async () => {
     const sandbox = new BwrapSandbox(options());
-    const running = sandbox.run(probeJob(['sleep', 'kiln-uid-check'], { timeoutMs: 1500 }));
+    const running = runBuffered(sandbox, probeJob(['sleep', 'kiln-uid-check'], { timeoutMs: 1500 }));
     let uid: string | undefined;
     for (let i = 0; i < 50 && !uid; i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -83,7 +86,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   it.skipIf(process.getuid?.() !== 0)('gives jobs running at once host uids of their own', async () => {
     const sandbox = new BwrapSandbox(options());
     const marks = ['kiln-slot-a', 'kiln-slot-b'];
-    const running = marks.map((m) => sandbox.run(probeJob(['sleep', m], { timeoutMs: 1500 })));
+    const running = marks.map((m) => runBuffered(sandbox, probeJob(['sleep', m], { timeoutMs: 1500 })));
     const uids: (string | undefined)[] = [undefined, undefined];
     for (let i = 0; i < 50 && !(uids[0] && uids[1]); i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -92,7 +95,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     await Promise.all(running);
     expect(uids.sort()).toEqual(['2000000000', '2000000001']);
     // Slots are reused: the next job gets slot 0 again.
-    const next = sandbox.run(probeJob(['sleep', 'kiln-slot-c'], { timeoutMs: 1000 }));
+    const next = runBuffered(sandbox, probeJob(['sleep', 'kiln-slot-c'], { timeoutMs: 1000 }));
     let uid: string | undefined;
     for (let i = 0; i < 50 && !uid; i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -108,7 +111,10 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
       const hidden = path.join(tmp, 'hidden');
       await fs.mkdir(path.join(hidden, 'root'), { recursive: true, mode: 0o700 });
       const sandbox = new BwrapSandbox(options());
-      const r = await sandbox.run(probeJob(['exit', '0'], { toolchainRoot: path.join(hidden, 'root') }));
+      const r = await runBuffered(
+        sandbox,
+        probeJob(['exit', '0'], { toolchainRoot: path.join(hidden, 'root') }),
+      );
       expect(r.exitCode).toBe(0);
     },
   );
@@ -116,7 +122,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   it("rejects with KILN_ERR_SANDBOX_FAILED when bwrap cannot start the job's command", async () => {
     const sandbox = new BwrapSandbox(options());
     await expect(
-      sandbox.run(probeJob([], { argv: ['/usr/bin/not-in-the-toolchain'] })),
+      runBuffered(sandbox, probeJob([], { argv: ['/usr/bin/not-in-the-toolchain'] })),
     ).rejects.toMatchObject({
       code: 'KILN_ERR_SANDBOX_FAILED',
       message: expect.stringContaining('bwrap: execvp /usr/bin/not-in-the-toolchain'),
@@ -126,7 +132,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   it('rejects when the toolchain root does not exist', async () => {
     const sandbox = new BwrapSandbox(options());
     await expect(
-      sandbox.run(probeJob(['exit', '0'], { toolchainRoot: '/nonexistent/root' })),
+      runBuffered(sandbox, probeJob(['exit', '0'], { toolchainRoot: '/nonexistent/root' })),
     ).rejects.toMatchObject({
       code: 'KILN_ERR_SANDBOX_FAILED',
     });
@@ -135,7 +141,8 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   it('keeps only max_log_bytes of stdout', async () => {
     const big = Buffer.alloc(300 * 1024, 'a');
     const sandbox = new BwrapSandbox(options());
-    const r = await sandbox.run(
+    const r = await runBuffered(
+      sandbox,
       probeJob(['read', `${cwd}/big`], {
         inputs: [...probeJob([]).inputs, { path: `${cwd}/big`, data: big }],
       }),
@@ -147,7 +154,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
   it('returns no outputs past max_output_bytes, and says so', async () => {
     const sandbox = new BwrapSandbox(options({ max_output_bytes: 4 }));
     const job = probeJob(['write', 'out.txt', 'more than four bytes'], { outputs: [`${cwd}/out.txt`] });
-    const r = await sandbox.run(job);
+    const r = await runBuffered(sandbox, job);
     expect(r).toMatchObject({ exitCode: 0, limitExceeded: 'output' });
     expect(r.outputs.size).toBe(0);
     expect(r.stderr.toString()).toContain('kiln: the job exceeded its limit of 4 bytes of outputs');
@@ -158,7 +165,10 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
     await fs.mkdir(outside, { recursive: true });
     await fs.writeFile(path.join(outside, 'x.o'), 'host secret');
     const sandbox = new BwrapSandbox(options());
-    const r = await sandbox.run(probeJob(['symlink', outside, 'sub'], { outputs: [`${cwd}/sub/x.o`] }));
+    const r = await runBuffered(
+      sandbox,
+      probeJob(['symlink', outside, 'sub'], { outputs: [`${cwd}/sub/x.o`] }),
+    );
     expect(r.stdout.toString()).toContain('ALLOWED symlink');
     expect(r.outputs.size).toBe(0);
   });
@@ -188,7 +198,7 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
       const source = `${Array.from({ length: 40 }, (_, i) => `pub fn f${i}(v: &[u64]) -> u64 { v.iter().map(|x| x * ${i}).sum() }`).join('\n')}\n`;
       const sandbox = new BwrapSandbox(options({ extra_args: ['--ro-bind', '/usr', '/usr'] }));
       const rustc = (limits: typeof DEFAULT_JOB_LIMITS) =>
-        sandbox.run({
+        runBuffered(sandbox, {
           id: 'rustc',
           toolchainRoot: root,
           cwd,
@@ -227,10 +237,10 @@ describe.skipIf(!have('bwrap'))('BwrapSandbox', () => {
 
   it('removes every job directory: after success, failure, timeout and rejection', async () => {
     const sandbox = new BwrapSandbox(options());
-    await sandbox.run(probeJob(['write', 'out.txt', 'x'], { outputs: [`${cwd}/out.txt`] }));
-    await sandbox.run(probeJob(['exit', '3']));
-    await sandbox.run(probeJob(['sleep', 'kiln-cleanup'], { timeoutMs: 500 }));
-    await sandbox.run(probeJob([], { argv: ['/missing'] })).catch(() => {});
+    await runBuffered(sandbox, probeJob(['write', 'out.txt', 'x'], { outputs: [`${cwd}/out.txt`] }));
+    await runBuffered(sandbox, probeJob(['exit', '3']));
+    await runBuffered(sandbox, probeJob(['sleep', 'kiln-cleanup'], { timeoutMs: 500 }));
+    await runBuffered(sandbox, probeJob([], { argv: ['/missing'] })).catch(() => {});
     expect(await fs.readdir(path.join(tmp, 'work'))).toEqual([]);
   });
 });

@@ -1,25 +1,33 @@
 /**
  * A real loopback cluster for tests: `kiln-dist scheduler` and `kiln-dist worker` processes with
- * generated configs, ports picked by the OS.
+ * generated configs, ports picked by the OS. It runs as the README's quickstart does: HTTPS with
+ * the certificate the scheduler generates, pinned by its fingerprint; secrets in files.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterStatus } from '../../core/src/dist/api.js';
+import { HttpTransport } from '../../core/src/dist/http-transport.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KILN_DIST = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
 
 export interface ServerProcess {
   readonly url: string;
+  /** The SHA-256 of the certificate it serves (a scheduler says it at start); undefined for http. */
+  readonly fingerprint: string | undefined;
   readonly proc: ChildProcess;
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** Server URL → the fingerprint it announced, for clusterStatus. */
+const announced = new Map<string, string>();
+
 export function kilnDist(args: readonly string[], node = process.execPath): string {
-  const r = spawnSync(node, [KILN_DIST, ...args], { encoding: 'utf8' });
+  const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+  const r = spawnSync(node, [KILN_DIST, ...args], { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`kiln-dist ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -47,11 +55,13 @@ export function startServer(
     );
     const onData = (c: Buffer) => {
       out += c;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
+      const m = /listening on (https?:\/\/[^\s)]+)(?: \(certificate SHA-256 ([0-9A-F:]+))?/.exec(out);
       if (m) {
         clearTimeout(timer);
+        if (m[2]) announced.set(m[1]!, m[2]);
         resolve({
           url: m[1]!,
+          fingerprint: m[2],
           proc,
           output: () => out,
           stop: (signal = 'SIGTERM') =>
@@ -74,45 +84,66 @@ export function startServer(
 
 export interface ClusterFiles {
   readonly dir: string;
+  /** The scheduler's HS256 key, also in `secretFile` (0600). */
   readonly secret: string;
+  readonly secretFile: string;
   readonly clientToken: string;
+  /** The scheduler certificate's fingerprint, known once writeSchedulerConfig ran. */
+  schedulerPin?: string;
 }
 
 export function clusterFiles(dir: string): ClusterFiles {
   fs.mkdirSync(dir, { recursive: true });
+  const secretFile = path.join(dir, 'secret.key');
+  fs.rmSync(secretFile, { force: true });
+  kilnDist(['auth', 'generate-jwt-hs256-key', '--out', secretFile]);
   return {
     dir,
-    secret: kilnDist(['auth', 'generate-jwt-hs256-key']),
+    secret: fs.readFileSync(secretFile, 'utf8').trim(),
+    secretFile,
     clientToken: `client-${path.basename(dir)}`,
   };
 }
 
+/**
+ * scheduler.toml with its secrets in files and its certificate in `dir/scheduler-state` (made
+ * now, so that workers and clients can pin it before it starts; kept across restarts).
+ */
 export function writeSchedulerConfig(files: ClusterFiles, port = 0, extra = ''): string {
   const file = path.join(files.dir, 'scheduler.toml');
+  const tokenFile = path.join(files.dir, 'client.token');
+  fs.writeFileSync(tokenFile, `${files.clientToken}\n`, { mode: 0o600 });
   fs.writeFileSync(
     file,
     `public_addr = "127.0.0.1:${port}"
 worker_timeout = 3
+state_dir = "scheduler-state"
 ${extra}
 [client_auth]
 type = "token"
-token = "${files.clientToken}"
+token_file = "client.token"
 [worker_auth]
 type = "jwt_hs256"
-secret_key = "${files.secret}"
+secret_key_file = "secret.key"
 `,
   );
+  if (!/^insecure = true/m.test(extra))
+    files.schedulerPin = kilnDist(['tls', 'fingerprint', '--config', file]);
   return file;
 }
 
+/** A worker config that pins the scheduler's certificate, with a fresh token in `dir/ID.token`. */
 export function writeWorkerConfig(files: ClusterFiles, id: string, schedulerUrl: string, extra = ''): string {
-  const token = kilnDist([
+  const tokenFile = path.join(files.dir, `${id}.token`);
+  kilnDist([
     'auth',
-    'generate-jwt-hs256-worker-token',
+    'rotate-worker-token',
     '--worker',
     id,
-    '--secret-key',
-    files.secret,
+    '--secret-key-file',
+    files.secretFile,
+    '--out',
+    tokenFile,
   ]);
   const file = path.join(files.dir, `${id}.toml`);
   fs.writeFileSync(
@@ -120,13 +151,14 @@ export function writeWorkerConfig(files: ClusterFiles, id: string, schedulerUrl:
     `id = "${id}"
 public_addr = "127.0.0.1:0"
 scheduler_url = "${schedulerUrl}"
+${files.schedulerPin ? `scheduler_cert_sha256 = "${files.schedulerPin}"` : ''}
 cache_dir = "${path.join(files.dir, id)}"
 max_jobs = 2
 sandbox = "bwrap"
 ${extra}
 [scheduler_auth]
 type = "jwt_token"
-token = "${token}"
+token_file = "${tokenFile}"
 `,
   );
   return file;
@@ -135,6 +167,7 @@ token = "${token}"
 export function clientDistConfig(files: ClusterFiles, schedulerUrl: string, extra = ''): string {
   return `[dist]
 scheduler_url = "${schedulerUrl}"
+${files.schedulerPin ? `scheduler_cert_sha256 = "${files.schedulerPin}"` : ''}
 ${extra}
 [dist.auth]
 type = "token"
@@ -144,9 +177,48 @@ token = "${files.clientToken}"
 
 /** The scheduler's status JSON, as a client with `clientToken` sees it. */
 export async function clusterStatus(schedulerUrl: string, clientToken: string): Promise<ClusterStatus> {
-  const res = await fetch(`${schedulerUrl}/api/v1/status`, {
-    headers: { authorization: `Bearer ${clientToken}` },
-  });
-  if (res.status !== 200) throw new Error(`status answered ${res.status}: ${await res.text()}`);
-  return (await res.json()) as ClusterStatus;
+  const pin = announced.get(schedulerUrl);
+  const http = new HttpTransport({ insecure: schedulerUrl.startsWith('http:') });
+  try {
+    const res = await http.exchange(`${schedulerUrl}/api/v1/status`, {
+      method: 'GET',
+      headers: { authorization: `Bearer ${clientToken}` },
+      timeoutMs: 10_000,
+      ...(pin ? { pin } : {}),
+    });
+    if (res.status !== 200) throw new Error(`status answered ${res.status}: ${res.body.toString()}`);
+    return JSON.parse(res.body.toString()) as ClusterStatus;
+  } finally {
+    http.close();
+  }
+}
+
+/** The certificates a cluster in `files.dir` generated: the scheduler's and every worker's. */
+function clusterCertificates(files: ClusterFiles): string[] {
+  const dirs = [
+    path.join(files.dir, 'scheduler-state'),
+    ...fs.readdirSync(files.dir).map((d) => path.join(files.dir, d)),
+  ];
+  return dirs
+    .map((d) => path.join(d, 'tls', 'cert.pem'))
+    .filter((f) => fs.existsSync(f))
+    .map((f) => fs.readFileSync(f, 'utf8'));
+}
+
+/**
+ * fetch for tests that talk raw HTTP to a cluster's servers: it trusts exactly the certificates
+ * the cluster generated (read at each call, so workers started later count too).
+ */
+export function clusterFetch(files: ClusterFiles) {
+  return async (url: string, init: Parameters<typeof import('undici').fetch>[1] = {}) => {
+    const { Agent, fetch } = await import('undici');
+    const dispatcher = new Agent({ connect: { ca: clusterCertificates(files) } });
+    try {
+      const res = await fetch(url, { ...init, dispatcher });
+      const text = await res.text();
+      return { status: res.status, text };
+    } finally {
+      await dispatcher.close();
+    }
+  };
 }

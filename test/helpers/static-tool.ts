@@ -1,6 +1,7 @@
 /**
  * A toolchain for worker tests that need no compiler: one static program, `/usr/bin/tool`, packed
- * as an `archive` toolchain. `tool cp IN OUT` copies a file, `tool sleep N` sleeps.
+ * as an `archive` toolchain. `tool cp IN OUT` copies a file, `tool sleep N` sleeps, `tool sparse N
+ * OUT` makes an N-byte file that takes no space (a hole).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,6 +22,10 @@ int main(int argc, char **argv) {
     return fclose(out) ? 4 : 0;
   }
   if (argc == 3 && !strcmp(argv[1], "sleep")) { sleep(atoi(argv[2])); return 0; }
+  if (argc == 4 && !strcmp(argv[1], "sparse")) {
+    FILE *out = fopen(argv[3], "wb");
+    return !out || ftruncate(fileno(out), atoll(argv[2])) || fclose(out) ? 5 : 0;
+  }
   return 2;
 }
 `;

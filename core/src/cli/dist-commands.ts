@@ -12,6 +12,7 @@ function distConfig(config: ClientConfig): DistConfig {
 async function client(dist: DistConfig) {
   // Loaded only for these commands: the CLI's other commands never talk to a cluster.
   const { DistClient, DistError } = await import('../dist/dist-client.js');
+  if (dist.insecure) process.stderr.write('kiln: [dist] insecure = true: plain http allowed\n');
   return { c: new DistClient(dist), DistError };
 }
 

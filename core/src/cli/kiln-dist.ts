@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateHs256Key, secretKeyFrom, workerToken } from '../dist/auth.js';
+import { generateHs256Key, secretKeyFrom, WORKER_TOKEN_DAYS, workerToken } from '../dist/auth.js';
 import { KILN_ERR_USAGE, KilnError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { exitWithLauncher, relaunchWithV8Flags } from './v8-relaunch.js';
@@ -13,11 +13,27 @@ const USAGE = `kiln-dist — kiln's distributed compilation servers
 Usage:
   kiln-dist scheduler --config scheduler.toml
   kiln-dist worker --config worker.toml
-  kiln-dist auth generate-jwt-hs256-key
-  kiln-dist auth generate-jwt-hs256-worker-token --worker ID (--secret-key KEY | --config scheduler.toml)
+  kiln-dist tls fingerprint --config scheduler.toml
+      the SHA-256 of the certificate the scheduler serves (made now if it has none yet),
+      for scheduler_cert_sha256 in worker.toml and the client's [dist]
+  kiln-dist auth generate-jwt-hs256-key [--out FILE]
+  kiln-dist auth generate-jwt-hs256-worker-token --worker ID [--days N] [--out FILE]
+      (--config scheduler.toml | --secret-key-file FILE | KILN_DIST_SECRET_KEY in the environment)
+  kiln-dist auth rotate-worker-token --worker ID --out FILE [--days N] (--config … as above)
+      replaces the token in FILE; a worker whose token_file it is uses it from its next heartbeat
+
+Worker tokens expire after ${WORKER_TOKEN_DAYS} days unless --days says otherwise. Changing the
+scheduler's secret key revokes every worker token at once. Secrets are never taken from the
+command line (every user of the machine sees it in ps): use files or the environment.
 
 See README.md ("Distributed compilation") for the config files.
 `;
+
+/** Flags that would put a secret on the command line. */
+const SECRET_FLAGS = ['--secret-key', '--token', '--key'];
+
+/** `name` when it looks like a command word; anything else may be a secret typed in the wrong place. */
+const shown = (name: string) => (/^-{0,2}[a-z][a-z0-9-]{0,39}$/.test(name) ? `"${name}"` : '(not shown)');
 
 /**
  * Under allocation load V8 grows the young generation to 32 MB (64 MB on Node 24), over a quarter
@@ -72,17 +88,92 @@ async function runScheduler(file: string): Promise<number> {
     import('../dist/scheduler/scheduler-app.js'),
   ]);
   const config = loadSchedulerConfig(file);
-  const { app } = createScheduler({ config, version: version(), logger: true });
   const { host, port } = parseAddr(config.public_addr, file);
+  const tls = await schedulerTls(config, host);
+  if (!tls)
+    stderrLog.warn('insecure = true: serving plain HTTP; tokens and job data cross the network readable');
+  if (!config.worker_auth.check_worker_ip)
+    stderrLog.info(
+      'worker_auth.check_worker_ip is off: a worker token is accepted from any address (turn it on unless workers sit behind NAT)',
+    );
+  const { app } = createScheduler({ config, version: version(), logger: true, ...(tls ? { tls } : {}) });
   const address = await app.listen({ host, port });
   // Signals first: whoever reads the line below may stop the server at once.
   onSignals(() => app.close());
-  console.error(`kiln-dist: scheduler listening on ${address}`);
+  const cert = tls ? ` (certificate SHA-256 ${tls.fingerprint}, ${tls.source})` : '';
+  console.error(`kiln-dist: scheduler listening on ${address}${cert}`);
   return -1;
+}
+
+type SchedulerConfig = import('../dist/scheduler/scheduler-config.js').SchedulerConfig;
+
+/** The scheduler's certificate; undefined when it serves plain HTTP (insecure, no [tls]). */
+async function schedulerTls(config: SchedulerConfig, host: string) {
+  if (config.insecure && !config.tls) return undefined;
+  const { loadServerTls, certificateHosts } = await import('../dist/tls/server-tls.js');
+  return loadServerTls(config.tls, config.state_dir, 'kiln scheduler', certificateHosts(host));
+}
+
+/** The scheduler's secret key for minting worker tokens: a file, the environment, or its config. */
+async function secretKey(args: readonly string[], command: string): Promise<string> {
+  const keyFile = flag(args, '--secret-key-file');
+  if (keyFile) {
+    const { readSecretFile } = await import('../dist/secrets.js');
+    return readSecretFile(keyFile, 'the secret key');
+  }
+  const fromEnv = process.env.KILN_DIST_SECRET_KEY?.trim();
+  if (fromEnv) return fromEnv;
+  const configFile = flag(args, '--config');
+  if (configFile) {
+    const { loadSchedulerConfig } = await import('../dist/scheduler/scheduler-config.js');
+    return loadSchedulerConfig(configFile).worker_auth.secret_key;
+  }
+  throw KILN_ERR_USAGE(
+    `${command} needs --config scheduler.toml, --secret-key-file FILE or KILN_DIST_SECRET_KEY`,
+  );
+}
+
+function days(args: readonly string[]): number {
+  const text = flag(args, '--days');
+  if (text === undefined) return WORKER_TOKEN_DAYS;
+  const n = Number(text);
+  if (!(n > 0 && n <= 3650)) throw KILN_ERR_USAGE('--days needs a number of days from 1 to 3650');
+  return n;
+}
+
+/**
+ * Writes a secret to `file`, readable by its owner only. A new secret never overwrites a file
+ * (that would be a rotation); a rotation replaces it in one rename, so a reader sees old or new.
+ */
+function writeSecret(file: string, secret: string, replace: boolean): void {
+  if (!replace) {
+    try {
+      fs.writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw KILN_ERR_USAGE(`${file} exists: remove it first, or use kiln-dist auth rotate-worker-token`);
+      throw err;
+    }
+    return;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  fs.renameSync(tmp, file);
+}
+
+function output(args: readonly string[], secret: string, replace = false): void {
+  const out = flag(args, '--out');
+  if (out) writeSecret(out, secret, replace);
+  else console.log(secret);
 }
 
 async function main(args: string[]): Promise<number> {
   const [cmd, sub] = args;
+  const secretFlag = args.find((a) => SECRET_FLAGS.includes(a.split('=')[0]!));
+  if (secretFlag)
+    throw KILN_ERR_USAGE(
+      `${secretFlag.split('=')[0]}: secrets are not taken from the command line (ps shows them to every user); use --secret-key-file FILE, the environment or the config file`,
+    );
   if (!cmd || cmd === '--help' || cmd === '-h') {
     process.stdout.write(USAGE);
     return cmd ? 0 : 2;
@@ -108,26 +199,36 @@ async function main(args: string[]): Promise<number> {
     console.error(`kiln-dist: worker ${config.id} listening on ${running.url}`);
     return -1;
   }
+  if (cmd === 'tls' && sub === 'fingerprint') {
+    const file = flag(args, '--config');
+    if (!file) throw KILN_ERR_USAGE('kiln-dist tls fingerprint needs --config scheduler.toml');
+    const [{ loadSchedulerConfig }, { parseAddr }] = await Promise.all([
+      import('../dist/scheduler/scheduler-config.js'),
+      import('../dist/config-file.js'),
+    ]);
+    const config = loadSchedulerConfig(file);
+    const tls = await schedulerTls(config, parseAddr(config.public_addr, file).host);
+    if (!tls)
+      throw KILN_ERR_USAGE(`${file} says insecure = true and has no [tls]: the scheduler serves plain HTTP`);
+    console.log(tls.fingerprint);
+    return 0;
+  }
   if (cmd === 'auth' && sub === 'generate-jwt-hs256-key') {
-    console.log(generateHs256Key());
+    output(args, generateHs256Key());
     return 0;
   }
-  if (cmd === 'auth' && sub === 'generate-jwt-hs256-worker-token') {
+  if (cmd === 'auth' && (sub === 'generate-jwt-hs256-worker-token' || sub === 'rotate-worker-token')) {
     const worker = flag(args, '--worker');
-    if (!worker) throw KILN_ERR_USAGE('generate-jwt-hs256-worker-token needs --worker ID');
-    const keyFlag = flag(args, '--secret-key');
-    const configFile = flag(args, '--config');
-    const fromConfig = async (f: string) =>
-      (await import('../dist/scheduler/scheduler-config.js')).loadSchedulerConfig(f).worker_auth.secret_key;
-    const key = keyFlag ?? (configFile ? await fromConfig(configFile) : undefined);
-    if (!key)
-      throw KILN_ERR_USAGE(
-        'generate-jwt-hs256-worker-token needs --secret-key KEY or --config scheduler.toml',
-      );
-    console.log(await workerToken(secretKeyFrom(key), worker));
+    if (!worker) throw KILN_ERR_USAGE(`${sub} needs --worker ID`);
+    const rotate = sub === 'rotate-worker-token';
+    if (rotate && !flag(args, '--out'))
+      throw KILN_ERR_USAGE('rotate-worker-token needs --out FILE (the token_file of the worker)');
+    const token = await workerToken(secretKeyFrom(await secretKey(args, sub)), worker, days(args));
+    output(args, token, rotate);
     return 0;
   }
-  throw KILN_ERR_USAGE(`unknown command: ${args.join(' ')}`);
+  if (cmd === 'auth' || cmd === 'tls') throw KILN_ERR_USAGE(`unknown ${cmd} command ${shown(sub ?? '')}`);
+  throw KILN_ERR_USAGE(`unknown command ${shown(cmd)}`);
 }
 
 main(process.argv.slice(2)).then(

@@ -155,6 +155,10 @@ export class RemoteCompiler {
     private readonly log: Logger,
   ) {
     this.client = new DistClient(config);
+    if (config.insecure)
+      log.warn(
+        '[dist] insecure = true: plain http allowed; sources, objects and tokens may cross the network readable',
+      );
     this.toolchains = new ToolchainCache(path.join(cacheDir, 'toolchains'), config.toolchain_cache_size);
   }
 

@@ -32,7 +32,14 @@ export interface WorkerHeartbeat {
   /** The key (base64url) the scheduler signs this worker's job tokens with. */
   readonly jobKey: string;
   readonly version: string;
+  /**
+   * SHA-256 fingerprint of the certificate the worker serves HTTPS with; the scheduler hands it to
+   * clients with each allocation and they pin it. Absent for a plain-http (insecure) worker.
+   */
+  readonly certSha256?: string;
 }
+
+const fingerprint = { type: 'string', pattern: '^([0-9A-F]{2}:){31}[0-9A-F]{2}$' } as const;
 
 export const heartbeatSchema = {
   type: 'object',
@@ -69,6 +76,7 @@ export const heartbeatSchema = {
     runningJobs: { type: 'array', maxItems: 10_000, items: id },
     jobKey: { type: 'string', pattern: '^[A-Za-z0-9_-]{43,}$', maxLength: 200 },
     version: { type: 'string', maxLength: 50 },
+    certSha256: fingerprint,
   },
 } as const;
 
@@ -109,7 +117,13 @@ export type AllocateResponse =
   | {
       readonly status: 'assigned';
       readonly jobId: string;
-      readonly worker: { readonly id: string; readonly url: string; readonly hostTriple: string };
+      readonly worker: {
+        readonly id: string;
+        readonly url: string;
+        readonly hostTriple: string;
+        /** The fingerprint to pin on connecting to `url` (https workers). */
+        readonly certSha256?: string;
+      };
       readonly jobToken: string;
       /** The scheduler's belief; the worker answers 409 if it is wrong. */
       readonly hasToolchain: boolean;

@@ -27,14 +27,39 @@ export function secretKeyFrom(text: string): KeyObject {
   return createSecretKey(bytes);
 }
 
-export async function workerToken(secret: KeyObject, workerId: string): Promise<string> {
-  return signHs256(secret, { sub: workerId, aud: WORKER_AUDIENCE });
+/** How long a worker token is valid unless `--days` says otherwise. */
+export const WORKER_TOKEN_DAYS = 90;
+
+export async function workerToken(
+  secret: KeyObject,
+  workerId: string,
+  days = WORKER_TOKEN_DAYS,
+): Promise<string> {
+  return signHs256(secret, {
+    sub: workerId,
+    aud: WORKER_AUDIENCE,
+    exp: Math.floor(Date.now() / 1000) + Math.round(days * 86_400),
+  });
 }
 
-/** The worker id a worker token names; undefined when it is forged, malformed or for another audience. */
+/**
+ * The worker id a worker token names; undefined when it is forged, malformed, for another
+ * audience, expired, or has no expiry (tokens made before kiln put one in: issue new ones).
+ */
 export async function verifyWorkerToken(secret: KeyObject, token: string): Promise<string | undefined> {
-  const sub = verifyHs256(secret, token, { audience: WORKER_AUDIENCE })?.sub;
-  return typeof sub === 'string' && sub ? sub : undefined;
+  const claims = verifyHs256(secret, token, { audience: WORKER_AUDIENCE });
+  const sub = claims?.sub;
+  return typeof sub === 'string' && sub && typeof claims?.exp === 'number' ? sub : undefined;
+}
+
+/** The expiry (seconds since the epoch) a token claims, unverified: for warnings on the worker. */
+export function claimedExpiry(token: string): number | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+    return typeof payload?.exp === 'number' ? payload.exp : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -132,6 +157,8 @@ function jwtVerifier(config: ClientAuthConfig): ClientVerifier {
   // A JWKS is fetched by jose when the first client JWT arrives.
   const publicKey = config.jwks_url ? undefined : pemPublicKey(config.key);
   const options: Jose.JWTVerifyOptions = {
+    // A client JWT without an expiry would be valid forever once leaked.
+    requiredClaims: ['exp'],
     ...(config.issuer ? { issuer: config.issuer } : {}),
     ...(config.audience ? { audience: config.audience } : {}),
   };

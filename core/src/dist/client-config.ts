@@ -1,12 +1,22 @@
+import fs from 'node:fs';
 import type { ObjectSchema } from '@kiln/plugins';
-import { KILN_ERR_CONFIG_INVALID } from '../errors.js';
+import { KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { validateTable } from './config-file.js';
+import { relativeTo, secretFrom } from './secrets.js';
+import { type Fingerprint, normalizeFingerprint } from './tls/pinned-agent.js';
 
 /** The client's `[dist]` table (sccache's names). */
 export interface DistConfig {
   readonly scheduler_url: string;
+  /** The token is read from auth.token, auth.token_file or KILN_DIST_CLIENT_TOKEN. */
   readonly auth: { readonly type: 'token' | 'none'; readonly token?: string };
+  /** Allow plain http:// to the scheduler and to workers: only on a network you trust. */
+  readonly insecure: boolean;
+  /** Trust exactly the scheduler certificate with this fingerprint (`kiln-dist tls fingerprint`). */
+  readonly scheduler_cert_sha256: Fingerprint | undefined;
+  /** PEM CA certificates (the file's content) trusted for the scheduler instead of the system's. */
+  readonly scheduler_ca: string | undefined;
   /** Send every cacheable compile to the cluster, even ones that are faster locally. */
   readonly force_remote_build: boolean;
   /** Compile locally what the cluster's measured overhead would make slower (see tiny-compiles.ts). */
@@ -29,8 +39,12 @@ const schema: ObjectSchema = {
       properties: {
         type: { type: 'string', enum: ['token', 'none'], default: 'none' },
         token: { type: 'string' },
+        token_file: { type: 'string' },
       },
     },
+    insecure: { type: 'boolean', default: false },
+    scheduler_cert_sha256: { type: 'string' },
+    scheduler_ca_file: { type: 'string' },
     force_remote_build: { type: 'boolean', default: false },
     keep_tiny_local: { type: 'boolean', default: true },
     toolchain_cache_size: { type: 'string', default: '5G' },
@@ -39,20 +53,66 @@ const schema: ObjectSchema = {
   },
 };
 
-export function parseDistTable(table: unknown, where: string): DistConfig {
-  const raw = validateTable<Omit<DistConfig, 'toolchain_cache_size'> & { toolchain_cache_size: string }>(
-    table,
-    schema,
-    `${where} [dist]`,
-  );
+type Raw = Omit<DistConfig, 'toolchain_cache_size' | 'auth' | 'scheduler_ca'> & {
+  toolchain_cache_size: string;
+  auth: DistConfig['auth'] & { token_file?: string };
+  scheduler_ca_file?: string;
+};
+
+export function parseDistTable(
+  table: unknown,
+  where: string,
+  env: NodeJS.ProcessEnv = process.env,
+): DistConfig {
+  const { scheduler_ca_file, ...raw } = validateTable<Raw>(table, schema, `${where} [dist]`);
   const size = parseSize(raw.toolchain_cache_size);
   if (size === undefined)
     throw KILN_ERR_CONFIG_INVALID('dist.toolchain_cache_size', where, 'a size such as "5G"');
-  if (raw.auth.type === 'token' && !raw.auth.token)
-    throw KILN_ERR_CONFIG_INVALID('dist.auth.token', where, 'a token for type = "token"');
+  const { token_file, ...auth } = raw.auth;
+  const token = secretFrom({
+    key: 'dist.auth.token',
+    inline: auth.token,
+    file: token_file,
+    envName: 'KILN_DIST_CLIENT_TOKEN',
+    env,
+    where,
+  });
+  if (auth.type === 'token' && !token)
+    throw KILN_ERR_CONFIG_INVALID('dist.auth.token', where, 'a token (or token_file) for type = "token"');
+  if (raw.scheduler_url.startsWith('http://') && !raw.insecure)
+    throw KILN_ERR_CONFIG_INVALID(
+      'dist.scheduler_url',
+      where,
+      'an https:// URL; plain http needs insecure = true',
+    );
+  let pin: Fingerprint | undefined;
+  if (raw.scheduler_cert_sha256 !== undefined) {
+    pin = normalizeFingerprint(raw.scheduler_cert_sha256);
+    if (!pin)
+      throw KILN_ERR_CONFIG_INVALID(
+        'dist.scheduler_cert_sha256',
+        where,
+        'a SHA-256 fingerprint: 32 hex bytes, colons optional',
+      );
+  }
+  let ca: string | undefined;
+  if (scheduler_ca_file !== undefined) {
+    const file = relativeTo(where, scheduler_ca_file);
+    try {
+      ca = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw KILN_ERR_TLS_CERT(
+        file,
+        `cannot read dist.scheduler_ca_file: ${(err as NodeJS.ErrnoException).code}`,
+      );
+    }
+  }
   return Object.freeze({
     ...raw,
+    auth: { type: auth.type, ...(token ? { token } : {}) },
     scheduler_url: raw.scheduler_url.replace(/\/+$/, ''),
+    scheduler_cert_sha256: pin,
+    scheduler_ca: ca,
     toolchain_cache_size: size,
   });
 }

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import { type AllocateResponse, API, type ClusterStatus, type ToolchainRef } from './api.js';
 import type { DistConfig } from './client-config.js';
-import { type Answer, type Exchange, HttpTransport } from './http-transport.js';
+import { type Answer, type Exchange, HttpTransport, InsecureUrl } from './http-transport.js';
+import { CertificateMismatch, type Fingerprint } from './tls/pinned-agent.js';
 import {
   decodeFrame,
   encodeFrame,
@@ -50,6 +51,18 @@ export class DistError extends Error {
  */
 const timedOut = (err: Error) => err.name === 'AbortError' || err.name === 'TimeoutError';
 
+/** The stats reason for a failed connection: a TLS refusal is told apart from a network failure. */
+function unreachable(who: 'scheduler' | 'worker', err: unknown): string {
+  if (err instanceof CertificateMismatch) return `${who} certificate mismatch`;
+  if (err instanceof InsecureUrl) return `${who} is plain http`;
+  if (
+    (err as NodeJS.ErrnoException).code?.startsWith?.('ERR_TLS') ||
+    /certificate/i.test((err as Error).message)
+  )
+    return `${who} certificate refused`;
+  return `${who} unreachable`;
+}
+
 export interface JobResult {
   readonly header: JobResultHeader;
   readonly stdout: Buffer;
@@ -58,9 +71,21 @@ export interface JobResult {
 }
 
 export class DistClient {
-  private readonly http = new HttpTransport();
+  private readonly http: HttpTransport;
+  /**
+   * Worker URL → the certificate fingerprint the scheduler vouched for (from allocations, the
+   * status and probe tokens): workers are reached only with that pin.
+   */
+  private readonly workerPins = new Map<string, Fingerprint>();
 
-  constructor(private readonly config: DistConfig) {}
+  constructor(private readonly config: DistConfig) {
+    this.http = new HttpTransport({ insecure: config.insecure, ca: config.scheduler_ca });
+  }
+
+  private learnPin(url: string, certSha256: string | undefined): void {
+    if (certSha256) this.workerPins.set(url, certSha256);
+    else this.workerPins.delete(url);
+  }
 
   private exchange(url: string, init: Exchange): Promise<Answer> {
     return this.http.exchange(url, init);
@@ -78,9 +103,13 @@ export class DistClient {
         headers: { ...this.clientAuth(), ...(body ? { 'content-type': 'application/json' } : {}) },
         body: body ? Buffer.from(JSON.stringify(body)) : undefined,
         timeoutMs: this.config.connect_timeout * 1000,
+        ...(this.config.scheduler_cert_sha256 ? { pin: this.config.scheduler_cert_sha256 } : {}),
       });
     } catch (err) {
-      throw new DistError('scheduler unreachable', `${this.config.scheduler_url}: ${(err as Error).message}`);
+      throw new DistError(
+        unreachable('scheduler', err),
+        `${this.config.scheduler_url}: ${(err as Error).message}`,
+      );
     }
     const text = res.body.toString();
     if (res.status === 401 || res.status === 403) {
@@ -96,16 +125,29 @@ export class DistClient {
   }
 
   /** A worker for a job, none of `exclude` (sent only when not empty: older schedulers refuse the field). */
-  allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Promise<AllocateResponse> {
-    return this.scheduler('POST', '/jobs', exclude.length ? { toolchain, exclude } : { toolchain });
+  async allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Promise<AllocateResponse> {
+    const answer = await this.scheduler<AllocateResponse>(
+      'POST',
+      '/jobs',
+      exclude.length ? { toolchain, exclude } : { toolchain },
+    );
+    if (answer.status === 'assigned') this.learnPin(answer.worker.url, answer.worker.certSha256);
+    return answer;
   }
 
-  status(): Promise<ClusterStatus> {
-    return this.scheduler('GET', '/status');
+  async status(): Promise<ClusterStatus> {
+    const status = await this.scheduler<ClusterStatus>('GET', '/status');
+    for (const w of status.pools.flatMap((p) => p.workers)) this.learnPin(w.url, w.certSha256);
+    return status;
   }
 
-  probeToken(workerId: string): Promise<{ jobId: string; url: string; jobToken: string }> {
-    return this.scheduler('POST', `/workers/${encodeURIComponent(workerId)}/probe-token`);
+  async probeToken(workerId: string): Promise<{ jobId: string; url: string; jobToken: string }> {
+    const probe = await this.scheduler<{ jobId: string; url: string; jobToken: string; certSha256?: string }>(
+      'POST',
+      `/workers/${encodeURIComponent(workerId)}/probe-token`,
+    );
+    this.learnPin(probe.url, probe.certSha256);
+    return probe;
   }
 
   private async worker(
@@ -130,10 +172,13 @@ export class DistClient {
         },
         body: init.body,
         timeoutMs: init.timeoutMs,
+        ...(this.workerPins.has(url) ? { pin: this.workerPins.get(url)! } : {}),
       });
     } catch (err) {
-      throw new DistError('worker unreachable', `${url}: ${(err as Error).message}`, {
-        workerLost: !timedOut(err as Error),
+      // A certificate refusal is not a lost worker: the job is not sent to another one.
+      const reason = unreachable('worker', err);
+      throw new DistError(reason, `${url}: ${(err as Error).message}`, {
+        workerLost: reason === 'worker unreachable' && !timedOut(err as Error),
       });
     }
   }

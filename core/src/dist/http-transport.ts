@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import { type Fingerprint, PinnedAgent } from './tls/pinned-agent.js';
 
 export interface Exchange {
   readonly method: 'GET' | 'POST' | 'PUT';
@@ -13,6 +14,15 @@ export interface Exchange {
   readonly body?: Buffer | fs.ReadStream;
   /** For the whole exchange, connecting included. */
   readonly timeoutMs: number;
+  /** Trust exactly the certificate with this fingerprint (https only), not the CAs. */
+  readonly pin?: Fingerprint;
+}
+
+export interface TransportOptions {
+  /** Allow plain http:// URLs (`insecure = true`); otherwise they are refused before connecting. */
+  readonly insecure?: boolean;
+  /** PEM CA certificates trusted instead of the system's, for servers that are not pinned. */
+  readonly ca?: string;
 }
 
 export interface Answer {
@@ -25,11 +35,39 @@ const SOCKETS_PER_HOST = 32;
 /** A kept-alive connection was reset as a request went out on it. */
 class StaleConnection extends Error {}
 
+/** A URL refused before connecting: plain http without `insecure = true`. */
+export class InsecureUrl extends Error {}
+
 export class HttpTransport {
-  private readonly agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: SOCKETS_PER_HOST }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: SOCKETS_PER_HOST }),
-  };
+  private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
+  private readonly pinned = new Map<Fingerprint, PinnedAgent>();
+
+  constructor(private readonly opts: TransportOptions = {}) {
+    this.agents = {
+      'http:': new http.Agent({ keepAlive: true, maxSockets: SOCKETS_PER_HOST }),
+      'https:': new https.Agent({
+        keepAlive: true,
+        maxSockets: SOCKETS_PER_HOST,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      }),
+    };
+  }
+
+  private agentFor(target: URL, pin: Fingerprint | undefined): http.Agent | Error {
+    if (target.protocol === 'http:') {
+      if (!this.opts.insecure)
+        return new InsecureUrl(`plain http to ${target.host} refused: use https, or set insecure = true`);
+      return this.agents['http:'];
+    }
+    if (target.protocol !== 'https:') return new Error(`unsupported protocol ${target.protocol}`);
+    if (!pin) return this.agents['https:'];
+    let agent = this.pinned.get(pin);
+    if (!agent) {
+      agent = new PinnedAgent(pin, { keepAlive: true, maxSockets: SOCKETS_PER_HOST });
+      this.pinned.set(pin, agent);
+    }
+    return agent;
+  }
 
   /**
    * One request on a kept-alive connection; rejects on network errors, timeouts and cut answers.
@@ -47,8 +85,8 @@ export class HttpTransport {
 
   private send(url: string, init: Exchange): Promise<Answer> {
     const target = new URL(url);
-    const agent = this.agents[target.protocol as keyof HttpTransport['agents']];
-    if (!agent) return Promise.reject(new Error(`unsupported protocol ${target.protocol}`));
+    const agent = this.agentFor(target, init.pin);
+    if (agent instanceof Error) return Promise.reject(agent);
     const request = target.protocol === 'https:' ? https.request : http.request;
     return new Promise<Answer>((resolve, reject) => {
       const req = request(
@@ -76,5 +114,6 @@ export class HttpTransport {
 
   close(): void {
     for (const agent of Object.values(this.agents)) agent.destroy();
+    for (const agent of this.pinned.values()) agent.destroy();
   }
 }

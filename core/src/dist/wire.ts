@@ -3,6 +3,8 @@
  * file or object is never base64'd. Layout: "KJOB" | u32 BE header length | header | blobs, where
  * the header lists each blob's size in order.
  */
+
+import { Readable } from 'node:stream';
 import type { LimitKind } from '@kiln/plugins';
 import { KILN_ERR_DIST_BAD_REQUEST } from '../errors.js';
 
@@ -16,6 +18,48 @@ export function encodeFrame(header: object, blobs: readonly Uint8Array[]): Buffe
   const len = Buffer.alloc(4);
   len.writeUInt32BE(json.length);
   return Buffer.concat([MAGIC, len, json, ...blobs]);
+}
+
+/** A blob known by its size and read as a stream (a job's output file). */
+export interface StreamedBlob {
+  readonly size: number;
+  stream(): Readable;
+}
+
+/**
+ * The same frame as `encodeFrame`, produced as a stream: blobs that are streams are never held
+ * whole. Fails (and so cuts the answer) when a stream gives another number of bytes than its size.
+ * `done` runs once the frame is sent or abandoned.
+ */
+export function frameStream(
+  header: object,
+  blobs: readonly (Uint8Array | StreamedBlob)[],
+  done: () => Promise<void>,
+): Readable {
+  const size = (b: Uint8Array | StreamedBlob) => (b instanceof Uint8Array ? b.length : b.size);
+  const json = Buffer.from(JSON.stringify({ ...header, blobSizes: blobs.map(size) }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  async function* parts() {
+    try {
+      yield Buffer.concat([MAGIC, len, json]);
+      for (const b of blobs) {
+        if (b instanceof Uint8Array) {
+          if (b.length) yield b;
+          continue;
+        }
+        let n = 0;
+        for await (const chunk of b.stream()) {
+          n += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        if (n !== b.size) throw new Error(`a blob gave ${n} bytes, not ${b.size}`);
+      }
+    } finally {
+      await done();
+    }
+  }
+  return Readable.from(parts(), { objectMode: false });
 }
 
 /** Splits a frame; throws a 400 KilnError on anything malformed. */

@@ -18,8 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_JOB_LIMITS, type JobLimits } from '../job-limits.js';
-import type { JobInput, Sandbox, SandboxJob, SandboxResult } from '../sandbox.js';
+import { type BufferedResult, bufferedResult } from '../outputs.js';
+import type { JobInput, Sandbox, SandboxJob } from '../sandbox.js';
 import { buildProbe, eventually, exists, hostEntries, listenCounting, processesWith } from './host-probe.js';
+
+/** Runs a job and reads its outputs back whole, releasing the result (every case does). */
+const runBuffered = (sandbox: Sandbox, job: SandboxJob) => sandbox.run(job).then(bufferedResult);
 
 export { buildProbe } from './host-probe.js';
 export { PROBE_SOURCE } from './probe-source.js';
@@ -54,7 +58,7 @@ function token(): string {
   return `kiln${randomBytes(6).toString('hex')}`;
 }
 
-function text(r: SandboxResult): string {
+function text(r: BufferedResult): string {
   return `${r.stdout.toString('utf8')}\n${r.stderr.toString('utf8')}`;
 }
 
@@ -102,7 +106,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
 
     it('compiles a C file into an ELF object', { timeout: TEST_TIMEOUT }, async () => {
       const out = `${cwd}/hello.o`;
-      const r = await sandbox.run(
+      const r = await runBuffered(
+        sandbox,
         job({
           argv: [options.toolchain.compiler, '-c', 'hello.i', '-o', 'hello.o'],
           inputs: [{ path: `${cwd}/hello.i`, data: Buffer.from(HELLO_I) }],
@@ -119,7 +124,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
 
     it('reproduces the client cwd, so -g records it', { timeout: TEST_TIMEOUT }, async () => {
       const out = `${cwd}/obj/hello.o`;
-      const r = await sandbox.run(
+      const r = await runBuffered(
+        sandbox,
         job({
           argv: [options.toolchain.compiler, '-g', '-c', 'src/hello.i', '-o', 'obj/hello.o'],
           inputs: [
@@ -134,13 +140,13 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
     });
 
     it("resolves a job's own failure with its exit code and stderr", { timeout: TEST_TIMEOUT }, async () => {
-      const r = await sandbox.run(probeJob(['exit', '7']));
+      const r = await runBuffered(sandbox, probeJob(['exit', '7']));
       expect(r).toMatchObject({ exitCode: 7, timedOut: false });
       expect(r.stderr.toString()).toContain('exiting with 7');
     });
 
     it('reports a job killed by a signal', { timeout: TEST_TIMEOUT }, async () => {
-      const r = await sandbox.run(probeJob(['abort']));
+      const r = await runBuffered(sandbox, probeJob(['abort']));
       expect(r).toMatchObject({ exitCode: null, signal: 'SIGABRT', timedOut: false });
     });
 
@@ -148,7 +154,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       const server = await listenCounting();
       try {
         const started = Date.now();
-        const r = await sandbox.run(probeJob(['net', String(server.port)], { timeoutMs: 20_000 }));
+        const r = await runBuffered(sandbox, probeJob(['net', String(server.port)], { timeoutMs: 20_000 }));
         expect(r.stdout.toString(), text(r)).not.toContain('ALLOWED');
         expect(r.stdout.toString().match(/DENIED/g)).toHaveLength(3);
         expect(r.exitCode).toBe(0);
@@ -165,7 +171,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       await fs.writeFile(secretFile, secret);
       await fs.chmod(tmp, 0o755);
       const paths = [secretFile, tmp, '/etc/passwd', '/root', '/home'];
-      const r = await sandbox.run(probeJob(['read', ...paths]));
+      const r = await runBuffered(sandbox, probeJob(['read', ...paths]));
       const out = text(r);
       // Silence proves nothing: the probe must have run and reported on every path.
       expect(r.exitCode, out).toBe(0);
@@ -192,7 +198,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
     it('kills the whole job at its time limit', { timeout: TEST_TIMEOUT }, async () => {
       const mark = token();
       const started = Date.now();
-      const r = await sandbox.run(probeJob(['sleep', mark], { timeoutMs: 1500 }));
+      const r = await runBuffered(sandbox, probeJob(['sleep', mark], { timeoutMs: 1500 }));
       const took = Date.now() - started;
       expect(r.timedOut).toBe(true);
       expect(r.exitCode).not.toBe(0);
@@ -206,7 +212,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       const hostDir = await fs.mkdtemp(path.join(tmp, 'target-'));
       await fs.chmod(hostDir, 0o777);
       const declared = ['out.txt', 'missing.txt', 'link.out', 'fifo.out'].map((f) => `${cwd}/${f}`);
-      const r = await sandbox.run(
+      const r = await runBuffered(
+        sandbox,
         probeJob(
           [
             'write',
@@ -244,7 +251,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
         { cwd: `${cwd}/../other` },
       ];
       for (const over of bad) {
-        const attempt = sandbox.run(probeJob(['exit', '0'], over));
+        const attempt = runBuffered(sandbox, probeJob(['exit', '0'], over));
         await expect(attempt, JSON.stringify(over)).rejects.toMatchObject({
           code: 'KILN_ERR_SANDBOX_JOB_INVALID',
         });
@@ -255,7 +262,7 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
     it('keeps concurrent jobs apart', { timeout: TEST_TIMEOUT }, async () => {
       const marks = [token(), token(), token(), token()];
       const results = await Promise.all(
-        marks.map((m) => sandbox.run(probeJob(['isolate', m], { outputs: [`${cwd}/mine.txt`] }))),
+        marks.map((m) => runBuffered(sandbox, probeJob(['isolate', m], { outputs: [`${cwd}/mine.txt`] }))),
       );
       results.forEach((r, i) => {
         expect(r.exitCode, text(r)).toBe(0);
@@ -281,10 +288,11 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
         }
       })();
       const started = Date.now();
-      let r: SandboxResult;
+      let r: BufferedResult;
       try {
         // Its own ceiling (4x the limit) keeps a sandbox without a limit from hurting the host.
-        r = await sandbox.run(
+        r = await runBuffered(
+          sandbox,
           probeJob(['forkbomb', String(limit * 4), '2000', mark], {
             timeoutMs: 15_000,
             limits: SMALL_LIMITS,
@@ -312,7 +320,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
 
     it('runs a compile next to a fork bomb', { timeout: TEST_TIMEOUT }, async () => {
       const mark = token();
-      const bomb = sandbox.run(
+      const bomb = runBuffered(
+        sandbox,
         probeJob(['forkbomb', String(SMALL_LIMITS.processes * 4), '3000', mark], {
           timeoutMs: 15_000,
           limits: SMALL_LIMITS,
@@ -321,7 +330,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       try {
         await eventually(async () => (await processesWith(mark)).length >= 8, 5000);
         const out = `${cwd}/hello.o`;
-        const r = await sandbox.run(
+        const r = await runBuffered(
+          sandbox,
           job({
             argv: [options.toolchain.compiler, '-c', 'hello.i', '-o', 'hello.o'],
             inputs: [{ path: `${cwd}/hello.i`, data: Buffer.from(HELLO_I) }],
@@ -338,7 +348,10 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
     it('stops a memory hog at its memory limit', { timeout: TEST_TIMEOUT }, async () => {
       const limitMiB = SMALL_LIMITS.memoryBytes / MiB;
       const rssBefore = process.memoryUsage().rss;
-      const r = await sandbox.run(probeJob(['memhog', String(limitMiB * 4)], { limits: SMALL_LIMITS }));
+      const r = await runBuffered(
+        sandbox,
+        probeJob(['memhog', String(limitMiB * 4)], { limits: SMALL_LIMITS }),
+      );
       const out = r.stdout.toString();
       expect(out, text(r)).not.toContain('ALLOCATED');
       expect(r.exitCode === 0 && r.signal === null, 'the job failed').toBe(false);
@@ -353,7 +366,8 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
       timeout: TEST_TIMEOUT,
     }, async () => {
       const limitMiB = SMALL_LIMITS.tmpDiskBytes / MiB;
-      const r = await sandbox.run(
+      const r = await runBuffered(
+        sandbox,
         probeJob(['fill', String(limitMiB * 3), '.', '/tmp', '/dev/shm'], {
           limits: SMALL_LIMITS,
           outputs: [`${cwd}/fill-0`],
@@ -372,7 +386,10 @@ export function sandboxConformance(options: SandboxConformanceOptions): void {
 
     it('returns no outputs past their size limit, and says so', { timeout: TEST_TIMEOUT }, async () => {
       const out = `${cwd}/fill-0`;
-      const r = await sandbox.run(probeJob(['fill', '1', '.'], { limits: SMALL_LIMITS, outputs: [out] }));
+      const r = await runBuffered(
+        sandbox,
+        probeJob(['fill', '1', '.'], { limits: SMALL_LIMITS, outputs: [out] }),
+      );
       expect(r.stdout.toString(), text(r)).toContain(`FILLED . ${MiB}`);
       expect(r.limitExceeded).toBe('output');
       expect(r.outputs.size).toBe(0);

@@ -223,6 +223,7 @@ export class ArchPoolScheduler {
         .map((w) => ({
           id: w.info.id,
           url: w.info.url,
+          ...(w.info.certSha256 ? { certSha256: w.info.certSha256 } : {}),
           hostTriple: w.info.hostTriple,
           os: w.info.os,
           cpuModel: w.info.cpuModel,

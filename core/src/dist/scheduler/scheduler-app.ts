@@ -35,7 +35,7 @@ import { errorReplies } from '../http-errors.js';
 import { serverTimeouts } from '../http-server.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
-import { renderStatusPage } from './status-page.js';
+import { renderStatusPage, STATUS_PAGE_HEADERS } from './status-page.js';
 
 /** Every request the scheduler takes is small: 30 s to send one is plenty. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -61,6 +61,8 @@ export interface SchedulerOptions {
   /** How often workers are told to heartbeat. */
   readonly heartbeatIntervalMs?: number;
   readonly logger?: boolean;
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface SchedulerApp {
@@ -81,14 +83,16 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const secret = secretKeyFrom(config.worker_auth.secret_key);
   const verifyClient = clientVerifier(config.client_auth);
   const jobKeys = new Map<string, { text: string; key: KeyObject }>();
+  // One type for both: routes and hooks do not depend on the server underneath.
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: config.log_level } : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
     ...serverTimeouts(REQUEST_TIMEOUT_MS),
-  });
+  }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
@@ -116,6 +120,10 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
         );
       if (info.id !== workerId)
         throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
+      if (!config.insecure && (!info.url.startsWith('https://') || !info.certSha256))
+        throw KILN_ERR_AUTH_FORBIDDEN(
+          `worker "${workerId}" serves plain http (${info.url}); this scheduler hands out only https workers unless insecure = true`,
+        );
       if (config.worker_auth.check_worker_ip) {
         const host = new URL(info.url).hostname.replace(/^\[|\]$/g, '');
         if (host !== request.ip.replace(/^::ffff:/, ''))
@@ -159,7 +167,12 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
       return {
         status: 'assigned',
         jobId: result.jobId,
-        worker: { id: worker.info.id, url: worker.info.url, hostTriple: worker.info.hostTriple },
+        worker: {
+          id: worker.info.id,
+          url: worker.info.url,
+          hostTriple: worker.info.hostTriple,
+          ...(worker.info.certSha256 ? { certSha256: worker.info.certSha256 } : {}),
+        },
         jobToken: await jobToken(
           key,
           worker.info.id,
@@ -189,7 +202,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
 
   // The same for a browser, which is asked for the client token as the password of HTTP Basic auth.
   const statusPage = async (request: FastifyRequest, reply: FastifyReply) => {
-    reply.header('cache-control', 'no-store');
+    reply.headers(STATUS_PAGE_HEADERS);
     if (!(await verifyClient(browserCredentialOf(request.headers.authorization)))) {
       return reply
         .code(401)
@@ -223,6 +236,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
       return {
         jobId,
         url: worker.info.url,
+        ...(worker.info.certSha256 ? { certSha256: worker.info.certSha256 } : {}),
         jobToken: await jobToken(key, worker.info.id, { jobId, scope: 'probe' }, 60),
       };
     },

@@ -1,15 +1,25 @@
+import os from 'node:os';
+import path from 'node:path';
 import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
+import { relativeTo, secretFrom } from '../secrets.js';
+import { type ServerTlsConfig, serverTlsSchema } from '../tls/server-tls.js';
 
 /** scheduler.toml; names follow sccache-dist's scheduler config. */
 export interface SchedulerConfig {
   /** Where the scheduler listens, host:port. */
   readonly public_addr: string;
+  /** Plain HTTP, and http:// URLs for JWKS and workers: only on a network you trust. */
+  readonly insecure: boolean;
+  /** Where the generated TLS certificate is kept. */
+  readonly state_dir: string;
+  readonly tls: ServerTlsConfig | undefined;
   readonly client_auth: ClientAuthConfig;
   readonly worker_auth: {
     readonly type: 'jwt_hs256';
+    /** Read from secret_key, secret_key_file or KILN_DIST_SECRET_KEY. */
     readonly secret_key: string;
     /** Also require a worker's requests to come from the host in its advertised URL. */
     readonly check_worker_ip: boolean;
@@ -25,12 +35,16 @@ export const schedulerSchema: ObjectSchema = {
   type: 'object',
   properties: {
     public_addr: { type: 'string', default: '127.0.0.1:10600' },
+    insecure: { type: 'boolean', default: false },
+    state_dir: { type: 'string' },
+    tls: serverTlsSchema,
     client_auth: {
       type: 'object',
       required: ['type'],
       properties: {
         type: { type: 'string', enum: ['token', 'jwt', 'none'] },
         token: { type: 'string' },
+        token_file: { type: 'string' },
         jwks_url: { type: 'string', pattern: '^https?://' },
         key: { type: 'string' },
         issuer: { type: 'string' },
@@ -39,10 +53,11 @@ export const schedulerSchema: ObjectSchema = {
     },
     worker_auth: {
       type: 'object',
-      required: ['type', 'secret_key'],
+      required: ['type'],
       properties: {
         type: { type: 'string', enum: ['jwt_hs256'] },
         secret_key: { type: 'string' },
+        secret_key_file: { type: 'string' },
         check_worker_ip: { type: 'boolean', default: false },
       },
     },
@@ -53,12 +68,67 @@ export const schedulerSchema: ObjectSchema = {
   required: ['client_auth', 'worker_auth'],
 };
 
-export function loadSchedulerConfig(file: string): SchedulerConfig {
-  const config = loadTomlConfig<SchedulerConfig>(file, schedulerSchema);
-  const auth = config.client_auth;
-  if (auth.type === 'token' && !auth.token)
-    throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token for type = "token"');
-  if (auth.type === 'jwt' && !auth.jwks_url && !auth.key)
+type Raw = Omit<SchedulerConfig, 'state_dir' | 'client_auth' | 'worker_auth'> & {
+  state_dir?: string;
+  client_auth: ClientAuthConfig & { token_file?: string };
+  worker_auth: SchedulerConfig['worker_auth'] & { secret_key?: string; secret_key_file?: string };
+};
+
+function defaultStateDir(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(base, 'kiln-scheduler');
+}
+
+/**
+ * Reads and checks scheduler.toml; the secrets come from the file, the files it names, or
+ * KILN_DIST_SECRET_KEY / KILN_DIST_CLIENT_TOKEN. Paths in it are relative to its directory.
+ */
+export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
+  const raw = loadTomlConfig<Raw>(file, schedulerSchema);
+  const { token_file, ...clientAuth } = raw.client_auth;
+  const token = secretFrom({
+    key: 'client_auth.token',
+    inline: clientAuth.token,
+    file: token_file,
+    envName: 'KILN_DIST_CLIENT_TOKEN',
+    env,
+    where: file,
+  });
+  if (clientAuth.type === 'token' && !token)
+    throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token (or token_file) for type = "token"');
+  if (clientAuth.type === 'jwt' && !clientAuth.jwks_url && !clientAuth.key)
     throw KILN_ERR_CONFIG_INVALID('client_auth', file, 'jwks_url or key for type = "jwt"');
-  return config;
+  if (clientAuth.jwks_url?.startsWith('http://') && !raw.insecure)
+    throw KILN_ERR_CONFIG_INVALID(
+      'client_auth.jwks_url',
+      file,
+      'an https:// URL (a JWKS fetched over plain http lets anyone on the way mint client tokens); or set insecure = true',
+    );
+  const { secret_key_file, ...workerAuth } = raw.worker_auth;
+  const secret = secretFrom({
+    key: 'worker_auth.secret_key',
+    inline: workerAuth.secret_key,
+    file: secret_key_file,
+    envName: 'KILN_DIST_SECRET_KEY',
+    env,
+    where: file,
+  });
+  if (!secret)
+    throw KILN_ERR_CONFIG_INVALID(
+      'worker_auth.secret_key',
+      file,
+      'secret_key_file (or secret_key, or KILN_DIST_SECRET_KEY) made by `kiln-dist auth generate-jwt-hs256-key`',
+    );
+  // The validator fills an absent table in as {}: only named files count.
+  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
+    ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
+    ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
+  };
+  return Object.freeze({
+    ...raw,
+    state_dir: raw.state_dir ? relativeTo(file, raw.state_dir) : defaultStateDir(env),
+    tls: tls || undefined,
+    client_auth: { ...clientAuth, ...(token ? { token } : {}) },
+    worker_auth: { ...workerAuth, secret_key: secret },
+  });
 }

@@ -3,6 +3,7 @@
  * as tables, refreshed every few seconds. Server-rendered, no script. Every text that came from a
  * worker's heartbeat is escaped: a worker is trusted with jobs, not with the operator's browser.
  */
+import { createHash } from 'node:crypto';
 import type { ClusterStatus, WorkerStatus } from '../api.js';
 
 const ESCAPES: Readonly<Record<string, string>> = {
@@ -55,6 +56,25 @@ const WORKER_HEAD = [
   'heartbeat',
 ];
 
+const STYLE = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+`;
+
+/**
+ * Sent with the page (and its 401): nothing may load, run or frame it but its own style sheet,
+ * named by hash. Should a worker's text ever slip through unescaped, it still runs no script.
+ */
+export const STATUS_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'no-store',
+  'content-security-policy': `default-src 'none'; style-src 'sha256-${createHash('sha256').update(STYLE).digest('base64')}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
   const t = status.totals;
   const totals: [string, unknown][] = [
@@ -76,12 +96,7 @@ export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="${refreshS}">
 <title>kiln scheduler</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; margin-bottom: 1em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-</style></head>
+<style>${STYLE}</style></head>
 <body>
 <h1>kiln scheduler</h1>
 <p>version ${escapeHtml(status.version)} on ${escapeHtml(status.schedulerHostTriple)}, up ${duration(status.uptimeS)}; this page refreshes every ${refreshS} s (JSON: <code>/api/v1/status</code>)</p>

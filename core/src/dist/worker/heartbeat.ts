@@ -2,10 +2,18 @@ import os from 'node:os';
 import type { Logger } from '../../log.js';
 import { API, type WorkerHeartbeat } from '../api.js';
 import { HttpTransport } from '../http-transport.js';
+import type { Fingerprint } from '../tls/pinned-agent.js';
 
 export interface HeartbeatOptions {
   readonly schedulerUrl: string;
-  readonly token: string;
+  /** The worker token; asked before every heartbeat, so that a rotated token is picked up. */
+  readonly token: () => string;
+  /** Allow a plain http:// scheduler_url. */
+  readonly insecure?: boolean;
+  /** The scheduler's certificate fingerprint to pin. */
+  readonly pin?: Fingerprint;
+  /** PEM CAs trusted for the scheduler instead of the system's. */
+  readonly ca?: string;
   readonly log: Logger;
   /** The current state to report. */
   readonly info: () => WorkerHeartbeat;
@@ -20,16 +28,21 @@ export class Heartbeat {
   private intervalMs = 1000;
   private stopped = false;
   private lastError = '';
-  private readonly http = new HttpTransport();
+  private readonly http: HttpTransport;
+  private token: string;
 
-  constructor(private readonly opts: HeartbeatOptions) {}
+  constructor(private readonly opts: HeartbeatOptions) {
+    this.http = new HttpTransport({ insecure: opts.insecure, ca: opts.ca });
+    this.token = opts.token();
+  }
 
   private post(path: string, body: unknown) {
     return this.http.exchange(`${this.opts.schedulerUrl}${API}${path}`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: Buffer.from(JSON.stringify(body)),
       timeoutMs: 10_000,
+      ...(this.opts.pin ? { pin: this.opts.pin } : {}),
     });
   }
 
@@ -52,6 +65,7 @@ export class Heartbeat {
   /** One heartbeat now; resolves with whether the scheduler accepted it. */
   async beat(): Promise<boolean> {
     try {
+      this.token = this.opts.token();
       const res = await this.post('/workers/heartbeat', this.opts.info());
       let body: { heartbeatIntervalMs?: number; message?: string } = {};
       try {

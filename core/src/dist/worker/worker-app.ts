@@ -22,7 +22,7 @@ import { errorReplies } from '../http-errors.js';
 import { serverTimeouts } from '../http-server.js';
 import {
   decodeFrame,
-  encodeFrame,
+  frameStream,
   JOB_CONTENT_TYPE,
   type JobRequestHeader,
   type JobResultHeader,
@@ -53,6 +53,8 @@ export interface WorkerAppOptions {
   readonly onToolchainStored?: (digest: string) => void;
   readonly logger?: boolean;
   readonly logLevel?: string;
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface WorkerApp {
@@ -68,6 +70,8 @@ export interface WorkerApp {
 /** How long a client may take to send one request, headers and body (toolchain uploads included). */
 const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_MAX_JOB_INPUT = 256 * 1024 * 1024;
+/** A client that reads none of a job's answer for this long is cut off. */
+const RESPONSE_IDLE_MS = 60_000;
 
 /** Which token a route wants: "probe" also accepts a job token. */
 type Want = 'job' | 'probe';
@@ -84,12 +88,13 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const maxJobInput = opts.maxJobInputBytes ?? DEFAULT_MAX_JOB_INPUT;
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
     bodyLimit: 64 * 1024,
     ...serverTimeouts(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
-  });
+  }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
@@ -235,12 +240,12 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
             ...(result.limitExceeded ? { limitExceeded: result.limitExceeded } : {}),
           };
           failed = false;
+          // Outputs stream from the sandbox's files: a big object never sits in the worker's
+          // memory. A client that stops reading is cut after RESPONSE_IDLE_MS, which releases them.
+          request.raw.socket.setTimeout(RESPONSE_IDLE_MS, () => request.raw.socket.destroy());
           reply.header('content-type', JOB_CONTENT_TYPE);
-          return encodeFrame(resultHeader, [
-            result.stdout,
-            result.stderr,
-            ...present.map((p) => result.outputs.get(abs(p))!),
-          ]);
+          const parts = [result.stdout, result.stderr, ...present.map((p) => result.outputs.get(abs(p))!)];
+          return reply.send(frameStream(resultHeader, parts, () => result.release()));
         } finally {
           slot();
         }

@@ -4,6 +4,9 @@ import { DEFAULT_JOB_LIMITS, type JobLimits, type ObjectSchema } from '@kiln/plu
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
+import { readSecretFile, relativeTo } from '../secrets.js';
+import { type Fingerprint, normalizeFingerprint } from '../tls/pinned-agent.js';
+import { type ServerTlsConfig, serverTlsSchema } from '../tls/server-tls.js';
 
 /** worker.toml; names follow sccache-dist's server config. */
 export interface WorkerConfig {
@@ -11,9 +14,17 @@ export interface WorkerConfig {
   readonly id: string;
   /** Where the worker listens, host:port. */
   readonly public_addr: string;
-  /** The URL clients use to reach the worker (default: http://public_addr). */
+  /** The URL clients use to reach the worker (default: https://public_addr). */
   readonly public_url: string;
   readonly scheduler_url: string;
+  /** Plain HTTP for this worker and to the scheduler: only on a network you trust. */
+  readonly insecure: boolean;
+  /** The operator's certificate; without one a certificate is made and kept in cache_dir/tls. */
+  readonly tls: ServerTlsConfig | undefined;
+  /** Trust exactly the scheduler certificate with this fingerprint (`kiln-dist tls fingerprint`). */
+  readonly scheduler_cert_sha256: Fingerprint | undefined;
+  /** PEM CA certificates that sign the scheduler's certificate (instead of the system's). */
+  readonly scheduler_ca_file: string | undefined;
   readonly cache_dir: string;
   /** Bytes of toolchains (archives and unpacked trees) kept; least recently used go first. */
   readonly toolchain_cache_size: number;
@@ -34,7 +45,15 @@ export interface WorkerConfig {
   readonly job_timeout: number;
   /** What each job may use, enforced by the sandbox (`[limits]`). */
   readonly limits: JobLimits;
-  readonly scheduler_auth: { readonly type: 'jwt_token'; readonly token: string };
+  /**
+   * The token inline, or the file holding it (read again at every heartbeat, so that
+   * `kiln-dist auth rotate-worker-token` needs no restart), or KILN_DIST_WORKER_TOKEN.
+   */
+  readonly scheduler_auth: {
+    readonly type: 'jwt_token';
+    readonly token?: string;
+    readonly token_file?: string;
+  };
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
 }
 
@@ -46,6 +65,10 @@ const schema: ObjectSchema = {
     public_addr: { type: 'string', default: '127.0.0.1:10601' },
     public_url: { type: 'string', pattern: '^https?://' },
     scheduler_url: { type: 'string', pattern: '^https?://' },
+    insecure: { type: 'boolean', default: false },
+    tls: serverTlsSchema,
+    scheduler_cert_sha256: { type: 'string' },
+    scheduler_ca_file: { type: 'string' },
     cache_dir: { type: 'string' },
     toolchain_cache_size: { type: 'string', default: '10G' },
     max_toolchain_size: { type: 'string', default: '2G' },
@@ -69,8 +92,12 @@ const schema: ObjectSchema = {
     },
     scheduler_auth: {
       type: 'object',
-      required: ['type', 'token'],
-      properties: { type: { type: 'string', enum: ['jwt_token'] }, token: { type: 'string' } },
+      required: ['type'],
+      properties: {
+        type: { type: 'string', enum: ['jwt_token'] },
+        token: { type: 'string' },
+        token_file: { type: 'string' },
+      },
     },
     log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
   },
@@ -95,11 +122,19 @@ function defaultCacheDir(): string {
   return path.join(os.homedir(), '.cache', 'kiln-worker');
 }
 
-export function loadWorkerConfig(file: string): WorkerConfig {
-  return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema));
+export function loadWorkerConfig(file: string, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema), env);
 }
 
-function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
+/** The worker token now: KILN_DIST_WORKER_TOKEN, else the token file (read afresh), else inline. */
+export function currentWorkerToken(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env.KILN_DIST_WORKER_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  const { token, token_file } = config.scheduler_auth;
+  return token_file ? readSecretFile(token_file, 'scheduler_auth.token') : token!;
+}
+
+function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): WorkerConfig {
   const size = (key: SizeKey) => {
     const n = parseSize(raw[key]);
     if (n === undefined) throw KILN_ERR_CONFIG_INVALID(key, file, 'a size such as "10G"');
@@ -118,11 +153,53 @@ function finishWorkerConfig(file: string, raw: Raw): WorkerConfig {
     tmpDiskBytes: limit('tmp_disk', DEFAULT_JOB_LIMITS.tmpDiskBytes),
     outputBytes: limit('output_size', DEFAULT_JOB_LIMITS.outputBytes),
   });
+  const auth = raw.scheduler_auth;
+  if (auth.token !== undefined && auth.token_file !== undefined)
+    throw KILN_ERR_CONFIG_INVALID('scheduler_auth.token', file, 'either token or token_file, not both');
+  if (!auth.token && !auth.token_file && !env.KILN_DIST_WORKER_TOKEN)
+    throw KILN_ERR_CONFIG_INVALID(
+      'scheduler_auth.token_file',
+      file,
+      "the file with this worker's token (`kiln-dist auth generate-jwt-hs256-worker-token`), or token, or KILN_DIST_WORKER_TOKEN",
+    );
+  const publicUrl = raw.public_url ?? `${raw.insecure ? 'http' : 'https'}://${raw.public_addr}`;
+  if (!raw.insecure) {
+    for (const [key, url] of [
+      ['scheduler_url', raw.scheduler_url],
+      ['public_url', publicUrl],
+    ] as const) {
+      if (url.startsWith('http://'))
+        throw KILN_ERR_CONFIG_INVALID(key, file, 'an https:// URL; plain http needs insecure = true');
+    }
+  }
+  let pin: Fingerprint | undefined;
+  if (raw.scheduler_cert_sha256 !== undefined) {
+    pin = normalizeFingerprint(raw.scheduler_cert_sha256);
+    if (!pin)
+      throw KILN_ERR_CONFIG_INVALID(
+        'scheduler_cert_sha256',
+        file,
+        'a SHA-256 fingerprint: 32 hex bytes, colons optional',
+      );
+  }
+  // The validator fills an absent table in as {}: only named files count.
+  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
+    ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
+    ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
+  };
   return Object.freeze({
     ...raw,
     limits,
     id: raw.id ?? os.hostname(),
-    public_url: raw.public_url ?? `http://${raw.public_addr}`,
+    public_url: publicUrl,
+    tls: tls || undefined,
+    scheduler_cert_sha256: pin,
+    scheduler_ca_file: raw.scheduler_ca_file && relativeTo(file, raw.scheduler_ca_file),
+    scheduler_auth: {
+      type: auth.type,
+      ...(auth.token !== undefined ? { token: auth.token } : {}),
+      ...(auth.token_file !== undefined ? { token_file: relativeTo(file, auth.token_file) } : {}),
+    },
     cache_dir: raw.cache_dir ?? defaultCacheDir(),
     toolchain_cache_size: size('toolchain_cache_size'),
     max_toolchain_size: size('max_toolchain_size'),

@@ -3,24 +3,57 @@
  * through the SDK's loader into a tsyringe container; only here is anything resolved from it.
  */
 import 'reflect-metadata';
+import fs from 'node:fs';
 import path from 'node:path';
 import { loadPlugin, PluginKind, SANDBOX, TOOLCHAIN_RESOLVER, type ToolchainResolver } from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
 import { container } from 'tsyringe';
+import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { hostTriple } from '../../toolchain/elf.js';
+import { claimedExpiry } from '../auth.js';
 import { parseAddr } from '../config-file.js';
+import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
 import { ToolchainStore } from './toolchain-store.js';
 import { createWorkerApp, type WorkerApp } from './worker-app.js';
-import type { WorkerConfig } from './worker-config.js';
+import { currentWorkerToken, type WorkerConfig } from './worker-config.js';
 
 export interface RunningWorker {
   readonly worker: WorkerApp;
   readonly heartbeat: Heartbeat;
   readonly url: string;
+  /** The certificate it serves; undefined for a plain-http (insecure) worker. */
+  readonly tls: ServerTls | undefined;
   close(): Promise<void>;
+}
+
+const DAY_S = 86_400;
+
+/** Refuses a token that has no expiry or has expired; warns when it expires within two weeks. */
+function checkTokenExpiry(token: string, log: Logger): void {
+  const exp = claimedExpiry(token);
+  const rotate = 'issue a new one with `kiln-dist auth rotate-worker-token`';
+  if (exp === undefined)
+    throw KILN_ERR_AUTH_INVALID(
+      `the worker token has no expiry (an old token, refused by the scheduler): ${rotate}`,
+    );
+  const left = exp - Date.now() / 1000;
+  if (left <= 0)
+    throw KILN_ERR_AUTH_INVALID(
+      `the worker token expired on ${new Date(exp * 1000).toISOString()}: ${rotate}`,
+    );
+  if (left < 14 * DAY_S) log.warn(`the worker token expires in ${Math.ceil(left / DAY_S)} day(s): ${rotate}`);
+}
+
+function readCa(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw KILN_ERR_TLS_CERT(file, `cannot read scheduler_ca_file: ${(err as NodeJS.ErrnoException).code}`);
+  }
 }
 
 export async function startWorker(
@@ -47,6 +80,23 @@ export async function startWorker(
       baseDir: configDir,
     });
   }
+  const token = () => currentWorkerToken(config);
+  checkTokenExpiry(token(), log);
+  const ca = readCa(config.scheduler_ca_file);
+  const { host, port } = parseAddr(config.public_addr, 'worker config');
+  const tls =
+    config.insecure && !config.tls
+      ? undefined
+      : loadServerTls(
+          config.tls,
+          config.cache_dir,
+          `kiln worker ${config.id}`,
+          certificateHosts(host, new URL(config.public_url).hostname.replace(/^\[|\]$/g, '')),
+        );
+  if (!tls)
+    log.warn(
+      'insecure = true: serving plain HTTP; job inputs, outputs and tokens cross the network readable',
+    );
   const sandbox = scope.resolve(SANDBOX);
   const probe = await sandbox.probe();
   if (!probe.ok) throw KILN_ERR_SANDBOX_UNAVAILABLE(sandbox.name, probe.detail);
@@ -75,18 +125,21 @@ export async function startWorker(
     limits: config.limits,
     logger: true,
     logLevel: config.log_level,
+    ...(tls ? { tls } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
     // Until the scheduler hears of it, it sends this toolchain's jobs to workers that reported it
     // (heartbeats come every worker_timeout / 4: 7.5 s by default), and this worker idles.
     onToolchainStored: () => void heartbeat?.beat(),
   });
-  const { host, port } = parseAddr(config.public_addr, 'worker config');
   const address = await worker.app.listen({ host, port });
   // With port 0 the real port is only known now.
   const url = port === 0 ? address : config.public_url;
   heartbeat = new Heartbeat({
     schedulerUrl: config.scheduler_url.replace(/\/$/, ''),
-    token: config.scheduler_auth.token,
+    token,
+    insecure: config.insecure,
+    ...(config.scheduler_cert_sha256 ? { pin: config.scheduler_cert_sha256 } : {}),
+    ...(ca ? { ca } : {}),
     log,
     info: () => ({
       id: config.id,
@@ -101,6 +154,7 @@ export async function startWorker(
       runningJobs: worker.heldJobs(),
       jobKey: worker.jobKey,
       version,
+      ...(tls ? { certSha256: tls.fingerprint } : {}),
     }),
   });
   if (!(await heartbeat.start())) log.warn(`scheduler ${config.scheduler_url} not reachable yet; retrying`);
@@ -108,6 +162,7 @@ export async function startWorker(
     worker,
     heartbeat,
     url,
+    tls,
     async close() {
       heartbeat?.stop();
       await worker.app.close();
