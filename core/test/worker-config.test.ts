@@ -7,7 +7,7 @@ import { loadWorkerConfig } from '../src/dist/worker/worker-config.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-worker-config-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const BASE = 'scheduler_url = "http://127.0.0.1:1"\n[scheduler_auth]\ntype = "jwt_token"\ntoken = "t"\n';
+const BASE = 'scheduler_url = "https://127.0.0.1:1"\n[scheduler_auth]\ntype = "jwt_token"\ntoken = "t"\n';
 const load = (extra: string) => {
   const file = path.join(dir, `w${Math.random().toString(36).slice(2)}.toml`);
   fs.writeFileSync(file, `${BASE}${extra}`);

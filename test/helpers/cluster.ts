@@ -194,7 +194,7 @@ export async function clusterStatus(schedulerUrl: string, clientToken: string): 
 }
 
 /** The certificates a cluster in `files.dir` generated: the scheduler's and every worker's. */
-function clusterCertificates(files: ClusterFiles): string[] {
+export function clusterCertificates(files: ClusterFiles): string[] {
   const dirs = [
     path.join(files.dir, 'scheduler-state'),
     ...fs.readdirSync(files.dir).map((d) => path.join(files.dir, d)),

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AllocateResponse } from '../../core/src/dist/api.js';
 import {
   type ClusterFiles,
+  clusterCertificates,
   clusterFetch,
   clusterFiles,
   clusterStatus,
@@ -298,15 +299,22 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
     );
     const pid = worker.proc.pid!;
     const before = rssKiB(pid, 'VmHWM');
-    const res = await fetch(`${workerUrl}/api/v1/jobs/${a.jobId}/run`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${a.jobToken}`, 'content-type': JOB_TYPE },
-      body,
-    });
-    expect(res.status).toBe(200);
-    // Read as a stream, counted, never kept: the test process must not hold it either.
+    const { Agent, fetch } = await import('undici');
+    const dispatcher = new Agent({ connect: { ca: clusterCertificates(files) } });
     let received = 0;
-    for await (const chunk of res.body!) received += (chunk as Uint8Array).length;
+    try {
+      const res = await fetch(`${workerUrl}/api/v1/jobs/${a.jobId}/run`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.jobToken}`, 'content-type': JOB_TYPE },
+        body,
+        dispatcher,
+      });
+      expect(res.status).toBe(200);
+      // Read as a stream, counted, never kept: the test process must not hold it either.
+      for await (const chunk of res.body!) received += (chunk as Uint8Array).length;
+    } finally {
+      await dispatcher.close();
+    }
     expect(received).toBeGreaterThan(size);
     // The old worker read it whole and copied it into the answer: 181 → 1381 MiB.
     expect(rssKiB(pid, 'VmHWM') - before).toBeLessThan(100 * 1024);
