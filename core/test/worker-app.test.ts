@@ -245,21 +245,83 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
     await expectServes();
   });
 
-  it('one token runs one job and uploads once: a replay is refused', async () => {
+  it('one token runs one job, one request at a time: a replay is refused', async () => {
     const jobId = newJob();
     const t = await token(jobId);
-    // The toolchain is stored already: the upload is accepted (and drained), once.
+    // Until the job runs, its toolchain may be sent again (the worker may have evicted it).
     expect((await upload(t)).status).toBe(201);
-    expect((await upload(t)).status).toBe(403);
-    const first = await run(jobId, t);
-    expect(first.status).toBe(200);
-    const again = await run(jobId, t, jobFrame({ argv: ['/usr/bin/tool', 'sleep', '1'] }));
+    expect((await upload(t)).status).toBe(201);
+    // But not two bodies at once with one token: every concurrent run but one is refused.
+    const body = jobFrame({ argv: ['/usr/bin/tool', 'sleep', '1'], outputs: ['none'] });
+    const runs = await Promise.all(Array.from({ length: 5 }, () => run(jobId, t, body)));
+    expect(runs.map((r) => r.status).sort()).toEqual([200, 403, 403, 403, 403]);
+    const again = await run(jobId, t);
     expect(again.status).toBe(403);
     expect(again.json?.message).toMatch(/used already/);
     // Nor can the spent token upload or look up anything now.
+    expect((await upload(t)).status).toBe(403);
     expect((await send('HEAD', `/toolchains/${digest}`, { token: t })).status).toBe(403);
     expect(done).toEqual([[jobId, false]]);
     await expectServes();
+  });
+
+  it('a client that goes away during the compile leaves nothing held: slot, job space, outputs', async () => {
+    const jobId = newJob();
+    const t = await token(jobId);
+    const work = path.join(tmp, 'work');
+    const jobDirs = () => fs.readdirSync(work).filter((e) => e.startsWith(jobId));
+    await new Promise<void>((resolve) => {
+      const req = http.request(`${url}/api/v1/jobs/${jobId}/run`, {
+        method: 'POST',
+        agent: false,
+        headers: { authorization: `Bearer ${t}`, 'content-type': JOB_CONTENT_TYPE },
+      });
+      req.on('error', () => resolve());
+      req.end(jobFrame({ argv: ['/usr/bin/tool', 'sleep', '1'], outputs: ['none'] }));
+      setTimeout(() => {
+        expect(jobDirs()).toHaveLength(1);
+        expect(worker.heldJobs()).toEqual([jobId]);
+        req.destroy();
+        resolve();
+      }, 400);
+    });
+    // Held until the sandbox is done with it, then all of it goes.
+    for (let i = 0; i < 100 && done.length === 0; i++) await new Promise((r) => setTimeout(r, 30));
+    expect(done).toEqual([[jobId, false]]);
+    expect(worker.heldJobs()).toEqual([]);
+    expect(jobDirs()).toEqual([]);
+    await expectServes();
+  });
+
+  it('many jobs on one kept-alive connection: no listener piles up on the socket', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 15; i++) {
+        const jobId = newJob();
+        const t = await token(jobId);
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = http.request(`${url}/api/v1/jobs/${jobId}/run`, {
+            method: 'POST',
+            agent,
+            headers: { authorization: `Bearer ${t}`, 'content-type': JOB_CONTENT_TYPE },
+          });
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end(jobFrame());
+        });
+        expect(status).toBe(200);
+      }
+    } finally {
+      agent.destroy();
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
   });
 
   it("job A's token on job B's URL is refused and does not touch job A", async () => {
@@ -469,6 +531,38 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
     await noLeftovers();
     expect(worker.heldJobs()).toEqual([]);
     await expectServes();
+  });
+
+  it("an upload that joined another's is received itself when the first client goes away", async () => {
+    // A second toolchain: the same tool with one more file, so another digest.
+    const dir = fs.mkdtempSync(path.join(tmp, 'tc2-'));
+    const other = buildToolArchive(dir, 'second');
+    const d = other.digest;
+    const first = await token(newJob(), { toolchain: d });
+    const second = await token(newJob(), { toolchain: d });
+    const aborted = new Promise<void>((resolve) => {
+      const req = http.request(`${url}/api/v1/toolchains/${d}?kind=archive`, {
+        method: 'PUT',
+        agent: false,
+        headers: {
+          authorization: `Bearer ${first}`,
+          'content-type': 'application/octet-stream',
+          'content-length': String(other.archive.length),
+        },
+      });
+      req.on('error', () => resolve());
+      req.write(other.archive.subarray(0, 1000));
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 300);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const joined = upload(second, other.archive, d);
+    await aborted;
+    const r = await joined;
+    expect(r.status, r.body.toString()).toBe(201);
+    await noLeftovers();
   });
 
   it('a ping or a lookup holds no slot: only uploads and runs in flight are reported', async () => {

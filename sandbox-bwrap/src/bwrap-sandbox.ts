@@ -28,6 +28,9 @@ import { searchableBy } from './searchable.js';
 import { SlotUids } from './slot-uids.js';
 import { validateJob } from './validate-job.js';
 
+/** After a failed tmpfs mount, jobs use work_dir's disk for this long before mounting is tried again. */
+const MOUNT_RETRY_MS = 60_000;
+
 export interface BwrapSandboxOptions extends BwrapConfig {
   readonly work_dir: string;
 }
@@ -62,6 +65,8 @@ export class BwrapSandbox implements Sandbox {
   readonly #slots: SlotUids;
   /** Why a job's own tmpfs cannot be mounted here, once a mount failed; jobs then use work_dir's disk. */
   #mountFailure: string | undefined;
+  /** When mounting last failed: it is tried again after MOUNT_RETRY_MS (a passing ENOSPC or EMFILE). */
+  #mountFailedAt = 0;
 
   constructor(private readonly options: BwrapSandboxOptions) {
     this.#slots = new SlotUids(options.slot_uid_base);
@@ -88,11 +93,15 @@ export class BwrapSandbox implements Sandbox {
   /** A root worker gives each job a tmpfs of its own disk limit; when mounting fails, work_dir's disk. */
   async #createSpace(job: SandboxJob, owner: { uid: number; gid: number } | undefined): Promise<JobSpace> {
     const { work_dir } = this.options;
-    if (BwrapSandbox.#isRoot() && this.#mountFailure === undefined) {
+    const retry = Date.now() - this.#mountFailedAt >= MOUNT_RETRY_MS;
+    if (BwrapSandbox.#isRoot() && (this.#mountFailure === undefined || retry)) {
       try {
-        return await createJobSpace(work_dir, job.id, job.limits.tmpDiskBytes, owner);
+        const space = await createJobSpace(work_dir, job.id, job.limits.tmpDiskBytes, owner);
+        this.#mountFailure = undefined;
+        return space;
       } catch (err) {
         this.#mountFailure = (err as Error).message;
+        this.#mountFailedAt = Date.now();
       }
     }
     return createJobSpace(work_dir, job.id, undefined, owner);

@@ -153,7 +153,7 @@ public_addr = "127.0.0.1:0"
 scheduler_url = "${schedulerUrl}"
 ${files.schedulerPin ? `scheduler_cert_sha256 = "${files.schedulerPin}"` : ''}
 cache_dir = "${path.join(files.dir, id)}"
-max_jobs = 2
+${/^max_jobs\s*=/m.test(extra) ? '' : 'max_jobs = 2'}
 sandbox = "bwrap"
 ${extra}
 [scheduler_auth]

@@ -35,10 +35,14 @@ export interface ToolArchive {
   readonly digest: string;
 }
 
-/** Builds the tool with `gcc -static` under `dir` and packs it (tar.gz); throws when that fails. */
-export function buildToolArchive(dir: string): ToolArchive {
+/**
+ * Builds the tool with `gcc -static` under `dir` and packs it (tar.gz); throws when that fails.
+ * A `mark` adds a file holding it, for a second toolchain with another digest.
+ */
+export function buildToolArchive(dir: string, mark?: string): ToolArchive {
   const root = path.join(dir, 'tool-root');
   fs.mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
+  if (mark !== undefined) fs.writeFileSync(path.join(root, 'usr', 'bin', 'mark'), mark);
   fs.writeFileSync(path.join(dir, 'tool.c'), TOOL);
   const cc = spawnSync('gcc', [
     '-static',

@@ -2,6 +2,8 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { KilnError } from '../errors.js';
 
+const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
 /**
  * One error shape for every kiln server: `{ code, message }` with the right status. Caller
  * mistakes (bad JSON, schema, content type, size) are 4xx with one info line; nothing a client
@@ -18,6 +20,13 @@ export const errorReplies = fp(
         return reply.code(err.statusCode).send({ code: err.code, message: err.message });
       }
       const fe = err as FastifyError;
+      // The client went away in the middle of its body: its mistake, and nobody reads the answer.
+      if (CLIENT_GONE.has(fe.code) || fe.message === 'aborted') {
+        request.log.info(`${request.method} ${request.url}: the client went away (${fe.code ?? fe.message})`);
+        return reply
+          .code(400)
+          .send({ code: 'KILN_ERR_DIST_BAD_REQUEST', message: 'the request was cut off' });
+      }
       if (fe.validation) {
         request.log.info(`${request.method} ${request.url}: 400 ${fe.message}`);
         return reply
@@ -32,11 +41,12 @@ export const errorReplies = fp(
         message: status < 500 ? fe.message : 'internal error',
       });
     });
-    app.setNotFoundHandler((request, reply) =>
-      reply
+    app.setNotFoundHandler((request, reply) => {
+      if (!request.raw.complete) reply.header('connection', 'close');
+      return reply
         .code(404)
-        .send({ code: 'KILN_ERR_DIST_NOT_FOUND', message: `${request.method} ${request.url} not found` }),
-    );
+        .send({ code: 'KILN_ERR_DIST_NOT_FOUND', message: `${request.method} ${request.url} not found` });
+    });
   },
   { name: 'kiln-error-replies' },
 );

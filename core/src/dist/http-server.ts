@@ -11,16 +11,24 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_MS = 30_000;
 
 /**
- * `requestTimeoutMs` bounds the time to receive a whole request, headers and body; the time a
- * handler then takes (a compile) is not counted.
+ * Fastify options for a kiln server: HTTPS with `tls`, else plain HTTP. `requestTimeoutMs` bounds
+ * the time to receive a whole request, headers and body; the time a handler then takes (a compile)
+ * is not counted. Node reads the header deadline and the checking interval only from the options
+ * its server is created with: fastify passes `http` to an HTTP server and `https` to an HTTPS one,
+ * so they go in whichever is used.
  */
-export function serverTimeouts(requestTimeoutMs: number): Partial<FastifyServerOptions> {
+export function serverOptions(
+  requestTimeoutMs: number,
+  tls: { readonly cert: string; readonly key: string } | undefined,
+): Partial<FastifyServerOptions> {
+  const deadlines = {
+    headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeoutMs),
+    requestTimeout: requestTimeoutMs,
+    connectionsCheckingInterval: CHECK_INTERVAL_MS,
+  };
   return {
     requestTimeout: requestTimeoutMs,
     keepAliveTimeout: KEEP_ALIVE_MS,
-    http: {
-      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeoutMs),
-      connectionsCheckingInterval: CHECK_INTERVAL_MS,
-    },
+    ...(tls ? { https: { cert: tls.cert, key: tls.key, ...deadlines } } : { http: deadlines }),
   } as Partial<FastifyServerOptions>;
 }

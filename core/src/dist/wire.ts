@@ -29,34 +29,32 @@ export interface StreamedBlob {
 /**
  * The same frame as `encodeFrame`, produced as a stream: blobs that are streams are never held
  * whole. Fails (and so cuts the answer) when a stream gives another number of bytes than its size.
- * `done` runs once the frame is sent or abandoned.
+ * `progress` is called as each piece is handed on.
  */
 export function frameStream(
   header: object,
   blobs: readonly (Uint8Array | StreamedBlob)[],
-  done: () => Promise<void>,
+  progress: () => void = () => {},
 ): Readable {
   const size = (b: Uint8Array | StreamedBlob) => (b instanceof Uint8Array ? b.length : b.size);
   const json = Buffer.from(JSON.stringify({ ...header, blobSizes: blobs.map(size) }));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(json.length);
   async function* parts() {
-    try {
-      yield Buffer.concat([MAGIC, len, json]);
-      for (const b of blobs) {
-        if (b instanceof Uint8Array) {
-          if (b.length) yield b;
-          continue;
-        }
-        let n = 0;
-        for await (const chunk of b.stream()) {
-          n += (chunk as Buffer).length;
-          yield chunk as Buffer;
-        }
-        if (n !== b.size) throw new Error(`a blob gave ${n} bytes, not ${b.size}`);
+    yield Buffer.concat([MAGIC, len, json]);
+    for (const b of blobs) {
+      if (b instanceof Uint8Array) {
+        if (b.length) yield b;
+        progress();
+        continue;
       }
-    } finally {
-      await done();
+      let n = 0;
+      for await (const chunk of b.stream()) {
+        n += (chunk as Buffer).length;
+        progress();
+        yield chunk as Buffer;
+      }
+      if (n !== b.size) throw new Error(`a blob gave ${n} bytes, not ${b.size}`);
     }
   }
   return Readable.from(parts(), { objectMode: false });

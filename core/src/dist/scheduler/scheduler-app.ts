@@ -7,7 +7,6 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import {
   KILN_ERR_AUTH_FORBIDDEN,
   KILN_ERR_AUTH_REQUIRED,
-  KILN_ERR_DIST_BAD_REQUEST,
   KILN_ERR_DIST_NOT_FOUND,
   KILN_ERR_DIST_RATE_LIMITED,
 } from '../../errors.js';
@@ -32,7 +31,7 @@ import {
   verifyWorkerToken,
 } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
-import { serverTimeouts } from '../http-server.js';
+import { serverOptions } from '../http-server.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
 import { renderStatusPage, STATUS_PAGE_HEADERS } from './status-page.js';
@@ -85,39 +84,36 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const jobKeys = new Map<string, { text: string; key: KeyObject }>();
   // One type for both: routes and hooks do not depend on the server underneath.
   const app = Fastify({
-    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: config.log_level } : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
-    ...serverTimeouts(REQUEST_TIMEOUT_MS),
+    ...serverOptions(REQUEST_TIMEOUT_MS, opts.tls),
   }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
   app.removeContentTypeParser('text/plain');
 
+  // Credentials are checked in onRequest hooks: before a byte of the body is read.
   const requireClient = async (request: FastifyRequest) => {
     if (!(await verifyClient(bearerOf(request.headers.authorization))))
       throw KILN_ERR_AUTH_REQUIRED('client');
   };
-  const requireWorker = async (request: FastifyRequest): Promise<string> => {
+  const workerOf = new WeakMap<FastifyRequest, string>();
+  const requireWorker = async (request: FastifyRequest) => {
     const token = bearerOf(request.headers.authorization);
     const workerId = token && (await verifyWorkerToken(secret, token));
     if (!workerId) throw KILN_ERR_AUTH_REQUIRED('worker');
-    return workerId;
+    workerOf.set(request, workerId);
   };
 
   app.post<{ Body: WorkerHeartbeat }>(
     `${API}/workers/heartbeat`,
-    { schema: { body: heartbeatSchema } },
+    { schema: { body: heartbeatSchema }, onRequest: requireWorker },
     async (request) => {
-      const workerId = await requireWorker(request);
+      const workerId = workerOf.get(request)!;
       const info = request.body;
-      if (info.runningJobs.length > info.maxJobs)
-        throw KILN_ERR_DIST_BAD_REQUEST(
-          `${info.runningJobs.length} running jobs reported, max_jobs is ${info.maxJobs}`,
-        );
       if (info.id !== workerId)
         throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${info.id}"`);
       if (!config.insecure && (!info.url.startsWith('https://') || !info.certSha256))
@@ -144,9 +140,9 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
 
   app.post<{ Params: { jobId: string }; Body: { workerId: string; failed?: boolean } }>(
     `${API}/jobs/:jobId/finished`,
-    { schema: { params: jobIdParams, body: finishedSchema } },
+    { schema: { params: jobIdParams, body: finishedSchema }, onRequest: requireWorker },
     async (request, reply) => {
-      const workerId = await requireWorker(request);
+      const workerId = workerOf.get(request)!;
       if (request.body.workerId !== workerId)
         throw KILN_ERR_AUTH_FORBIDDEN('a worker can only finish its own jobs');
       if (!pools.finish(request.params.jobId, workerId, request.body.failed ?? false))
@@ -157,9 +153,8 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
 
   app.post<{ Body: AllocateRequest }>(
     `${API}/jobs`,
-    { schema: { body: allocateSchema } },
+    { schema: { body: allocateSchema }, onRequest: requireClient },
     async (request) => {
-      await requireClient(request);
       const result = pools.allocate(request.body.toolchain, request.body.exclude);
       if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
       const { worker } = result;
@@ -186,19 +181,15 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
 
   app.get<{ Params: { jobId: string } }>(
     `${API}/jobs/:jobId`,
-    { schema: { params: jobIdParams } },
+    { schema: { params: jobIdParams }, onRequest: requireClient },
     async (request) => {
-      await requireClient(request);
       const job = pools.job(request.params.jobId);
       if (!job) throw KILN_ERR_DIST_NOT_FOUND(`job ${request.params.jobId}`);
       return job;
     },
   );
 
-  app.get(`${API}/status`, async (request) => {
-    await requireClient(request);
-    return pools.status();
-  });
+  app.get(`${API}/status`, { onRequest: requireClient }, async () => pools.status());
 
   // The same for a browser, which is asked for the client token as the password of HTTP Basic auth.
   const statusPage = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -225,9 +216,8 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const probeBudget = new MinuteBudget(PROBES_PER_MINUTE);
   app.post<{ Params: { workerId: string } }>(
     `${API}/workers/:workerId/probe-token`,
-    { schema: { params: workerIdParams } },
+    { schema: { params: workerIdParams }, onRequest: requireClient },
     async (request) => {
-      await requireClient(request);
       const worker = pools.worker(request.params.workerId);
       const key = jobKeys.get(request.params.workerId)?.key;
       if (!worker || !key) throw KILN_ERR_DIST_NOT_FOUND(`worker ${request.params.workerId}`);

@@ -94,8 +94,18 @@ export class ToolchainStore {
     }
     const running = this.pending.get(digest);
     if (running) {
-      body.resume();
-      return running;
+      // Another client is sending the same archive: wait for it (this body waits, unread). If that
+      // upload fails (its client went away), this one is received in its stead.
+      if (
+        await running.then(
+          () => true,
+          () => false,
+        )
+      ) {
+        body.resume();
+        return;
+      }
+      return this.put(digest, kind, body);
     }
     const work = this.receive(digest, kind, body).finally(() => this.pending.delete(digest));
     this.pending.set(digest, work);

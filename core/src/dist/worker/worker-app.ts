@@ -6,20 +6,21 @@
 import { createSecretKey, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { DEFAULT_JOB_LIMITS, type JobLimits, type Sandbox } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, type JobLimits, type Sandbox, type SandboxResult } from '@kiln/plugins';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   KILN_ERR_AUTH_FORBIDDEN,
   KILN_ERR_AUTH_REQUIRED,
   KILN_ERR_DIST_BAD_REQUEST,
   KILN_ERR_DIST_TOO_LARGE,
+  KILN_ERR_DIST_UNAVAILABLE,
   KILN_ERR_DIST_UNSUPPORTED_TYPE,
 } from '../../errors.js';
 import { API, digestParams, jobIdParams, toolchainQuery } from '../api.js';
 import { bearerOf, type JobGrant, verifyJobToken } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
-import { serverTimeouts } from '../http-server.js';
+import { serverOptions } from '../http-server.js';
 import {
   decodeFrame,
   frameStream,
@@ -28,7 +29,7 @@ import {
   type JobResultHeader,
   jobRequestSchema,
 } from '../wire.js';
-import { JobGrants } from './job-grants.js';
+import { JobGrants, type TokenUse } from './job-grants.js';
 import { JobSlots } from './job-slots.js';
 import type { ToolchainStore } from './toolchain-store.js';
 
@@ -72,6 +73,8 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_MAX_JOB_INPUT = 256 * 1024 * 1024;
 /** A client that reads none of a job's answer for this long is cut off. */
 const RESPONSE_IDLE_MS = 60_000;
+const WATCHDOG_MS = 5_000;
+const USED = 'the job token was used already: one token runs one job';
 
 /** Which token a route wants: "probe" also accepts a job token. */
 type Want = 'job' | 'probe';
@@ -86,14 +89,14 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const grantOf = new WeakMap<FastifyRequest, JobGrant>();
   let uploads = 0;
   const maxJobInput = opts.maxJobInputBytes ?? DEFAULT_MAX_JOB_INPUT;
+  const answerDeadlineMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
-    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
     bodyLimit: 64 * 1024,
-    ...serverTimeouts(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
+    ...serverOptions(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, opts.tls),
   }) as unknown as FastifyInstance;
   app.register(errorReplies);
   // Only JSON (and the binary types below) are accepted: anything else is a 415.
@@ -106,13 +109,18 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   // Toolchains stream to disk while hashing; the store enforces the size limit.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
+  /** Requests using job tokens in flight, by use: capped so that tokens cannot pile bodies up. */
+  const busy = { upload: 0, run: 0 };
+  const maxBusy = { upload: opts.maxJobs * 2, run: opts.maxJobs * 3 };
+
   /**
    * Checks the job token before a byte of the body is read (an onRequest hook): a request without
-   * a valid one is answered 401 and its connection closed, so its body is never received.
+   * a valid one is answered 401 and its connection closed, so its body is never received. A body
+   * is received only for a token whose job has not run, with no other such request in flight.
    */
   const requireToken =
-    (want: Want, contentType?: string) =>
-    async (request: FastifyRequest): Promise<void> => {
+    (want: Want, use?: { readonly kind: TokenUse; readonly type: string }) =>
+    async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       const token = bearerOf(request.headers.authorization);
       const grant = token ? await verifyJobToken(key, opts.id, token) : undefined;
       if (!grant) throw KILN_ERR_AUTH_REQUIRED('job token');
@@ -123,14 +131,24 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
         throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another job');
       if (params.digest !== undefined && want === 'job' && params.digest !== grant.toolchain)
         throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another toolchain');
-      if (want === 'job' && grants.ran(grant.jobId))
-        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used already: one token runs one job');
-      if (contentType !== undefined && request.headers['content-type'] !== contentType)
-        throw KILN_ERR_DIST_UNSUPPORTED_TYPE(contentType);
-      const length = Number(request.headers['content-length'] ?? 0);
-      const limit = contentType === JOB_CONTENT_TYPE ? maxJobInput : opts.maxToolchainBytes;
-      if (contentType !== undefined && length > limit) throw KILN_ERR_DIST_TOO_LARGE(contentType, limit);
+      if (want === 'job' && grants.ran(grant.jobId)) throw KILN_ERR_AUTH_FORBIDDEN(USED);
       grantOf.set(request, grant);
+      if (!use) return;
+      if (request.headers['content-type'] !== use.type) throw KILN_ERR_DIST_UNSUPPORTED_TYPE(use.type);
+      const length = Number(request.headers['content-length'] ?? 0);
+      const limit = use.kind === 'run' ? maxJobInput : opts.maxToolchainBytes;
+      if (length > limit) throw KILN_ERR_DIST_TOO_LARGE(use.type, limit);
+      if (busy[use.kind] >= maxBusy[use.kind])
+        throw KILN_ERR_DIST_UNAVAILABLE(`this worker is receiving ${busy[use.kind]} ${use.kind} requests`);
+      const end = grants.begin(grant, use.kind);
+      if (end === 'ran') throw KILN_ERR_AUTH_FORBIDDEN(USED);
+      if (end === 'busy') throw KILN_ERR_AUTH_FORBIDDEN(`a ${use.kind} with this job token is in flight`);
+      busy[use.kind]++;
+      // The response's close comes however the request ends: answered, failed or cut.
+      reply.raw.once('close', () => {
+        busy[use.kind]--;
+        end();
+      });
     };
 
   /** Counts the job as held by this worker (reported in heartbeats) while the request runs. */
@@ -164,12 +182,10 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
     `${API}/toolchains/:digest`,
     {
       schema: { params: digestParams, querystring: toolchainQuery },
-      onRequest: requireToken('job', 'application/octet-stream'),
+      onRequest: requireToken('job', { kind: 'upload', type: 'application/octet-stream' }),
     },
     async (request, reply) => {
       const grant = grantOf.get(request)!;
-      if (!grants.claim(grant, 'upload'))
-        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used for an upload already');
       const release = hold(grant.jobId);
       try {
         uploads++;
@@ -190,7 +206,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
     `${API}/jobs/:jobId/run`,
     {
       schema: { params: jobIdParams },
-      onRequest: requireToken('job', JOB_CONTENT_TYPE),
+      onRequest: requireToken('job', { kind: 'run', type: JOB_CONTENT_TYPE }),
       bodyLimit: maxJobInput,
     },
     async (request, reply) => {
@@ -207,52 +223,80 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
         throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another toolchain');
       // A job the worker lacks the toolchain for does not spend the token: the client uploads, then runs.
       const toolchain = opts.store.acquire(header.toolchain.digest);
-      if (!grants.claim(grant, 'run')) {
+      if (!grants.spend(grant.jobId)) {
         toolchain.release();
-        throw KILN_ERR_AUTH_FORBIDDEN('the job token was used already: one token runs one job');
+        throw KILN_ERR_AUTH_FORBIDDEN(USED);
       }
       const jobId = grant.jobId;
-      const release = hold(jobId);
-      let failed = true;
-      try {
-        const slot = await slots.acquire();
-        try {
-          const abs = (p: string) => path.posix.resolve(header.cwd, p);
-          const started = performance.now();
-          const result = await opts.sandbox.run({
-            id: jobId.replace(/[^A-Za-z0-9_-]/g, '_'),
-            toolchainRoot: toolchain.root,
-            cwd: header.cwd,
-            argv: header.argv,
-            env: header.env,
-            inputs: header.inputs.map((p, i) => ({ path: abs(p), data: blobs[i]! })),
-            outputs: header.outputs.map(abs),
-            timeoutMs: Math.min(header.timeoutMs, opts.jobTimeoutMs),
-            limits: opts.limits ?? DEFAULT_JOB_LIMITS,
-          });
-          const present = header.outputs.filter((p) => result.outputs.has(abs(p)));
-          const resultHeader: JobResultHeader = {
-            exitCode: result.exitCode,
-            signal: result.signal,
-            timedOut: result.timedOut,
-            outputs: present,
-            elapsedMs: Math.round(performance.now() - started),
-            ...(result.limitExceeded ? { limitExceeded: result.limitExceeded } : {}),
-          };
-          failed = false;
-          // Outputs stream from the sandbox's files: a big object never sits in the worker's
-          // memory. A client that stops reading is cut after RESPONSE_IDLE_MS, which releases them.
-          request.raw.socket.setTimeout(RESPONSE_IDLE_MS, () => request.raw.socket.destroy());
-          reply.header('content-type', JOB_CONTENT_TYPE);
-          const parts = [result.stdout, result.stderr, ...present.map((p) => result.outputs.get(abs(p))!)];
-          return reply.send(frameStream(resultHeader, parts, () => result.release()));
-        } finally {
-          slot();
-        }
-      } finally {
+      // Everything the job holds (its slot, its toolchain, its outputs) is held until its answer
+      // is sent or cut, and not before the sandbox is done with it.
+      const releaseHold = hold(jobId);
+      let slot: (() => void) | undefined;
+      let result: SandboxResult | undefined;
+      let running = true;
+      let closed = false;
+      let finished = false;
+      let watchdog: NodeJS.Timeout | undefined;
+      const finish = () => {
+        if (running || !closed || finished) return;
+        finished = true;
+        clearInterval(watchdog);
+        slot?.();
         toolchain.release();
-        release();
-        opts.onJobDone?.(jobId, failed);
+        releaseHold();
+        void result?.release();
+        opts.onJobDone?.(jobId, result === undefined);
+      };
+      reply.raw.once('close', () => {
+        closed = true;
+        finish();
+      });
+      try {
+        slot = await slots.acquire();
+        const abs = (p: string) => path.posix.resolve(header.cwd, p);
+        const started = performance.now();
+        result = await opts.sandbox.run({
+          id: jobId.replace(/[^A-Za-z0-9_-]/g, '_'),
+          toolchainRoot: toolchain.root,
+          cwd: header.cwd,
+          argv: header.argv,
+          env: header.env,
+          inputs: header.inputs.map((p, i) => ({ path: abs(p), data: blobs[i]! })),
+          outputs: header.outputs.map(abs),
+          timeoutMs: Math.min(header.timeoutMs, opts.jobTimeoutMs),
+          limits: opts.limits ?? DEFAULT_JOB_LIMITS,
+        });
+        const present = header.outputs.filter((p) => result!.outputs.has(abs(p)));
+        const resultHeader: JobResultHeader = {
+          exitCode: result.exitCode,
+          signal: result.signal,
+          timedOut: result.timedOut,
+          outputs: present,
+          elapsedMs: Math.round(performance.now() - started),
+          ...(result.limitExceeded ? { limitExceeded: result.limitExceeded } : {}),
+        };
+        // Outputs stream from the sandbox's files: a big object never sits in the worker's memory.
+        // A client that stops reading, or takes too long, is cut, which releases them.
+        const sendStarted = Date.now();
+        let lastProgress = sendStarted;
+        watchdog = setInterval(() => {
+          const now = Date.now();
+          if (now - lastProgress > RESPONSE_IDLE_MS || now - sendStarted > answerDeadlineMs)
+            request.raw.socket?.destroy();
+        }, WATCHDOG_MS);
+        watchdog.unref();
+        reply.header('content-type', JOB_CONTENT_TYPE);
+        const parts = [result.stdout, result.stderr, ...present.map((p) => result!.outputs.get(abs(p))!)];
+        return reply.send(
+          frameStream(resultHeader, parts, () => {
+            lastProgress = Date.now();
+          }),
+        );
+      } finally {
+        running = false;
+        // The client may have gone while the job ran.
+        if (request.raw.socket?.destroyed) closed = true;
+        finish();
       }
     },
   );
