@@ -162,7 +162,9 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
       file,
       "the file with this worker's token (`kiln-dist auth generate-jwt-hs256-worker-token`), or token, or KILN_DIST_WORKER_TOKEN",
     );
-  const publicUrl = raw.public_url ?? `${raw.insecure ? 'http' : 'https'}://${raw.public_addr}`;
+  // An insecure worker serves plain HTTP unless it has a [tls] table.
+  const plain = raw.insecure && !(raw.tls?.cert_file || raw.tls?.key_file);
+  const publicUrl = raw.public_url ?? `${plain ? 'http' : 'https'}://${raw.public_addr}`;
   if (!raw.insecure) {
     for (const [key, url] of [
       ['scheduler_url', raw.scheduler_url],
