@@ -162,6 +162,26 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
       ),
     );
     expect(Math.max(...closed)).toBeLessThan(3000);
+    // The scheduler too: a body without credentials is not read.
+    const schedulerCut = await new Promise<{ ms: number; answer: string }>((resolve) => {
+      const t0 = Date.now();
+      let answer = '';
+      const sock = connect(Number(new URL(scheduler.url).port));
+      sock.on('data', (c) => {
+        answer += c;
+      });
+      sock.on('error', () => {});
+      sock.on('close', () => {
+        clearInterval(drip);
+        resolve({ ms: Date.now() - t0, answer });
+      });
+      sock.write(
+        'POST /api/v1/jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500000\r\n\r\n',
+      );
+      const drip = setInterval(() => sock.write('{'), 500);
+    });
+    expect(schedulerCut.answer).toMatch(/^HTTP\/1.1 401/);
+    expect(schedulerCut.ms).toBeLessThan(3000);
     // A slow client with no body at all (headers a byte at a time) is cut by the header deadline.
     const slowHeaders = await new Promise<number>((resolve) => {
       const t0 = Date.now();
