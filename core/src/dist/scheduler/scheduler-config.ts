@@ -5,7 +5,7 @@ import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
 import { relativeTo, secretFrom } from '../secrets.js';
-import { type ServerTlsConfig, serverTlsSchema } from '../tls/server-tls.js';
+import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
 /** scheduler.toml; names follow sccache-dist's scheduler config. */
 export interface SchedulerConfig {
@@ -119,15 +119,11 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
       file,
       'secret_key_file (or secret_key, or KILN_DIST_SECRET_KEY) made by `kiln-dist auth generate-jwt-hs256-key`',
     );
-  // The validator fills an absent table in as {}: only named files count.
-  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
-    ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
-    ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
-  };
+  const tls = serverTlsFiles(file, raw.tls);
   return Object.freeze({
     ...raw,
     state_dir: raw.state_dir ? relativeTo(file, raw.state_dir) : defaultStateDir(env),
-    tls: tls || undefined,
+    tls,
     client_auth: { ...clientAuth, ...(token ? { token } : {}) },
     worker_auth: { ...workerAuth, secret_key: secret },
   });

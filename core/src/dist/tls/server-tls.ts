@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_TLS_CERT } from '../../errors.js';
+import { relativeTo } from '../secrets.js';
 import { type Fingerprint, fingerprintOf } from './pinned-agent.js';
 import { generateSelfSigned } from './self-signed.js';
 
@@ -18,6 +19,21 @@ export interface ServerTlsConfig {
   readonly cert_file?: string;
   /** PEM private key of that certificate. */
   readonly key_file?: string;
+}
+
+/**
+ * The `[tls]` table of `configFile` with its paths made absolute, or undefined when it names no
+ * file (the validator fills an absent table in as {}).
+ */
+export function serverTlsFiles(
+  configFile: string,
+  raw: ServerTlsConfig | undefined,
+): ServerTlsConfig | undefined {
+  if (!raw?.cert_file && !raw?.key_file) return undefined;
+  return {
+    ...(raw.cert_file ? { cert_file: relativeTo(configFile, raw.cert_file) } : {}),
+    ...(raw.key_file ? { key_file: relativeTo(configFile, raw.key_file) } : {}),
+  };
 }
 
 export const serverTlsSchema: ObjectSchema = {

@@ -6,7 +6,7 @@ import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
 import { readSecretFile, relativeTo } from '../secrets.js';
 import { type Fingerprint, normalizeFingerprint } from '../tls/pinned-agent.js';
-import { type ServerTlsConfig, serverTlsSchema } from '../tls/server-tls.js';
+import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
 /** worker.toml; names follow sccache-dist's server config. */
 export interface WorkerConfig {
@@ -163,7 +163,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
       "the file with this worker's token (`kiln-dist auth generate-jwt-hs256-worker-token`), or token, or KILN_DIST_WORKER_TOKEN",
     );
   // An insecure worker serves plain HTTP unless it has a [tls] table.
-  const plain = raw.insecure && !(raw.tls?.cert_file || raw.tls?.key_file);
+  const plain = raw.insecure && !serverTlsFiles(file, raw.tls);
   const publicUrl = raw.public_url ?? `${plain ? 'http' : 'https'}://${raw.public_addr}`;
   if (!raw.insecure) {
     for (const [key, url] of [
@@ -184,17 +184,13 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
         'a SHA-256 fingerprint: 32 hex bytes, colons optional',
       );
   }
-  // The validator fills an absent table in as {}: only named files count.
-  const tls = (raw.tls?.cert_file || raw.tls?.key_file) && {
-    ...(raw.tls.cert_file ? { cert_file: relativeTo(file, raw.tls.cert_file) } : {}),
-    ...(raw.tls.key_file ? { key_file: relativeTo(file, raw.tls.key_file) } : {}),
-  };
+  const tls = serverTlsFiles(file, raw.tls);
   return Object.freeze({
     ...raw,
     limits,
     id: raw.id ?? os.hostname(),
     public_url: publicUrl,
-    tls: tls || undefined,
+    tls,
     scheduler_cert_sha256: pin,
     scheduler_ca_file: raw.scheduler_ca_file && relativeTo(file, raw.scheduler_ca_file),
     scheduler_auth: {
