@@ -26,7 +26,7 @@ const childrenOf = (pid) =>
   fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 
 export async function benchScheduler({ workers = 1000, seconds = 10, concurrency = 64 } = {}) {
-  const { generateHs256Key, secretKeyFrom, workerToken } = await core('dist/auth.js');
+  const { generateHs256Key, secretKeyFrom, workerToken } = await core('cluster/auth.js');
   const { Agent, request } = await import(
     pathToFileURL(path.join(root, 'node_modules', 'undici', 'index.js')).href
   );

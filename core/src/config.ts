@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
-import { type DistConfig, parseDistTable } from './dist/client-config.js';
+import { type DistConfig, parseDistTable } from './cluster/client-config.js';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from './errors.js';
 import { defaultCacheDir, defaultConfigPath } from './paths.js';
 import { parseSize } from './util/size.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { WorkerHeartbeat } from '../src/dist/api.js';
-import { ArchPoolScheduler } from '../src/dist/scheduler/arch-pools.js';
+import type { WorkerHeartbeat } from '../src/cluster/api.js';
+import { ArchPoolScheduler } from '../src/cluster/scheduler/arch-pools.js';
 
 const X86 = 'x86_64-unknown-linux-gnu';
 const ARM = 'aarch64-unknown-linux-gnu';

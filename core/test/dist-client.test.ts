@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DistConfig } from '../src/dist/client-config.js';
-import { DistClient, DistError } from '../src/dist/dist-client.js';
+import type { DistConfig } from '../src/cluster/client-config.js';
+import { DistClient, DistError } from '../src/cluster/dist-client.js';
 
 const TOOLCHAIN = { kind: 'archive', digest: 'c'.repeat(64), hostTriples: ['x86_64-unknown-linux-gnu'] };
 const servers: http.Server[] = [];

@@ -1,7 +1,7 @@
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import * as jose from 'jose';
 import { describe, expect, it } from 'vitest';
-import { signHs256, verifyHs256 } from '../src/dist/hs256-jwt.js';
+import { signHs256, verifyHs256 } from '../src/cluster/hs256-jwt.js';
 
 const key = createSecretKey(randomBytes(32));
 const nowS = () => Math.floor(Date.now() / 1000);

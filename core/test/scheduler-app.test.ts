@@ -3,10 +3,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AllocateResponse, WorkerHeartbeat } from '../src/dist/api.js';
-import { generateHs256Key, secretKeyFrom, verifyJobToken, workerToken } from '../src/dist/auth.js';
-import { createScheduler } from '../src/dist/scheduler/scheduler-app.js';
-import type { SchedulerConfig } from '../src/dist/scheduler/scheduler-config.js';
+import type { AllocateResponse, WorkerHeartbeat } from '../src/cluster/api.js';
+import { generateHs256Key, secretKeyFrom, verifyJobToken, workerToken } from '../src/cluster/auth.js';
+import { createScheduler } from '../src/cluster/scheduler/scheduler-app.js';
+import type { SchedulerConfig } from '../src/cluster/scheduler/scheduler-config.js';
 
 const X86 = 'x86_64-unknown-linux-gnu';
 const DIGEST = 'c'.repeat(64);

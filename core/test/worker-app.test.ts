@@ -13,11 +13,11 @@ import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
 import { buildToolArchive } from '../../test/helpers/static-tool.js';
-import { jobToken } from '../src/dist/auth.js';
-import { signHs256 } from '../src/dist/hs256-jwt.js';
-import { decodeFrame, encodeFrame, JOB_CONTENT_TYPE, type JobResultHeader } from '../src/dist/wire.js';
-import { ToolchainStore } from '../src/dist/worker/toolchain-store.js';
-import { createWorkerApp, type WorkerApp } from '../src/dist/worker/worker-app.js';
+import { jobToken } from '../src/cluster/auth.js';
+import { signHs256 } from '../src/cluster/hs256-jwt.js';
+import { decodeFrame, encodeFrame, JOB_CONTENT_TYPE, type JobResultHeader } from '../src/cluster/wire.js';
+import { ToolchainStore } from '../src/cluster/worker/toolchain-store.js';
+import { createWorkerApp, type WorkerApp } from '../src/cluster/worker/worker-app.js';
 import { ArchiveResolver } from '../src/toolchain/archive-resolver.js';
 
 const W = 'w-test';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_JOB_LIMITS } from '@kiln/plugins';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadWorkerConfig } from '../src/dist/worker/worker-config.js';
+import { loadWorkerConfig } from '../src/cluster/worker/worker-config.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-worker-config-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

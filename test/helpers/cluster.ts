@@ -7,8 +7,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ClusterStatus } from '../../core/src/dist/api.js';
-import { HttpTransport } from '../../core/src/dist/http-transport.js';
+import type { ClusterStatus } from '../../core/src/cluster/api.js';
+import { HttpTransport } from '../../core/src/cluster/http-transport.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KILN_DIST = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');

@@ -11,18 +11,21 @@ import os from 'node:os';
 import path from 'node:path';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AllocateResponse, WorkerHeartbeat } from '../../core/src/dist/api.js';
-import { generateHs256Key, secretKeyFrom, workerToken } from '../../core/src/dist/auth.js';
-import { type DistConfig, parseDistTable } from '../../core/src/dist/client-config.js';
-import { DistClient, DistError } from '../../core/src/dist/dist-client.js';
-import { signHs256 } from '../../core/src/dist/hs256-jwt.js';
-import { createScheduler } from '../../core/src/dist/scheduler/scheduler-app.js';
-import { loadSchedulerConfig, type SchedulerConfig } from '../../core/src/dist/scheduler/scheduler-config.js';
-import { fingerprintOf } from '../../core/src/dist/tls/pinned-agent.js';
-import { generateSelfSigned } from '../../core/src/dist/tls/self-signed.js';
-import { loadServerTls } from '../../core/src/dist/tls/server-tls.js';
-import { Heartbeat } from '../../core/src/dist/worker/heartbeat.js';
-import { loadWorkerConfig } from '../../core/src/dist/worker/worker-config.js';
+import type { AllocateResponse, WorkerHeartbeat } from '../../core/src/cluster/api.js';
+import { generateHs256Key, secretKeyFrom, workerToken } from '../../core/src/cluster/auth.js';
+import { type DistConfig, parseDistTable } from '../../core/src/cluster/client-config.js';
+import { DistClient, DistError } from '../../core/src/cluster/dist-client.js';
+import { signHs256 } from '../../core/src/cluster/hs256-jwt.js';
+import { createScheduler } from '../../core/src/cluster/scheduler/scheduler-app.js';
+import {
+  loadSchedulerConfig,
+  type SchedulerConfig,
+} from '../../core/src/cluster/scheduler/scheduler-config.js';
+import { fingerprintOf } from '../../core/src/cluster/tls/pinned-agent.js';
+import { generateSelfSigned } from '../../core/src/cluster/tls/self-signed.js';
+import { loadServerTls } from '../../core/src/cluster/tls/server-tls.js';
+import { Heartbeat } from '../../core/src/cluster/worker/heartbeat.js';
+import { loadWorkerConfig } from '../../core/src/cluster/worker/worker-config.js';
 import { KilnError } from '../../core/src/errors.js';
 import {
   clusterFiles,

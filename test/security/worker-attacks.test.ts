@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AllocateResponse } from '../../core/src/dist/api.js';
+import type { AllocateResponse } from '../../core/src/cluster/api.js';
 import {
   type ClusterFiles,
   clusterCertificates,
@@ -74,7 +74,7 @@ const allocate = async () => {
 
 /** A real job frame: `tool cp in.txt out.txt` in /work/p. */
 async function jobBody(): Promise<Buffer> {
-  const { encodeFrame } = await import('../../core/src/dist/wire.js');
+  const { encodeFrame } = await import('../../core/src/cluster/wire.js');
   return encodeFrame(
     {
       toolchain: { kind: 'archive', digest: tool.digest, compiler: '/usr/bin/tool' },
@@ -313,7 +313,7 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
   it('a 600 MiB sparse output is streamed: the worker never holds it', async () => {
     const a = await allocate();
     if (a.status !== 'assigned') throw new Error(a.reason);
-    const { encodeFrame } = await import('../../core/src/dist/wire.js');
+    const { encodeFrame } = await import('../../core/src/cluster/wire.js');
     const size = 600 * 1024 * 1024;
     const body = encodeFrame(
       {

@@ -1,6 +1,7 @@
 /** `kiln --dist-status` and `kiln --dist-test-conn`: the client's view of its cluster. */
+
+import type { DistConfig } from '../cluster/client-config.js';
 import type { ClientConfig } from '../config.js';
-import type { DistConfig } from '../dist/client-config.js';
 import { KILN_ERR_DIST_UNAVAILABLE, KILN_ERR_USAGE } from '../errors.js';
 
 function distConfig(config: ClientConfig): DistConfig {
@@ -11,7 +12,7 @@ function distConfig(config: ClientConfig): DistConfig {
 
 async function client(dist: DistConfig) {
   // Loaded only for these commands: the CLI's other commands never talk to a cluster.
-  const { DistClient, DistError } = await import('../dist/dist-client.js');
+  const { DistClient, DistError } = await import('../cluster/dist-client.js');
   if (dist.insecure) process.stderr.write('kiln: [dist] insecure = true: plain http allowed\n');
   return { c: new DistClient(dist), DistError };
 }

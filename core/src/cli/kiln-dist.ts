@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateHs256Key, secretKeyFrom, WORKER_TOKEN_DAYS, workerToken } from '../dist/auth.js';
+import { generateHs256Key, secretKeyFrom, WORKER_TOKEN_DAYS, workerToken } from '../cluster/auth.js';
 import { KILN_ERR_USAGE, KilnError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { exitWithLauncher, relaunchWithV8Flags } from './v8-relaunch.js';
@@ -83,9 +83,9 @@ async function runScheduler(file: string): Promise<number> {
   if (relaunched !== undefined) return relaunched;
   exitWithLauncher();
   const [{ loadSchedulerConfig }, { parseAddr }, { createScheduler }] = await Promise.all([
-    import('../dist/scheduler/scheduler-config.js'),
-    import('../dist/config-file.js'),
-    import('../dist/scheduler/scheduler-app.js'),
+    import('../cluster/scheduler/scheduler-config.js'),
+    import('../cluster/config-file.js'),
+    import('../cluster/scheduler/scheduler-app.js'),
   ]);
   const config = loadSchedulerConfig(file);
   const { host, port } = parseAddr(config.public_addr, file);
@@ -105,12 +105,12 @@ async function runScheduler(file: string): Promise<number> {
   return -1;
 }
 
-type SchedulerConfig = import('../dist/scheduler/scheduler-config.js').SchedulerConfig;
+type SchedulerConfig = import('../cluster/scheduler/scheduler-config.js').SchedulerConfig;
 
 /** The scheduler's certificate; undefined when it serves plain HTTP (insecure, no [tls]). */
 async function schedulerTls(config: SchedulerConfig, host: string) {
   if (config.insecure && !config.tls) return undefined;
-  const { loadServerTls, certificateHosts } = await import('../dist/tls/server-tls.js');
+  const { loadServerTls, certificateHosts } = await import('../cluster/tls/server-tls.js');
   return loadServerTls(config.tls, config.state_dir, 'kiln scheduler', certificateHosts(host));
 }
 
@@ -118,14 +118,14 @@ async function schedulerTls(config: SchedulerConfig, host: string) {
 async function secretKey(args: readonly string[], command: string): Promise<string> {
   const keyFile = flag(args, '--secret-key-file');
   if (keyFile) {
-    const { readSecretFile } = await import('../dist/secrets.js');
+    const { readSecretFile } = await import('../cluster/secrets.js');
     return readSecretFile(keyFile, 'the secret key');
   }
   const fromEnv = process.env.KILN_DIST_SECRET_KEY?.trim();
   if (fromEnv) return fromEnv;
   const configFile = flag(args, '--config');
   if (configFile) {
-    const { loadSchedulerConfig } = await import('../dist/scheduler/scheduler-config.js');
+    const { loadSchedulerConfig } = await import('../cluster/scheduler/scheduler-config.js');
     return loadSchedulerConfig(configFile).worker_auth.secret_key;
   }
   throw KILN_ERR_USAGE(
@@ -191,9 +191,9 @@ async function main(args: string[]): Promise<number> {
     const file = flag(args, '--config');
     if (!file) throw KILN_ERR_USAGE('kiln-dist worker needs --config FILE');
     // Loaded here so `auth` and `scheduler` never pay for tsyringe and the plugins.
-    const { loadWorkerConfig } = await import('../dist/worker/worker-config.js');
+    const { loadWorkerConfig } = await import('../cluster/worker/worker-config.js');
     const config = loadWorkerConfig(file);
-    const { startWorker } = await import('../dist/worker/worker-main.js');
+    const { startWorker } = await import('../cluster/worker/worker-main.js');
     const running = await startWorker(config, path.dirname(path.resolve(file)), version(), stderrLog);
     onSignals(() => running.close());
     console.error(`kiln-dist: worker ${config.id} listening on ${running.url}`);
@@ -203,8 +203,8 @@ async function main(args: string[]): Promise<number> {
     const file = flag(args, '--config');
     if (!file) throw KILN_ERR_USAGE('kiln-dist tls fingerprint needs --config scheduler.toml');
     const [{ loadSchedulerConfig }, { parseAddr }] = await Promise.all([
-      import('../dist/scheduler/scheduler-config.js'),
-      import('../dist/config-file.js'),
+      import('../cluster/scheduler/scheduler-config.js'),
+      import('../cluster/config-file.js'),
     ]);
     const config = loadSchedulerConfig(file);
     const tls = await schedulerTls(config, parseAddr(config.public_addr, file).host);

@@ -5,9 +5,9 @@
  */
 import path from 'node:path';
 import type { PackagedToolchain } from '@kiln/plugins';
+import type { DistConfig } from '../cluster/client-config.js';
+import { DistClient, DistError } from '../cluster/dist-client.js';
 import { type CacheableCompile, Languages } from '../compiler/gcc-args.js';
-import type { DistConfig } from '../dist/client-config.js';
-import { DistClient, DistError } from '../dist/dist-client.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ToolchainCache } from '../toolchain/toolchain-cache.js';
