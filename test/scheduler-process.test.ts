@@ -14,6 +14,7 @@ import {
   startServer,
   writeSchedulerConfig,
 } from './helpers/cluster.js';
+import { removeTree } from './helpers/kiln.js';
 
 const FLAG = '--max-semi-space-size=4';
 let dir: string;
@@ -56,7 +57,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const s of started) await s.stop('SIGKILL');
-  fs.rmSync(dir, { recursive: true, force: true });
+  removeTree(dir);
 });
 
 describe('kiln-dist scheduler process', () => {

@@ -37,6 +37,12 @@ export interface ToolchainResolver {
    */
   package?(compiler: string): Promise<PackagedToolchain | undefined>;
   /**
+   * Client side, optional: the package made earlier for `compiler`, when one is stored (a lookup of
+   * milliseconds, where `package` may take seconds). With it the client distributes at once after a
+   * restart instead of compiling locally while packaging runs again.
+   */
+  find?(compiler: string): Promise<PackagedToolchain | undefined>;
+  /**
    * Worker side: turn a verified archive into a directory under `dest` (which does not exist yet).
    * Rejects with a KilnError, leaving nothing behind, when the archive is unsafe or unreadable.
    */

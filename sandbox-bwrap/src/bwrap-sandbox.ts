@@ -21,7 +21,13 @@ import {
   OutputLimitError,
   writeInputs,
 } from './job-dir.js';
-import { createJobSpace, type JobSpace, removeJobSpace, spaceExhausted } from './job-space.js';
+import {
+  createJobSpace,
+  type JobSpace,
+  removeJobSpace,
+  removeLeftovers,
+  spaceExhausted,
+} from './job-space.js';
 import { prlimitArgs } from './rlimits.js';
 import { type Execution, executeBwrap } from './run-bwrap.js';
 import { searchableBy } from './searchable.js';
@@ -126,7 +132,8 @@ export class BwrapSandbox implements Sandbox {
   }
 
   #prepareWorkDir(): Promise<void> {
-    this.#workDir ??= ensureWorkDir(this.options.work_dir);
+    const dir = this.options.work_dir;
+    this.#workDir ??= ensureWorkDir(dir).then(() => removeLeftovers(dir));
     this.#workDir.catch(() => {
       this.#workDir = undefined;
     });

@@ -80,3 +80,37 @@ export async function removeJobSpace(space: JobSpace): Promise<void> {
   }
   await removeJobDir(space.base);
 }
+
+/** Mount points at or under `dir` (from /proc/self/mountinfo), deepest first. */
+async function mountsUnder(dir: string): Promise<string[]> {
+  const info = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const decode = (p: string) =>
+    p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  const found = info
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map(decode)
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  return found.sort((a, b) => b.length - a.length);
+}
+
+/** What createJobSpace and the probe name their directories: `<job id>-XXXXXX` (mkdtemp). */
+const JOB_DIR_NAME = /^[A-Za-z0-9_-]{1,128}-[A-Za-z0-9]{6}$/;
+
+/**
+ * Removes what a killed worker left in its work dir: job spaces still mounted (a tmpfs holds RAM
+ * until it is unmounted) and job directories. Only entries named like job directories are
+ * touched. Called once, before the first job.
+ */
+export async function removeLeftovers(workDir: string): Promise<void> {
+  const isJobDir = (p: string) => path.dirname(p) === workDir && JOB_DIR_NAME.test(path.basename(p));
+  for (const mount of await mountsUnder(workDir)) {
+    const top = path.join(workDir, path.relative(workDir, mount).split('/')[0] ?? '');
+    if (isJobDir(top)) await run('umount', ['-l', mount]).catch(() => {});
+  }
+  for (const entry of await fs.readdir(workDir).catch(() => [])) {
+    const p = path.join(workDir, entry);
+    if (isJobDir(p)) await removeJobDir(p).catch(() => {});
+  }
+}

@@ -163,8 +163,23 @@ export class KilnSandbox {
     while (pid && Date.now() < end && fs.existsSync(`/proc/${pid}`)) {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     }
-    fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    removeTree(this.dir);
   }
+}
+
+/**
+ * Removes a test's directory, unmounting first what a killed worker left mounted in it (a bwrap
+ * job's tmpfs: a worker cleans its own leftovers only when it starts again).
+ */
+export function removeTree(dir: string): void {
+  const info = fs.existsSync('/proc/self/mountinfo') ? fs.readFileSync('/proc/self/mountinfo', 'utf8') : '';
+  const mounts = info
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
 }
 
 export const tmpDir = (prefix = 'kt-') => fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -36,6 +36,7 @@ import {
   startServer,
   writeSchedulerConfig,
 } from '../helpers/cluster.js';
+import { removeTree } from '../helpers/kiln.js';
 
 const KILN = path.join(path.dirname(KILN_DIST), 'kiln.js');
 const X86 = 'x86_64-unknown-linux-gnu';
@@ -53,7 +54,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  removeTree(dir);
 });
 
 /** An HTTPS server with `cert` that records every request it gets and answers `body`. */

@@ -21,6 +21,7 @@ import {
   writeSchedulerConfig,
   writeWorkerConfig,
 } from '../helpers/cluster.js';
+import { removeTree } from '../helpers/kiln.js';
 import { have } from '../helpers/prereq.js';
 import { buildToolArchive, type ToolArchive } from '../helpers/static-tool.js';
 
@@ -118,7 +119,7 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
   afterAll(async () => {
     await worker?.stop();
     await scheduler?.stop();
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeTree(tmp);
   });
 
   it('a 200 MB POST without a token is refused before its body is read: the worker stays small', async () => {

@@ -27,6 +27,13 @@ export interface DistConfig {
   readonly job_timeout: number;
   /** Seconds to wait for the scheduler's answer. */
   readonly connect_timeout: number;
+  /**
+   * Toolchain resolver plugins tried before the built-in "archive" (gcc and clang packed by kiln),
+   * in order: short names, package names or paths relative to the config file.
+   */
+  readonly resolvers: readonly string[];
+  /** Each resolver's own config table, by the name it is listed under in `resolvers`. */
+  readonly resolver_config: Readonly<Record<string, unknown>>;
 }
 
 const schema: ObjectSchema = {
@@ -50,6 +57,9 @@ const schema: ObjectSchema = {
     toolchain_cache_size: { type: 'string', default: '5G' },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     connect_timeout: { type: 'integer', minimum: 1, default: 5 },
+    resolvers: { type: 'array', items: { type: 'string' }, default: [] },
+    // Each table is validated by its plugin's own schema.
+    resolver_config: { type: 'object', properties: {}, additionalProperties: true },
   },
 };
 
@@ -114,5 +124,7 @@ export function parseDistTable(
     scheduler_cert_sha256: pin,
     scheduler_ca: ca,
     toolchain_cache_size: size,
+    // An absent table is {} after validation; undefined only when validation left it out.
+    resolver_config: raw.resolver_config ?? {},
   });
 }

@@ -52,7 +52,13 @@ async function main(): Promise<number> {
   const stats = new Stats(config.cacheDir);
   // The cluster client and the toolchain cache load only when a cluster is configured.
   const remote = config.dist
-    ? new (await import('./remote-compile.js')).RemoteCompiler(config.dist, config.cacheDir, stats, log)
+    ? await (await import('./cluster-root.js')).createRemoteCompiler({
+        dist: config.dist,
+        cacheDir: config.cacheDir,
+        configDir: config.configFile ? path.dirname(config.configFile) : process.cwd(),
+        stats,
+        log,
+      })
     : undefined;
   const service = new CompileService(
     config,

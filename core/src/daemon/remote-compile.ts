@@ -4,13 +4,12 @@
  * build faster, never break it.
  */
 import path from 'node:path';
-import type { PackagedToolchain } from '@kiln/plugins';
+import type { PackagedToolchain, ToolchainResolver } from '@kiln/plugins';
 import type { DistConfig } from '../cluster/client-config.js';
 import { DistClient, DistError } from '../cluster/dist-client.js';
 import { type CacheableCompile, Languages } from '../compiler/gcc-args.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
-import { ToolchainCache } from '../toolchain/toolchain-cache.js';
 import { codegenKey, TinyCompiles } from './tiny-compiles.js';
 
 /** A successful remote compile that printed no diagnostics. */
@@ -131,7 +130,6 @@ type Attempt =
 
 export class RemoteCompiler {
   private readonly client: DistClient;
-  private readonly toolchains: ToolchainCache;
   /** Per compiler path: its packaged toolchain, or why it cannot be distributed. */
   private readonly packaged = new Map<string, PackagedToolchain | Error>();
   /** Per compiler path: the lookup of its stored package (milliseconds)… */
@@ -150,7 +148,8 @@ export class RemoteCompiler {
 
   constructor(
     private readonly config: DistConfig,
-    cacheDir: string,
+    /** Tried in order: the configured resolver plugins, then the built-in "archive". */
+    private readonly resolvers: readonly ToolchainResolver[],
     private readonly stats: Stats,
     private readonly log: Logger,
   ) {
@@ -159,7 +158,6 @@ export class RemoteCompiler {
       log.warn(
         '[dist] insecure = true: plain http allowed; sources, objects and tokens may cross the network readable',
       );
-    this.toolchains = new ToolchainCache(path.join(cacheDir, 'toolchains'), config.toolchain_cache_size);
   }
 
   private local(reason: string): undefined {
@@ -194,15 +192,19 @@ export class RemoteCompiler {
     return this.packaged.get(program);
   }
 
-  /** Finds the stored package of `program`; when there is none, starts packaging it. */
+  /**
+   * Finds a stored package of `program` (the first resolver that has one); when there is none,
+   * starts packaging it with the first resolver that handles it.
+   */
   private async lookUp(program: string): Promise<void> {
-    const found = await this.toolchains.find(program).catch(() => undefined);
-    if (found) {
-      this.packaged.set(program, found);
-      return;
+    for (const r of this.resolvers) {
+      const found = await r.find?.(program).catch(() => undefined);
+      if (found) {
+        this.packaged.set(program, found);
+        return;
+      }
     }
-    const work = this.toolchains
-      .get(program)
+    const work = this.packageWith(program)
       .then(
         (t) => void this.packaged.set(program, t),
         (err: Error) => {
@@ -212,6 +214,14 @@ export class RemoteCompiler {
       )
       .finally(() => this.packaging.delete(program));
     this.packaging.set(program, work);
+  }
+
+  private async packageWith(program: string): Promise<PackagedToolchain> {
+    for (const r of this.resolvers) {
+      const packaged = await r.package?.(program);
+      if (packaged) return packaged;
+    }
+    throw new Error(`no toolchain resolver handles it (${this.resolvers.map((r) => r.kind).join(', ')})`);
   }
 
   /** Sends a toolchain to a worker unless this daemon did already (or `again`: the worker lost it). */

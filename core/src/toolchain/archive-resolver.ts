@@ -47,6 +47,11 @@ export class ArchiveResolver implements ToolchainResolver {
     }
   }
 
+  /** The package stored in the cache for `compiler`, if there is one and it is still current. */
+  async find(compiler: string): Promise<PackagedToolchain | undefined> {
+    return this.options.cache?.find(compiler).catch(() => undefined);
+  }
+
   /**
    * Re-checks the archive's digest against the spec, then unpacks it to `dest` with safeExtract, in a child process.
    * Rejects with KILN_ERR_TOOLCHAIN_UNSAFE (400) for a wrong digest or an unsafe archive.

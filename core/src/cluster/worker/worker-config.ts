@@ -42,6 +42,8 @@ export interface WorkerConfig {
   readonly sandbox_config: Readonly<Record<string, unknown>>;
   /** Extra toolchain resolver plugins besides the built-in "archive". */
   readonly resolvers: readonly string[];
+  /** Each resolver's own config table, by the name it is listed under in `resolvers`. */
+  readonly resolver_config: Readonly<Record<string, unknown>>;
   readonly job_timeout: number;
   /** What each job may use, enforced by the sandbox (`[limits]`). */
   readonly limits: JobLimits;
@@ -80,6 +82,8 @@ const schema: ObjectSchema = {
     // Validated by the sandbox plugin's own schema.
     sandbox_config: { type: 'object', properties: {}, additionalProperties: true },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
+    // Each table is validated by its plugin's own schema.
+    resolver_config: { type: 'object', properties: {}, additionalProperties: true },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     limits: {
       type: 'object',
@@ -188,6 +192,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
   return Object.freeze({
     ...raw,
     limits,
+    resolver_config: raw.resolver_config ?? {},
     id: raw.id ?? os.hostname(),
     public_url: publicUrl,
     tls,

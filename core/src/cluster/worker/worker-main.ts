@@ -5,7 +5,19 @@
 import 'reflect-metadata';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadPlugin, PluginKind, SANDBOX, TOOLCHAIN_RESOLVER, type ToolchainResolver } from '@kiln/plugins';
+import {
+  HOST_TRIPLE,
+  JOB_LIMITS,
+  loadPlugin,
+  MAX_JOBS,
+  PLUGIN_LOGGER,
+  PLUGIN_WORK_DIR,
+  PluginKind,
+  SANDBOX,
+  TOOLCHAIN_RESOLVER,
+  type ToolchainResolver,
+  WORKER_ID,
+} from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
 import { container } from 'tsyringe';
 import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
@@ -63,6 +75,16 @@ export async function startWorker(
   log: Logger,
 ): Promise<RunningWorker> {
   const scope = container.createChildContainer();
+  // The context plugins may inject (see @kiln/plugins tokens.ts).
+  const workDir = path.join(config.cache_dir, 'plugins');
+  fs.mkdirSync(workDir, { recursive: true, mode: 0o711 });
+  const triple = config.host_triple ?? hostTriple();
+  scope.register(PLUGIN_WORK_DIR, { useValue: workDir });
+  scope.register(PLUGIN_LOGGER, { useValue: log });
+  scope.register(HOST_TRIPLE, { useValue: triple });
+  scope.register(WORKER_ID, { useValue: config.id });
+  scope.register(JOB_LIMITS, { useValue: config.limits });
+  scope.register(MAX_JOBS, { useValue: config.max_jobs });
   scope.register(TOOLCHAIN_RESOLVER, { useValue: new ArchiveResolver() });
   await loadPlugin({
     spec: config.sandbox,
@@ -75,7 +97,7 @@ export async function startWorker(
     await loadPlugin({
       spec,
       kind: PluginKind.RESOLVER,
-      config: undefined,
+      config: config.resolver_config[spec],
       container: scope,
       baseDir: configDir,
     });
@@ -109,7 +131,6 @@ export async function startWorker(
     config.max_toolchain_size,
     resolvers,
   );
-  const triple = config.host_triple ?? hostTriple();
   let heartbeat: Heartbeat | undefined;
   const worker = createWorkerApp({
     id: config.id,
