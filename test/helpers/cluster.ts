@@ -132,7 +132,10 @@ secret_key_file = "secret.key"
   return file;
 }
 
-/** A worker config that pins the scheduler's certificate, with a fresh token in `dir/ID.token`. */
+/**
+ * A worker config that pins the scheduler's certificate, with a fresh token in `dir/ID.token`;
+ * `max_jobs = 2` and `sandbox = "bwrap"` unless `extra` sets them.
+ */
 export function writeWorkerConfig(files: ClusterFiles, id: string, schedulerUrl: string, extra = ''): string {
   const tokenFile = path.join(files.dir, `${id}.token`);
   kilnDist([
@@ -154,7 +157,7 @@ scheduler_url = "${schedulerUrl}"
 ${files.schedulerPin ? `scheduler_cert_sha256 = "${files.schedulerPin}"` : ''}
 cache_dir = "${path.join(files.dir, id)}"
 ${/^max_jobs\s*=/m.test(extra) ? '' : 'max_jobs = 2'}
-sandbox = "bwrap"
+${/^sandbox\s*=/m.test(extra) ? '' : 'sandbox = "bwrap"'}
 ${extra}
 [scheduler_auth]
 type = "jwt_token"

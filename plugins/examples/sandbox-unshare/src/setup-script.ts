@@ -52,13 +52,15 @@ export async function setupScript(plan: RootPlan): Promise<string> {
   }
   const cwd = quote(path.join(plan.newRoot, plan.cwd));
   lines.push(
-    `mkdir -p ${R}/proc ${R}/dev ${R}/tmp ${cwd}`,
+    `mkdir -p ${R}/proc ${R}/dev ${R}/tmp`,
     `mount -t proc -o nosuid,nodev,noexec proc ${R}/proc`,
     `mount -t tmpfs -o size=64k,mode=0755,nosuid,noexec kiln-dev ${R}/dev`,
     ...DEVICES.map((d) => `touch ${R}/dev/${d} && mount --bind /dev/${d} ${R}/dev/${d}`),
     `ln -s /proc/self/fd ${R}/dev/fd`,
     `mkdir ${R}/dev/shm && mount --bind ${quote(plan.shmDir)} ${R}/dev/shm`,
     `mount --bind ${quote(plan.tmpDir)} ${R}/tmp`,
+    // After /tmp is bound: a cwd under /tmp is made in the job's own /tmp.
+    `mkdir -p ${cwd}`,
     `mount --bind ${quote(plan.cwdDir)} ${cwd}`,
     `mount -o remount,bind,ro,nosuid,noexec ${R}/dev`,
     `mount -o remount,ro ${R}`,

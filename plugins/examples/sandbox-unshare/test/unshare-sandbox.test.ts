@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadPlugin, SANDBOX } from '@kiln/plugins';
+import { bufferedResult, DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX } from '@kiln/plugins';
 import { sandboxConformance } from '@kiln/plugins/conformance';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +45,25 @@ describe.skipIf(!usable)('unshare sandbox (example plugin)', () => {
   });
 
   sandboxConformance({ name: 'unshare', createSandbox: () => new UnshareSandbox(options()), toolchain });
+
+  it('runs a job whose cwd lies under /tmp', async () => {
+    const cwd = '/tmp/kiln-unshare-cwd/proj';
+    const r = await bufferedResult(
+      await new UnshareSandbox(options()).run({
+        id: 'tmp-cwd',
+        toolchainRoot: toolchain.root,
+        cwd,
+        argv: [toolchain.compiler, '-c', 'a.i', '-o', 'a.o'],
+        env: { PATH: '/usr/bin' },
+        inputs: [{ path: `${cwd}/a.i`, data: Buffer.from('# 1 "a.c"\nint a(void) { return 1; }\n') }],
+        outputs: [`${cwd}/a.o`],
+        timeoutMs: 30_000,
+        limits: DEFAULT_JOB_LIMITS,
+      }),
+    );
+    expect(r.exitCode, r.stderr.toString()).toBe(0);
+    expect(r.outputs.get(`${cwd}/a.o`)?.subarray(1, 4).toString()).toBe('ELF');
+  });
 
   it('leaves no job space or mount behind', async () => {
     const mounts = await fs.readFile('/proc/self/mounts', 'utf8');
