@@ -7,6 +7,7 @@ import {
   PLUGIN_API_VERSION,
   PLUGIN_LOGGER,
   PLUGIN_WORK_DIR,
+  type PluginLogger,
   SANDBOX,
   WORKER_ID,
 } from '@kiln/plugins';
@@ -22,6 +23,15 @@ function optional<T>(container: DependencyContainer, token: InjectionToken<T>): 
   return container.isRegistered(token, true) ? container.resolve(token) : undefined;
 }
 
+function prefixed(log: PluginLogger): PluginLogger {
+  return {
+    debug: (m) => log.debug(`sandbox docker: ${m}`),
+    info: (m) => log.info(`sandbox docker: ${m}`),
+    warn: (m) => log.warn(`sandbox docker: ${m}`),
+    error: (m) => log.error(`sandbox docker: ${m}`),
+  };
+}
+
 const ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 
 export default definePlugin<DockerConfig>({
@@ -32,6 +42,7 @@ export default definePlugin<DockerConfig>({
   // Does not contact the engine: the worker calls probe() and reports what is missing.
   register(container, config) {
     const base = optional(container, PLUGIN_WORK_DIR) ?? os.tmpdir();
+    const logger = optional(container, PLUGIN_LOGGER);
     container.register(SANDBOX, {
       useValue: new DockerSandbox({
         ...config,
@@ -40,7 +51,7 @@ export default definePlugin<DockerConfig>({
         hostTriple:
           optional(container, HOST_TRIPLE) ?? `${ARCH[process.arch] ?? process.arch}-unknown-linux-gnu`,
         maxJobs: optional(container, MAX_JOBS) ?? os.availableParallelism(),
-        ...(container.isRegistered(PLUGIN_LOGGER, true) ? { logger: container.resolve(PLUGIN_LOGGER) } : {}),
+        ...(logger ? { logger: prefixed(logger) } : {}),
       }),
     });
   },

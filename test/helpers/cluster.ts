@@ -154,7 +154,7 @@ scheduler_url = "${schedulerUrl}"
 ${files.schedulerPin ? `scheduler_cert_sha256 = "${files.schedulerPin}"` : ''}
 cache_dir = "${path.join(files.dir, id)}"
 ${/^max_jobs\s*=/m.test(extra) ? '' : 'max_jobs = 2'}
-sandbox = "bwrap"
+${/^sandbox\s*=/m.test(extra) ? '' : 'sandbox = "bwrap"'}
 ${extra}
 [scheduler_auth]
 type = "jwt_token"

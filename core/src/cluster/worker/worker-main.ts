@@ -5,7 +5,18 @@
 import 'reflect-metadata';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadPlugin, PluginKind, SANDBOX, TOOLCHAIN_RESOLVER, type ToolchainResolver } from '@kiln/plugins';
+import {
+  HOST_TRIPLE,
+  JOB_LIMITS,
+  loadPlugin,
+  MAX_JOBS,
+  PLUGIN_LOGGER,
+  PluginKind,
+  SANDBOX,
+  TOOLCHAIN_RESOLVER,
+  type ToolchainResolver,
+  WORKER_ID,
+} from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
 import { container } from 'tsyringe';
 import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
@@ -63,6 +74,13 @@ export async function startWorker(
   log: Logger,
 ): Promise<RunningWorker> {
   const scope = container.createChildContainer();
+  const triple = config.host_triple ?? hostTriple();
+  // The context plugins may inject (a Docker sandbox labels what it creates with the worker id).
+  scope.register(WORKER_ID, { useValue: config.id });
+  scope.register(HOST_TRIPLE, { useValue: triple });
+  scope.register(MAX_JOBS, { useValue: config.max_jobs });
+  scope.register(JOB_LIMITS, { useValue: config.limits });
+  scope.register(PLUGIN_LOGGER, { useValue: log });
   scope.register(TOOLCHAIN_RESOLVER, { useValue: new ArchiveResolver() });
   await loadPlugin({
     spec: config.sandbox,
@@ -109,7 +127,6 @@ export async function startWorker(
     config.max_toolchain_size,
     resolvers,
   );
-  const triple = config.host_triple ?? hostTriple();
   let heartbeat: Heartbeat | undefined;
   const worker = createWorkerApp({
     id: config.id,
