@@ -50,6 +50,8 @@ export interface ImageSummary {
 export class ImageCache {
   readonly #ids = new Map<string, Promise<string>>();
   readonly #lastUsed = new Map<string, number>();
+  /** Toolchain key → image id, once known. */
+  readonly #known = new Map<string, string>();
 
   constructor(
     private readonly engine: EngineClient,
@@ -71,6 +73,7 @@ export class ImageCache {
       id.catch(() => this.#ids.delete(key));
     }
     const imageId = await id;
+    this.#known.set(key, imageId);
     this.#lastUsed.set(imageId, Date.now());
     return imageId;
   }
@@ -78,6 +81,7 @@ export class ImageCache {
   /** Forgets what it knows of the engine's images (it restarted or lost them). */
   forget(): void {
     this.#ids.clear();
+    this.#known.clear();
   }
 
   async #find(key: string, root: string): Promise<string> {
@@ -153,7 +157,11 @@ export class ImageCache {
       total -= image.Size;
       removed.push(image.Id);
       this.#lastUsed.delete(image.Id);
-      for (const [k, v] of this.#ids) if ((await v.catch(() => '')) === image.Id) this.#ids.delete(k);
+      for (const [k, v] of this.#known) {
+        if (v !== image.Id) continue;
+        this.#known.delete(k);
+        this.#ids.delete(k);
+      }
     }
     return removed;
   }
