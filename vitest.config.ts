@@ -6,6 +6,8 @@ export default defineConfig({
       'core/test/**/*.test.ts',
       'plugins/test/**/*.test.ts',
       'sandbox-*/test/**/*.test.ts',
+      'resolver-*/test/**/*.test.ts',
+      'plugins/examples/*/test/**/*.test.ts',
       'test/**/*.test.ts',
     ],
     testTimeout: 60_000,

@@ -1,6 +1,7 @@
 export * from './config-schema.js';
 export * from './define-plugin.js';
 export * from './errors.js';
+export * from './job-files.js';
 export * from './job-limits.js';
 export * from './loader.js';
 export * from './outputs.js';

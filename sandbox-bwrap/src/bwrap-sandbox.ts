@@ -1,32 +1,30 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
+  closeOutputs,
+  collectOutputs,
   DEFAULT_JOB_LIMITS,
+  ensureWorkDir,
+  type HeldOutput,
   KILN_ERR_SANDBOX_FAILED,
   KilnError,
   type LimitKind,
+  OutputLimitError,
   type Sandbox,
   type SandboxJob,
   type SandboxProbe,
   type SandboxResult,
+  validateJob,
+  writeInputs,
 } from '@kiln/plugins';
 import { atLeast, type BwrapBinary, findExecutable, locateBwrap } from './bwrap-binary.js';
 import { bwrapArgs } from './bwrap-command.js';
 import type { BwrapConfig } from './config.js';
-import {
-  closeOutputs,
-  collectOutputs,
-  ensureWorkDir,
-  type HeldOutput,
-  OutputLimitError,
-  writeInputs,
-} from './job-dir.js';
 import { createJobSpace, type JobSpace, removeJobSpace, spaceExhausted } from './job-space.js';
 import { prlimitArgs } from './rlimits.js';
 import { type Execution, executeBwrap } from './run-bwrap.js';
 import { searchableBy } from './searchable.js';
 import { SlotUids } from './slot-uids.js';
-import { validateJob } from './validate-job.js';
 
 /** After a failed tmpfs mount, jobs use work_dir's disk for this long before mounting is tried again. */
 const MOUNT_RETRY_MS = 60_000;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir } from './job-dir.js';
+import { removeJobDir } from '@kiln/plugins';
 
 /** A job's writable directories on the host: its cwd, and with a mounted space also /tmp and /dev/shm. */
 export interface JobSpace {

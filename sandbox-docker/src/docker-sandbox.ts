@@ -2,28 +2,26 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import {
+  closeOutputs,
+  collectOutputs,
+  ensureWorkDir,
+  type HeldOutput,
   KILN_ERR_SANDBOX_FAILED,
   type KilnError,
   type LimitKind,
+  OutputLimitError,
   type PluginLogger,
   type Sandbox,
   type SandboxJob,
   type SandboxProbe,
   type SandboxResult,
+  validateJob,
+  writeInputs,
 } from '@kiln/plugins';
 import type { DockerConfig } from './config.js';
 import { ContainerPool, type WarmContainer } from './container-pool.js';
 import { EngineClient, EngineError, EngineUnreachableError, engineSocket } from './engine-client.js';
 import { ImageCache, LABEL_TOOLCHAIN, LABEL_WORKER } from './image-cache.js';
-import {
-  closeOutputs,
-  collectOutputs,
-  ensureWorkDir,
-  type HeldOutput,
-  OutputLimitError,
-  validateJob,
-  writeInputs,
-} from './job-files.js';
 import {
   clearSlot,
   createSlot,

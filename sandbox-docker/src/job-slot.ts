@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir } from './job-files.js';
+import { removeJobDir } from '@kiln/plugins';
 
 export interface Slot {
   readonly base: string;

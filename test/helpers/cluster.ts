@@ -132,7 +132,10 @@ secret_key_file = "secret.key"
   return file;
 }
 
-/** A worker config that pins the scheduler's certificate, with a fresh token in `dir/ID.token`. */
+/**
+ * A worker config that pins the scheduler's certificate, with a fresh token in `dir/ID.token`;
+ * `max_jobs = 2` and `sandbox = "bwrap"` unless `extra` sets them.
+ */
 export function writeWorkerConfig(files: ClusterFiles, id: string, schedulerUrl: string, extra = ''): string {
   const tokenFile = path.join(files.dir, `${id}.token`);
   kilnDist([

@@ -1,5 +1,5 @@
 /**
- * The sandbox conformance kit: every sandbox plugin, built-in or third-party, runs it from a vitest
+ * The conformance kits (the resolver kit is in resolver-conformance.ts). The sandbox conformance kit: every sandbox plugin, built-in or third-party, runs it from a vitest
  * file. It runs real jobs through the sandbox and checks them from the host: a real compile, then a
  * static probe program that tries the network, host files, the time limit, writes outside its
  * outputs, and the job limits (a fork bomb, a memory hog, a disk filler, outputs too big; each with a
@@ -27,6 +27,12 @@ const runBuffered = (sandbox: Sandbox, job: SandboxJob) => sandbox.run(job).then
 
 export { buildProbe } from './host-probe.js';
 export { PROBE_SOURCE } from './probe-source.js';
+export {
+  type ConformanceTarEntry,
+  type ResolverConformanceOptions,
+  resolverConformance,
+} from './resolver-conformance.js';
+export { writeTarGz } from './tar-writer.js';
 
 export interface SandboxConformanceOptions {
   /** Shown in the test names. */
