@@ -73,6 +73,26 @@ function limitNote(kind: LimitKind, job: SandboxJob, outputBytes: number): Buffe
 const isRoot = () => process.getuid?.() === 0;
 
 /**
+ * rlimits no higher than this host allows: an engine that asks for more than it may have fails to
+ * start the container (Podman asks for nofile 1048576 and a large nproc by default). nproc stays
+ * the host's: it counts a uid's processes host-wide, the pids cgroup limits the job.
+ */
+async function ulimits(): Promise<{ Name: string; Soft: number; Hard: number }[]> {
+  const limits = await fs.readFile('/proc/self/limits', 'utf8').catch(() => '');
+  const hard = (name: string, fallback: number) => {
+    const v = new RegExp(`^${name}\\s+\\S+\\s+(\\S+)`, 'm').exec(limits)?.[1];
+    return v === undefined || v === 'unlimited' ? fallback : Number(v);
+  };
+  const nofile = Math.min(65_536, hard('Max open files', 65_536));
+  const nproc = Math.min(4_194_304, hard('Max processes', 4_194_304));
+  return [
+    { Name: 'nofile', Soft: nofile, Hard: nofile },
+    { Name: 'nproc', Soft: nproc, Hard: nproc },
+    { Name: 'core', Soft: 0, Hard: 0 },
+  ];
+}
+
+/**
  * Runs jobs in Docker (or Podman) containers through the Engine API: one image per toolchain,
  * warm containers running kiln-runner, the job's directory bind-mounted, read-only root, no
  * network, no capabilities, no new privileges, an unprivileged uid, pids/memory/CPU limits.
@@ -373,6 +393,7 @@ export class DockerSandbox implements Sandbox {
             MemorySwap: limits.memoryBytes,
             NanoCpus: Math.round(cpus * 1e9),
             Mounts: mounts,
+            Ulimits: await ulimits(),
             LogConfig: { Type: 'none', Config: {} },
             IpcMode: 'private',
             ...(this.options.runtime ? { Runtime: this.options.runtime } : {}),
