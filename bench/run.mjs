@@ -22,7 +22,7 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster,sandbox').split(',');
 /** The tools to compare (default: every one installed). */
 const TOOLS = opt('--tools', undefined)?.split(',');
 
@@ -244,6 +244,10 @@ async function main() {
         projects: ['zlib', 'leveldb'],
       })
     : undefined;
+  // Per-job cost of bwrap and Docker on one small compile (bench/sandbox.mjs).
+  const sandboxes = ONLY.includes('sandbox')
+    ? await (await import('./sandbox.mjs')).benchSandboxes({ runs: RUNS, work, root })
+    : undefined;
   for (const t of list) t.clear();
 
   const col = (s) => String(s).padStart(11);
@@ -298,6 +302,16 @@ async function main() {
       row(`${name} loopback cluster (s)`, p.cluster.toFixed(2));
       row(`... vs local -j${JOBS}`, `${(p.cluster / p.plain).toFixed(2)}x`);
       row('... first build, packaging (s)', p.first.toFixed(2));
+    }
+  }
+  if (sandboxes) {
+    const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
+    row('sandbox job, plain gcc (ms)', sandboxes.plain.perJobMs.toFixed(1));
+    row('sandbox job, bwrap (ms)', sandboxes.bwrap.perJobMs.toFixed(1));
+    if (sandboxes.docker) {
+      row('sandbox job, docker warm (ms)', sandboxes.docker.perJobMs.toFixed(1));
+      row('... docker vs bwrap', `${(sandboxes.docker.perJobMs / sandboxes.bwrap.perJobMs).toFixed(2)}x`);
+      row('... docker first job (ms)', sandboxes.docker.firstMs.toFixed(0));
     }
   }
   console.log(
