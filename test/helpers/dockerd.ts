@@ -45,7 +45,12 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boole
  * Starts a dockerd with its own socket, data root, exec root and pidfile under `dir`: no bridge, no
  * iptables (nothing is exposed; jobs have no network anyway). Rejects when it does not answer in 60 s.
  */
-export async function startDockerd(dir: string, socket = path.join(dir, 'docker.sock')): Promise<TestEngine> {
+export async function startDockerd(
+  dir: string,
+  socket = path.join(dir, 'docker.sock'),
+  /** Outlives this process (its own process group, not waited for): the shared test engine. */
+  keep = false,
+): Promise<TestEngine> {
   fs.mkdirSync(dir, { recursive: true });
   const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
   const proc: ChildProcess = spawn(
@@ -59,8 +64,9 @@ export async function startDockerd(dir: string, socket = path.join(dir, 'docker.
       `--pidfile=${path.join(dir, 'dockerd.pid')}`,
       `--host=unix://${socket}`,
     ],
-    { stdio: ['ignore', log, log] },
+    { stdio: ['ignore', log, log], detached: keep },
   );
+  if (keep) proc.unref();
   fs.closeSync(log);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   if (!(await waitFor(() => ping(socket), 60_000))) {
@@ -85,8 +91,43 @@ export async function startDockerd(dir: string, socket = path.join(dir, 'docker.
 const SHARED_DIR = '/var/lib/kiln-test-dockerd';
 
 /**
- * The engine tests use: a running one, else one started now (as root). Undefined when there is none
- * and dockerd is not installed; under CI=true that is a failure (have() throws).
+ * Runs `fn` holding a lock file shared by all test processes: test files run in parallel, and two
+ * of them starting dockerd on one data root at once made one fail. A lock whose holder died is
+ * taken over.
+ */
+async function withStartLock<T>(fn: () => Promise<T>): Promise<T> {
+  fs.mkdirSync(SHARED_DIR, { recursive: true });
+  const lock = path.join(SHARED_DIR, 'start.lock');
+  const end = Date.now() + 120_000;
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || Date.now() > end) throw err;
+      const holder = Number(fs.readFileSync(lock, 'utf8') || 0);
+      let alive = holder > 0;
+      try {
+        if (alive) process.kill(holder, 0);
+      } catch {
+        alive = false;
+      }
+      if (!alive) fs.rmSync(lock, { force: true });
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * The engine tests use: a running one, else one started now (as root) and left running for the
+ * other test files (they run in parallel and in any order; stopping it at the end of one file
+ * took it from another). Undefined when there is none and dockerd is not installed; under CI=true
+ * that is a failure (have() throws).
  */
 export async function testEngine(): Promise<TestEngine | undefined> {
   const host = process.env.DOCKER_HOST?.startsWith('unix://') ? process.env.DOCKER_HOST.slice(7) : undefined;
@@ -99,11 +140,8 @@ export async function testEngine(): Promise<TestEngine | undefined> {
     return undefined;
   }
   const socket = path.join(SHARED_DIR, 'docker.sock');
-  try {
-    return await startDockerd(SHARED_DIR, socket);
-  } catch (err) {
-    // Another test file started it at the same moment (its pidfile is taken): use that one.
-    if (await waitFor(() => ping(socket), 30_000)) return { socket, started: false, stop: async () => {} };
-    throw err;
-  }
+  return withStartLock(async () => {
+    if (!(await ping(socket))) await startDockerd(SHARED_DIR, socket, true);
+    return { socket, started: false, stop: async () => {} };
+  });
 }
