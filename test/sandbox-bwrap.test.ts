@@ -12,7 +12,7 @@ import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageToolchain } from '../core/dist/toolchain/package.js';
-import { safeExtract } from '../core/dist/toolchain/safe-extract.js';
+import { safeExtract } from '@kiln/plugins';
 import { have } from './helpers/prereq.js';
 
 const hasBwrap = have('bwrap');

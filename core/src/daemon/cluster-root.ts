@@ -20,7 +20,7 @@ import type { DistConfig } from '../cluster/client-config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ArchiveResolver } from '../toolchain/archive-resolver.js';
-import { hostTriple } from '../toolchain/elf.js';
+import { hostTriple } from '@kiln/plugins';
 import { ToolchainCache } from '../toolchain/toolchain-cache.js';
 import { RemoteCompiler } from './remote-compile.js';
 

@@ -19,7 +19,7 @@ import {
   KilnError,
 } from '../errors.js';
 import { type TarEntry, writeDeterministicTar } from './deterministic-tar.js';
-import { readElf } from './elf.js';
+import { readElf } from '@kiln/plugins';
 
 const run = promisify(execFile);
 const MAX_HOPS = 40;

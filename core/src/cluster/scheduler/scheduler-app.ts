@@ -10,7 +10,7 @@ import {
   KILN_ERR_DIST_NOT_FOUND,
   KILN_ERR_DIST_RATE_LIMITED,
 } from '../../errors.js';
-import { hostTriple } from '../../toolchain/elf.js';
+import { hostTriple } from '@kiln/plugins';
 import {
   type AllocateRequest,
   type AllocateResponse,

@@ -23,7 +23,7 @@ import { container } from 'tsyringe';
 import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
-import { hostTriple } from '../../toolchain/elf.js';
+import { hostTriple } from '@kiln/plugins';
 import { claimedExpiry } from '../auth.js';
 import { parseAddr } from '../config-file.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
