@@ -24,7 +24,8 @@ export async function archiveCompression(archive: string): Promise<ArchiveCompre
   const head = Buffer.alloc(512);
   const { bytesRead } = await fh.read(head, 0, 512, 0).finally(() => fh.close());
   if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-  if (bytesRead >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]))) return 'xz';
+  if (bytesRead >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0])))
+    return 'xz';
   if (bytesRead >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
   if (bytesRead >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (bytesRead >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'none';
@@ -150,4 +151,3 @@ export async function listArchive(archive: string): Promise<Map<string, string>>
   await walk(archive, (entry) => void out.set(key(entry.path), entry.type));
   return out;
 }
-

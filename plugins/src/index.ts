@@ -8,7 +8,7 @@ export * from './job-files.js';
 export * from './job-limits.js';
 export * from './loader.js';
 export * from './outputs.js';
-export * from './safe-extract.js';
 export type * from './resolver.js';
+export * from './safe-extract.js';
 export type * from './sandbox.js';
 export * from './tokens.js';

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   HOST_TRIPLE,
+  hostTriple,
   loadPlugin,
   PLUGIN_LOGGER,
   PLUGIN_WORK_DIR,
@@ -20,7 +21,6 @@ import type { DistConfig } from '../cluster/client-config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ArchiveResolver } from '../toolchain/archive-resolver.js';
-import { hostTriple } from '@kiln/plugins';
 import { ToolchainCache } from '../toolchain/toolchain-cache.js';
 import { RemoteCompiler } from './remote-compile.js';
 
