@@ -62,7 +62,8 @@ export class PathOverrideResolver implements ToolchainResolver {
       const key = normaliseClientPath(entry.compiler_executable);
       if (entries.has(key)) throw KILN_ERR_RESOLVER_CONFIG(KIND, `${where}: that compiler is listed twice`);
       if (entry.type === 'path_override') {
-        if (!entry.archive) throw KILN_ERR_RESOLVER_CONFIG(KIND, `${where}: type = "path_override" needs archive`);
+        if (!entry.archive)
+          throw KILN_ERR_RESOLVER_CONFIG(KIND, `${where}: type = "path_override" needs archive`);
         if (!entry.archive_compiler_executable)
           throw KILN_ERR_RESOLVER_CONFIG(
             KIND,
@@ -77,7 +78,8 @@ export class PathOverrideResolver implements ToolchainResolver {
             `${where}: archive ${entry.archive} cannot be read (${(err as NodeJS.ErrnoException).code}); make it with kiln --package-toolchain on a Linux machine`,
           );
         }
-        if (!st.isFile()) throw KILN_ERR_RESOLVER_CONFIG(KIND, `${where}: archive ${entry.archive} is not a file`);
+        if (!st.isFile())
+          throw KILN_ERR_RESOLVER_CONFIG(KIND, `${where}: archive ${entry.archive} is not a file`);
       }
       entries.set(key, entry);
     });

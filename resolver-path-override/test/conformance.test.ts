@@ -25,7 +25,8 @@ describe.skipIf(!hasCross)('path_override resolver', () => {
   resolverConformance({
     name: 'path_override',
     create: () => {
-      if (!fs.existsSync(archive)) execFileSync(process.execPath, [KILN, '--package-toolchain', CROSS, archive]);
+      if (!fs.existsSync(archive))
+        execFileSync(process.execPath, [KILN, '--package-toolchain', CROSS, archive]);
       return new PathOverrideResolver({
         toolchains: [
           {
