@@ -11,11 +11,14 @@ import { resolverConformance } from '@kiln/plugins/conformance';
 import { afterAll, describe } from 'vitest';
 import { IceccResolver } from '../src/icecc-resolver.js';
 
-const found = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+const found = (tool: string) =>
+  spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
 const createEnv = found('icecc-create-env');
 const gcc = found('gcc');
 if ((!createEnv || !gcc) && process.env.CI === 'true')
-  throw new Error('icecc-create-env and gcc are required under CI=true (apt-get install icecc gcc; see .ci/run)');
+  throw new Error(
+    'icecc-create-env and gcc are required under CI=true (apt-get install icecc gcc; see .ci/run)',
+  );
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-icecc-kit-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
