@@ -56,6 +56,16 @@ interface Stored {
   readonly family: Family;
 }
 
+/** The C driver beside a C++ one (g++-12 → gcc-12, clang++ → clang): what icecc-create-env takes. */
+function cDriver(real: string, family: Family): string {
+  const base = path.basename(real);
+  const c =
+    family === 'gcc'
+      ? base.replace(/(g\+\+|c\+\+)(-[0-9.]+)?$/, (_m, _d, v = '') => `gcc${v}`)
+      : base.replace(/clang\+\+(-[0-9.]+)?$/, (_m, v = '') => `clang${v}`);
+  return path.join(path.dirname(real), c);
+}
+
 const archOf = (triple: string) => triple.split('-')[0] ?? triple;
 
 async function ask(compiler: string, ...args: string[]): Promise<string> {
@@ -153,7 +163,11 @@ export class IceccResolver implements ToolchainResolver {
       const key = `env\0${tarball}\0${tst.size}\0${tst.mtimeMs}\0${driver}`;
       stored = await this.once(key, () => this.check(compiler, tarball, driver, family, target, env));
     } else {
-      const key = createHash('sha256').update(identity).digest('hex').slice(0, 32);
+      // One tarball serves both drivers (icecc-create-env packs gcc with g++): keyed by the C driver.
+      const c = cDriver(real, family);
+      const cst = c === real ? st : await fsp.stat(c).catch(() => st);
+      const cIdentity = `${c}\0${cst.size}\0${cst.mtimeMs}\0${cst.ino}`;
+      const key = createHash('sha256').update(cIdentity).digest('hex').slice(0, 32);
       tarball = path.join(this.dir, `${key}.tar.gz`);
       const meta = `${tarball}.json`;
       stored = await this.once(`made\0${key}`, async () => {
@@ -211,9 +225,7 @@ export class IceccResolver implements ToolchainResolver {
   /** icecc-create-env for the C driver beside `compiler`, into `tarball` (through a rename). */
   private async create(compiler: string, real: string, family: Family, tarball: string): Promise<void> {
     // icecc-create-env takes the C driver and finds the C++ one beside it (gcc → g++).
-    let c = real;
-    if (family === 'gcc') c = real.replace(/(g\+\+|c\+\+)(-[0-9.]+)?$/, (_m, _d, v = '') => `gcc${v}`);
-    if (family === 'clang') c = real.replace(/clang\+\+(-[0-9.]+)?$/, (_m, v = '') => `clang${v}`);
+    const c = cDriver(real, family);
     await fsp.mkdir(this.dir, { recursive: true });
     const tmp = path.join(this.dir, `.create-${randomBytes(6).toString('hex')}`);
     await fsp.mkdir(tmp);
