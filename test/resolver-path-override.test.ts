@@ -85,11 +85,23 @@ describe.skipIf(!ready)('path_override: a cross build through a worker', () => {
     expect(c.stats().distLocal).toEqual({ 'no_dist toolchain': local.size });
   });
 
-  it('a missing archive stops the daemon at start with a message naming it', () => {
+  it('a missing archive stops the daemon at start with a message naming it; compiles go local', () => {
     const missing = path.join(c.sb.dir, 'archives', 'missing.tar.gz');
     c.useClientConfig(entry({ archive: missing }));
     const r = c.sb.kiln(['--start-server']);
     expect(r.status).not.toBe(0);
     expect(`${r.stdout}${r.stderr}`).toContain(`archive ${missing} cannot be read (ENOENT)`);
+    // A build meanwhile says so and compiles locally: never broken, never hung.
+    fs.rmSync(path.join(dir, 'adler32.o'), { force: true });
+    const cc = c.sb.run(
+      [c.sb.client, clientCc, '-O2', '-g', '-D_LARGEFILE64_SOURCE=1', '-c', 'adler32.c', '-o', 'adler32.o'],
+      {
+        cwd: dir,
+      },
+    );
+    expect(cc.status, cc.stderr).toBe(0);
+    expect(cc.stderr).toContain('the daemon could not start');
+    expect(cc.stderr).toContain(`archive ${missing} cannot be read`);
+    expect(fs.readFileSync(path.join(dir, 'adler32.o')).equals(local.get('adler32.o')!)).toBe(true);
   });
 });
