@@ -6,13 +6,12 @@ import 'reflect-metadata';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX, safeExtract } from '@kiln/plugins';
 import { sandboxConformance } from '@kiln/plugins/conformance';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageToolchain } from '../core/dist/toolchain/package.js';
-import { safeExtract } from '../core/dist/toolchain/safe-extract.js';
 import { have } from './helpers/prereq.js';
 
 const hasBwrap = have('bwrap');

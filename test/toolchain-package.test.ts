@@ -10,8 +10,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArchiveResolver } from '../core/src/toolchain/archive-resolver.js';
 import { packageToolchain } from '../core/src/toolchain/package.js';
-import { safeExtract } from '../core/src/toolchain/safe-extract.js';
 import { ToolchainCache } from '../core/src/toolchain/toolchain-cache.js';
+import { safeExtract } from '../plugins/src/safe-extract.js';
 import { NODE_CLIENT } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
 

@@ -2,9 +2,16 @@
  * Every error code kiln reports, in one place (fastify's lib/errors.js style).
  * A code names the area and what went wrong; the message tells the user what to do.
  */
-import { createError, KilnError } from '@kiln/plugins/errors';
+import {
+  createError,
+  KILN_ERR_TOOLCHAIN_ELF,
+  KILN_ERR_TOOLCHAIN_EXTRACT,
+  KILN_ERR_TOOLCHAIN_UNSAFE,
+  KilnError,
+} from '@kiln/plugins/errors';
 
-export { KilnError };
+// Defined by the SDK, where ELF reading and safe extraction live for every resolver to use.
+export { KILN_ERR_TOOLCHAIN_ELF, KILN_ERR_TOOLCHAIN_EXTRACT, KILN_ERR_TOOLCHAIN_UNSAFE, KilnError };
 
 export const KILN_ERR_CONFIG_PARSE = createError(
   'KILN_ERR_CONFIG_PARSE',
@@ -117,21 +124,6 @@ export const KILN_ERR_TOOLCHAIN_PACKAGE = createError(
   'KILN_ERR_TOOLCHAIN_PACKAGE',
   (compiler: string, detail: string) => `packaging the toolchain of ${compiler} failed: ${detail}`,
 );
-export const KILN_ERR_TOOLCHAIN_ELF = createError(
-  'KILN_ERR_TOOLCHAIN_ELF',
-  (file: string, detail: string) => `cannot tell which machines run ${file}: ${detail}`,
-  400,
-);
-export const KILN_ERR_TOOLCHAIN_UNSAFE = createError(
-  'KILN_ERR_TOOLCHAIN_UNSAFE',
-  (archive: string, detail: string) => `refusing toolchain archive ${archive}: ${detail}`,
-  400,
-);
-export const KILN_ERR_TOOLCHAIN_EXTRACT = createError(
-  'KILN_ERR_TOOLCHAIN_EXTRACT',
-  (archive: string, detail: string) => `extracting toolchain archive ${archive} failed: ${detail}`,
-);
-
 export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_PARSE,
   KILN_ERR_CONFIG_UNKNOWN_KEY,

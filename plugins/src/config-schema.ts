@@ -1,6 +1,6 @@
 /**
- * The JSON-Schema subset plugin configs are written in: an object of scalar, string-array and
- * nested-object properties, `additionalProperties: false` always. Small on purpose: a plugin's
+ * The JSON-Schema subset plugin configs are written in: an object of scalar, string-array,
+ * array-of-tables and nested-object properties, `additionalProperties: false` always. Small on purpose: a plugin's
  * config is a handful of keys, and the loader must say exactly which one is wrong.
  */
 
@@ -24,6 +24,13 @@ export type PropertySchema =
       readonly type: 'array';
       readonly items: { readonly type: 'string' };
       readonly default?: readonly string[];
+      readonly description?: string;
+    }
+  | {
+      /** An array of tables (TOML `[[name]]`), each checked against `items`. */
+      readonly type: 'array';
+      readonly items: ObjectSchema;
+      readonly default?: readonly never[];
       readonly description?: string;
     }
   | ObjectSchema;
@@ -82,6 +89,12 @@ function checkProperty(schema: PropertySchema, value: unknown, key: string): unk
         throw new ConfigSchemaError(key, `expected true or false, got ${typeName(value)}`);
       return value;
     case 'array':
+      if (schema.items.type === 'object') {
+        const items = schema.items;
+        if (!Array.isArray(value))
+          throw new ConfigSchemaError(key, `expected an array of tables, got ${typeName(value)}`);
+        return Object.freeze(value.map((v, i) => validateObject(items, v, `${key}[${i}]`)));
+      }
       if (!Array.isArray(value) || value.some((v) => typeof v !== 'string'))
         throw new ConfigSchemaError(key, `expected an array of strings, got ${typeName(value)}`);
       return Object.freeze([...value]);

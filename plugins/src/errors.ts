@@ -72,6 +72,36 @@ export const KILN_ERR_SANDBOX_JOB_INVALID = createError(
   400,
 );
 
+export const KILN_ERR_TOOLCHAIN_ELF = createError(
+  'KILN_ERR_TOOLCHAIN_ELF',
+  (file: string, detail: string) => `cannot tell which machines run ${file}: ${detail}`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_UNSAFE = createError(
+  'KILN_ERR_TOOLCHAIN_UNSAFE',
+  (archive: string, detail: string) => `refusing toolchain archive ${archive}: ${detail}`,
+  400,
+);
+export const KILN_ERR_TOOLCHAIN_EXTRACT = createError(
+  'KILN_ERR_TOOLCHAIN_EXTRACT',
+  (archive: string, detail: string) => `extracting toolchain archive ${archive} failed: ${detail}`,
+);
+
+export const KILN_ERR_RESOLVER_CONFIG = createError(
+  'KILN_ERR_RESOLVER_CONFIG',
+  (resolver: string, detail: string) => `the ${resolver} toolchain resolver cannot start: ${detail}`,
+);
+export const KILN_ERR_RESOLVER_TOOLCHAIN = createError(
+  'KILN_ERR_RESOLVER_TOOLCHAIN',
+  (resolver: string, compiler: string, detail: string) =>
+    `the ${resolver} toolchain resolver cannot provide a toolchain for ${compiler}: ${detail}`,
+);
+/** A resolver's answer for a compiler that must always compile locally (sccache's type = "no_dist"). */
+export const KILN_ERR_RESOLVER_NO_DIST = createError(
+  'KILN_ERR_RESOLVER_NO_DIST',
+  (compiler: string) => `${compiler} is configured never to be distributed (type = "no_dist")`,
+);
+
 export const PLUGIN_ERROR_CODES = [
   KILN_ERR_PLUGIN_NOT_FOUND,
   KILN_ERR_PLUGIN_BROKEN,
@@ -82,4 +112,10 @@ export const PLUGIN_ERROR_CODES = [
   KILN_ERR_SANDBOX_UNAVAILABLE,
   KILN_ERR_SANDBOX_FAILED,
   KILN_ERR_SANDBOX_JOB_INVALID,
+  KILN_ERR_TOOLCHAIN_ELF,
+  KILN_ERR_TOOLCHAIN_UNSAFE,
+  KILN_ERR_TOOLCHAIN_EXTRACT,
+  KILN_ERR_RESOLVER_CONFIG,
+  KILN_ERR_RESOLVER_TOOLCHAIN,
+  KILN_ERR_RESOLVER_NO_DIST,
 ].map((f) => f.code);

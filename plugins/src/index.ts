@@ -1,10 +1,14 @@
+export * from './archive-inspect.js';
 export * from './config-schema.js';
 export * from './define-plugin.js';
+export * from './elf.js';
 export * from './errors.js';
+export * from './extract-process.js';
 export * from './job-files.js';
 export * from './job-limits.js';
 export * from './loader.js';
 export * from './outputs.js';
 export type * from './resolver.js';
+export * from './safe-extract.js';
 export type * from './sandbox.js';
 export * from './tokens.js';

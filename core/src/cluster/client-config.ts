@@ -34,6 +34,11 @@ export interface DistConfig {
   readonly resolvers: readonly string[];
   /** Each resolver's own config table, by the name it is listed under in `resolvers`. */
   readonly resolver_config: Readonly<Record<string, unknown>>;
+  /**
+   * sccache-dist's `[[dist.toolchains]]` (`type = "path_override"` / `"no_dist"`): handed to the
+   * path-override resolver plugin, which checks them (see cluster-root.ts).
+   */
+  readonly toolchains: readonly Readonly<Record<string, unknown>>[];
 }
 
 const schema: ObjectSchema = {
@@ -60,6 +65,8 @@ const schema: ObjectSchema = {
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
     // Each table is validated by its plugin's own schema.
     resolver_config: { type: 'object', properties: {}, additionalProperties: true },
+    // Each entry is validated by the path-override resolver's own schema.
+    toolchains: { type: 'array', items: { type: 'object', properties: {}, additionalProperties: true } },
   },
 };
 
@@ -126,5 +133,6 @@ export function parseDistTable(
     toolchain_cache_size: size,
     // An absent table is {} after validation; undefined only when validation left it out.
     resolver_config: raw.resolver_config ?? {},
+    toolchains: raw.toolchains ?? [],
   });
 }

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   HOST_TRIPLE,
+  hostTriple,
   loadPlugin,
   PLUGIN_LOGGER,
   PLUGIN_WORK_DIR,
@@ -20,9 +21,11 @@ import type { DistConfig } from '../cluster/client-config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ArchiveResolver } from '../toolchain/archive-resolver.js';
-import { hostTriple } from '../toolchain/elf.js';
 import { ToolchainCache } from '../toolchain/toolchain-cache.js';
 import { RemoteCompiler } from './remote-compile.js';
+
+/** The resolver plugin that takes `[[dist.toolchains]]`, by its short name. */
+const PATH_OVERRIDE = 'path-override';
 
 export interface ClusterContext {
   readonly dist: DistConfig;
@@ -40,14 +43,18 @@ export async function createRemoteCompiler(ctx: ClusterContext): Promise<RemoteC
   scope.register(PLUGIN_WORK_DIR, { useValue: workDir });
   scope.register(PLUGIN_LOGGER, { useValue: ctx.log });
   scope.register(HOST_TRIPLE, { useValue: hostTriple() });
-  for (const spec of ctx.dist.resolvers) {
-    await loadPlugin({
-      spec,
-      kind: PluginKind.RESOLVER,
-      config: ctx.dist.resolver_config[spec],
-      container: scope,
-      baseDir: ctx.configDir,
-    });
+  const resolvers = [...ctx.dist.resolvers];
+  // sccache-dist's [[dist.toolchains]] belong to the path-override resolver: loaded first when they
+  // are given and it is not listed, so that a mapped compiler is never packed by another resolver.
+  if (ctx.dist.toolchains.length > 0 && !resolvers.includes(PATH_OVERRIDE)) resolvers.unshift(PATH_OVERRIDE);
+  for (const spec of resolvers) {
+    let config = ctx.dist.resolver_config[spec];
+    if (spec === PATH_OVERRIDE && ctx.dist.toolchains.length > 0) {
+      const table = (config ?? {}) as { toolchains?: unknown };
+      const own = Array.isArray(table.toolchains) ? table.toolchains : [];
+      config = { ...table, toolchains: [...ctx.dist.toolchains, ...own] };
+    }
+    await loadPlugin({ spec, kind: PluginKind.RESOLVER, config, container: scope, baseDir: ctx.configDir });
   }
   // Last: the configured resolvers are asked first for a compiler they handle.
   const toolchains = new ToolchainCache(path.join(ctx.cacheDir, 'toolchains'), ctx.dist.toolchain_cache_size);

@@ -4,7 +4,7 @@
  * build faster, never break it.
  */
 import path from 'node:path';
-import type { PackagedToolchain, ToolchainResolver } from '@kiln/plugins';
+import { KILN_ERR_RESOLVER_NO_DIST, type PackagedToolchain, type ToolchainResolver } from '@kiln/plugins';
 import type { DistConfig } from '../cluster/client-config.js';
 import { DistClient, DistError } from '../cluster/dist-client.js';
 import { type CacheableCompile, Languages } from '../compiler/gcc-args.js';
@@ -208,7 +208,9 @@ export class RemoteCompiler {
       .then(
         (t) => void this.packaged.set(program, t),
         (err: Error) => {
-          this.log.warn(`cannot package ${program} for distribution: ${err.message}`);
+          if ((err as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code)
+            this.log.debug(`compiling ${program} locally: ${err.message}`);
+          else this.log.warn(`cannot package ${program} for distribution: ${err.message}`);
           this.packaged.set(program, err);
         },
       )
@@ -266,7 +268,12 @@ export class RemoteCompiler {
     }
     const toolchain = await this.toolchain(program);
     if (!toolchain) return this.local('toolchain being packaged');
-    if (toolchain instanceof Error) return this.local('toolchain cannot be packaged');
+    if (toolchain instanceof Error)
+      return this.local(
+        (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
+          ? 'no_dist toolchain'
+          : 'toolchain cannot be packaged',
+      );
     const job: Job = { toolchain, parsed, preprocessed, cwd, env, speedKey };
     const first = await this.attempt(job, []);
     if (first.kind !== 'failed' || !first.lostWorker) return this.settle(first);

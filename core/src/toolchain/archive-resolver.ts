@@ -11,11 +11,10 @@ import type {
   ToolchainResolver,
   ToolchainSpec,
 } from '@kiln/plugins';
+import { type ExtractLimits, safeExtractInChild } from '@kiln/plugins';
 import { KILN_ERR_TOOLCHAIN_UNSAFE, KILN_ERR_TOOLCHAIN_UNSUPPORTED } from '../errors.js';
 import { sha256File } from '../util/sha256-file.js';
-import { safeExtractInChild } from './extract-process.js';
 import { packageToolchain } from './package.js';
-import type { ExtractLimits } from './safe-extract.js';
 import type { ToolchainCache } from './toolchain-cache.js';
 
 export interface ArchiveResolverOptions {

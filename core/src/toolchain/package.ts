@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ToolchainSpec } from '@kiln/plugins';
+import { readElf } from '@kiln/plugins';
 import { findExecutable } from '../client/find-executable.js';
 import { detectFamily, looksLikeCCompiler } from '../compiler/detect.js';
 import type { Family } from '../compiler/gcc-args.js';
@@ -19,7 +20,6 @@ import {
   KilnError,
 } from '../errors.js';
 import { type TarEntry, writeDeterministicTar } from './deterministic-tar.js';
-import { readElf } from './elf.js';
 
 const run = promisify(execFile);
 const MAX_HOPS = 40;
@@ -45,6 +45,13 @@ class Tree {
     if (hops > MAX_HOPS) throw new Error(`too many levels of symbolic links at ${abs}`);
     const parts = abs.split('/').filter(Boolean);
     for (let i = 0; i < parts.length; i++) {
+      if (parts[i] === '..' || parts[i] === '.') {
+        // Every directory before it is a real one (a link would have been followed above), so the
+        // kernel's ".." is the lexical one: keep ".." out of the archive, where it is refused.
+        const rest = [...parts.slice(0, parts[i] === '..' ? Math.max(0, i - 1) : i), ...parts.slice(i + 1)];
+        this.done.add(key);
+        return this.add(`/${rest.join('/')}`, recurse, hops);
+      }
       const rel = parts.slice(0, i + 1).join('/');
       const host = `/${rel}`;
       const st = await fs.lstat(host);

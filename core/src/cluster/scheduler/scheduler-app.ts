@@ -3,6 +3,7 @@
  * shuts down. Workers heartbeat in, clients ask for a worker per job and get a job token for it.
  */
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import { hostTriple } from '@kiln/plugins';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   KILN_ERR_AUTH_FORBIDDEN,
@@ -10,7 +11,6 @@ import {
   KILN_ERR_DIST_NOT_FOUND,
   KILN_ERR_DIST_RATE_LIMITED,
 } from '../../errors.js';
-import { hostTriple } from '../../toolchain/elf.js';
 import {
   type AllocateRequest,
   type AllocateResponse,

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   HOST_TRIPLE,
+  hostTriple,
   JOB_LIMITS,
   loadPlugin,
   MAX_JOBS,
@@ -23,7 +24,6 @@ import { container } from 'tsyringe';
 import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
-import { hostTriple } from '../../toolchain/elf.js';
 import { claimedExpiry } from '../auth.js';
 import { parseAddr } from '../config-file.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';

@@ -5,8 +5,8 @@ import zlib from 'node:zlib';
 import { Header } from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KilnError } from '../src/errors.js';
-import { safeExtractInChild } from '../src/toolchain/extract-process.js';
-import { safeExtract } from '../src/toolchain/safe-extract.js';
+import { safeExtractInChild } from '../src/extract-process.js';
+import { safeExtract } from '../src/safe-extract.js';
 
 interface Raw {
   path: string;

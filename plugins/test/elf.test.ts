@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { elfHostTriple, hostTriple, readElf } from '../src/elf.js';
 import { KilnError } from '../src/errors.js';
-import { elfHostTriple, hostTriple, readElf } from '../src/toolchain/elf.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-elf-'));
 const root = path.resolve(import.meta.dirname, '..', '..');

@@ -10,7 +10,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { Parser, type ReadEntry, extract as tarExtract } from 'tar';
-import { KILN_ERR_TOOLCHAIN_EXTRACT, KILN_ERR_TOOLCHAIN_UNSAFE, KilnError } from '../errors.js';
+import { KILN_ERR_TOOLCHAIN_EXTRACT, KILN_ERR_TOOLCHAIN_UNSAFE, KilnError } from './errors.js';
 
 export interface ExtractLimits {
   /** Total size of the files' contents; default 4 GiB (a clang with libLLVM is ~1 GiB). */

@@ -6,14 +6,13 @@
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { KilnError } from '@kiln/plugins';
-import { KILN_ERR_TOOLCHAIN_EXTRACT } from '../errors.js';
+import { KILN_ERR_TOOLCHAIN_EXTRACT, KilnError } from './errors.js';
 import type { ExtractLimits } from './safe-extract.js';
 
 // Tests that import the TypeScript sources run the built child (npm run build comes first).
 const CHILD = fileURLToPath(new URL('./extract-child.js', import.meta.url)).replace(
-  /\/src\/toolchain\/extract-child\.js$/,
-  '/dist/toolchain/extract-child.js',
+  /\/src\/extract-child\.js$/,
+  '/dist/extract-child.js',
 );
 const MAX_STDERR = 8 * 1024;
 

@@ -2,7 +2,7 @@
  * The child process of safeExtractInChild: extracts one archive, answers over IPC, exits.
  * Its message: { archive, dest, limits }; its answer: { ok: true } or { error: { code, message, statusCode } }.
  */
-import { KilnError } from '@kiln/plugins';
+import { KilnError } from './errors.js';
 import { type ExtractLimits, safeExtract } from './safe-extract.js';
 
 interface Request {
