@@ -239,3 +239,14 @@ export async function removeJobDir(dir: string): Promise<void> {
   await reopen(dir);
   await fs.rm(dir, { recursive: true, force: true });
 }
+
+/**
+ * Whether the file system holding `dir` (a job's own tmpfs) is full or nearly: a job that failed
+ * then ran out of room, not into a bug of its own.
+ */
+export async function spaceFull(dir: string): Promise<boolean> {
+  const st = await fs.statfs(dir).catch(() => undefined);
+  if (!st) return false;
+  const free = st.bavail * st.bsize;
+  return st.ffree === 0 || free < Math.max(1024 * 1024, (st.blocks * st.bsize) / 100);
+}

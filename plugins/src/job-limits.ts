@@ -36,3 +36,17 @@ export const DEFAULT_JOB_LIMITS: JobLimits = Object.freeze({
   tmpDiskBytes: 2 * GiB,
   outputBytes: 1 * GiB,
 });
+
+/**
+ * The line a sandbox appends to a job's stderr when it ran into a limit, so that whoever reads the
+ * log of a failed remote job sees why. `outputBytes` is the output limit the sandbox applied.
+ */
+export function limitNote(kind: LimitKind, limits: JobLimits, outputBytes = limits.outputBytes): Buffer {
+  const what = {
+    processes: `${limits.processes} processes`,
+    memory: `${Math.round(limits.memoryBytes / MiB)} MiB of memory`,
+    disk: `${Math.round(limits.tmpDiskBytes / MiB)} MiB of disk (cwd, /tmp and /dev/shm)`,
+    output: `${outputBytes} bytes of outputs`,
+  }[kind];
+  return Buffer.from(`\nkiln: the job exceeded its limit of ${what} on this worker\n`);
+}

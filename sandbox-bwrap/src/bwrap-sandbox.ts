@@ -9,6 +9,7 @@ import {
   KILN_ERR_SANDBOX_FAILED,
   KilnError,
   type LimitKind,
+  limitNote,
   OutputLimitError,
   type Sandbox,
   type SandboxJob,
@@ -47,18 +48,6 @@ function setupFailure(exec: Execution): string | undefined {
   if (exec.timedOut || exec.exitCode !== 1) return undefined;
   const text = exec.stderr.subarray(0, 4096).toString('utf8');
   return /^(bwrap|prlimit): /.test(text) ? (text.split('\n')[0] ?? text) : undefined;
-}
-
-const MiB = 1024 * 1024;
-
-function limitNote(kind: LimitKind, job: SandboxJob, outputBytes: number): Buffer {
-  const what = {
-    processes: `${job.limits.processes} processes`,
-    memory: `${Math.round(job.limits.memoryBytes / MiB)} MiB of memory`,
-    disk: `${Math.round(job.limits.tmpDiskBytes / MiB)} MiB of disk (cwd, /tmp and /dev/shm)`,
-    output: `${outputBytes} bytes of outputs`,
-  }[kind];
-  return Buffer.from(`\nkiln: the job exceeded its limit of ${what} on this worker\n`);
 }
 
 /** Runs each job in a fresh bubblewrap sandbox: the toolchain read-only, the job's directory, nothing else. */
@@ -282,7 +271,7 @@ export class BwrapSandbox implements Sandbox {
         return released;
       };
       if (!limitExceeded) return { ...exec, outputs, release };
-      const stderr = Buffer.concat([exec.stderr, limitNote(limitExceeded, job, outputBytes)]);
+      const stderr = Buffer.concat([exec.stderr, limitNote(limitExceeded, job.limits, outputBytes)]);
       return { ...exec, stderr, outputs, limitExceeded, release };
     } catch (err) {
       if (err instanceof KilnError) throw err;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir } from '@kiln/plugins';
+import { removeJobDir, spaceFull } from '@kiln/plugins';
 
 /** A job's writable directories on the host: its cwd, and with a mounted space also /tmp and /dev/shm. */
 export interface JobSpace {
@@ -64,11 +64,7 @@ export async function createJobSpace(
 
 /** Whether a mounted space is (nearly) full: the job ran out of room, not into a bug of its own. */
 export async function spaceExhausted(space: JobSpace): Promise<boolean> {
-  if (!space.mounted) return false;
-  const st = await fs.statfs(space.base).catch(() => undefined);
-  if (!st) return false;
-  const free = st.bavail * st.bsize;
-  return st.ffree === 0 || free < Math.max(1024 * 1024, (st.blocks * st.bsize) / 100);
+  return space.mounted !== undefined && spaceFull(space.base);
 }
 
 /** Unmounts (lazily if something still holds it) and removes a job's space. */

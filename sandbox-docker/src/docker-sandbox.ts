@@ -9,6 +9,7 @@ import {
   KILN_ERR_SANDBOX_FAILED,
   type KilnError,
   type LimitKind,
+  limitNote,
   OutputLimitError,
   type PluginLogger,
   type Sandbox,
@@ -53,22 +54,11 @@ interface Engine {
   readonly owner: { uid: number; gid: number } | undefined;
 }
 
-const MiB = 1024 * 1024;
 const RUNNER_IN_CONTAINER = '/.kiln-runner';
 // First name wins: SIGABRT over its alias SIGIOT, as Node itself reports them.
 const SIGNAL_NAMES = new Map<number, string>();
 for (const [name, n] of Object.entries(os.constants.signals))
   if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
-
-function limitNote(kind: LimitKind, job: SandboxJob, outputBytes: number): Buffer {
-  const what = {
-    processes: `${job.limits.processes} processes`,
-    memory: `${Math.round(job.limits.memoryBytes / MiB)} MiB of memory`,
-    disk: `${Math.round(job.limits.tmpDiskBytes / MiB)} MiB of disk (cwd, /tmp and /dev/shm)`,
-    output: `${outputBytes} bytes of outputs`,
-  }[kind];
-  return Buffer.from(`\nkiln: the job exceeded its limit of ${what} on this worker\n`);
-}
 
 const isRoot = () => process.getuid?.() === 0;
 
@@ -324,7 +314,7 @@ export class DockerSandbox implements Sandbox {
     if (!limitExceeded) return { ...base, stderr: r.stderr };
     return {
       ...base,
-      stderr: Buffer.concat([r.stderr, limitNote(limitExceeded, job, outputBytes)]),
+      stderr: Buffer.concat([r.stderr, limitNote(limitExceeded, job.limits, outputBytes)]),
       limitExceeded,
     };
   }

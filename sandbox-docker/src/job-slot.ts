@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir } from '@kiln/plugins';
+import { removeJobDir, spaceFull } from '@kiln/plugins';
 
 export interface Slot {
   readonly base: string;
@@ -79,11 +79,7 @@ export async function clearSlot(slot: Slot): Promise<void> {
 
 /** Whether a mounted slot is (nearly) full: the job ran out of room, not into a bug of its own. */
 export async function slotExhausted(slot: Slot): Promise<boolean> {
-  if (!slot.mounted) return false;
-  const st = await fs.statfs(slot.base).catch(() => undefined);
-  if (!st) return false;
-  const free = st.bavail * st.bsize;
-  return st.ffree === 0 || free < Math.max(1024 * 1024, (st.blocks * st.bsize) / 100);
+  return slot.mounted && spaceFull(slot.base);
 }
 
 export async function removeSlot(slot: Slot): Promise<void> {

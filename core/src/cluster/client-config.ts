@@ -4,7 +4,7 @@ import { KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { validateTable } from './config-file.js';
 import { relativeTo, secretFrom } from './secrets.js';
-import { type Fingerprint, normalizeFingerprint } from './tls/pinned-agent.js';
+import { type Fingerprint, pinSetting } from './tls/pinned-agent.js';
 
 /** The client's `[dist]` table (sccache's names). */
 export interface DistConfig {
@@ -102,16 +102,7 @@ export function parseDistTable(
       where,
       'an https:// URL; plain http needs insecure = true',
     );
-  let pin: Fingerprint | undefined;
-  if (raw.scheduler_cert_sha256 !== undefined) {
-    pin = normalizeFingerprint(raw.scheduler_cert_sha256);
-    if (!pin)
-      throw KILN_ERR_CONFIG_INVALID(
-        'dist.scheduler_cert_sha256',
-        where,
-        'a SHA-256 fingerprint: 32 hex bytes, colons optional',
-      );
-  }
+  const pin = pinSetting(raw.scheduler_cert_sha256, 'dist.scheduler_cert_sha256', where);
   let ca: string | undefined;
   if (scheduler_ca_file !== undefined) {
     const file = relativeTo(where, scheduler_ca_file);

@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 
 /** "AB:CD:…" (what Node's fingerprint256 and `openssl x509 -fingerprint -sha256` print). */
 export type Fingerprint = string;
@@ -23,6 +24,14 @@ export function normalizeFingerprint(text: string): Fingerprint | undefined {
     .toUpperCase();
   if (!/^[0-9A-F]{64}$/.test(hex)) return undefined;
   return hex.match(/../g)!.join(':');
+}
+
+/** A `scheduler_cert_sha256` setting: undefined when absent, a config error when malformed. */
+export function pinSetting(value: string | undefined, key: string, where: string): Fingerprint | undefined {
+  if (value === undefined) return undefined;
+  const pin = normalizeFingerprint(value);
+  if (!pin) throw KILN_ERR_CONFIG_INVALID(key, where, 'a SHA-256 fingerprint: 32 hex bytes, colons optional');
+  return pin;
 }
 
 /** The SHA-256 fingerprint of the first certificate in a PEM text. */

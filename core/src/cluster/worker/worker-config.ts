@@ -5,7 +5,7 @@ import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
 import { readSecretFile, relativeTo } from '../secrets.js';
-import { type Fingerprint, normalizeFingerprint } from '../tls/pinned-agent.js';
+import { type Fingerprint, pinSetting } from '../tls/pinned-agent.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
 /** worker.toml; names follow sccache-dist's server config. */
@@ -178,16 +178,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
         throw KILN_ERR_CONFIG_INVALID(key, file, 'an https:// URL; plain http needs insecure = true');
     }
   }
-  let pin: Fingerprint | undefined;
-  if (raw.scheduler_cert_sha256 !== undefined) {
-    pin = normalizeFingerprint(raw.scheduler_cert_sha256);
-    if (!pin)
-      throw KILN_ERR_CONFIG_INVALID(
-        'scheduler_cert_sha256',
-        file,
-        'a SHA-256 fingerprint: 32 hex bytes, colons optional',
-      );
-  }
+  const pin = pinSetting(raw.scheduler_cert_sha256, 'scheduler_cert_sha256', file);
   const tls = serverTlsFiles(file, raw.tls);
   return Object.freeze({
     ...raw,
