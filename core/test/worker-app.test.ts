@@ -270,25 +270,32 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
     const t = await token(jobId);
     const work = path.join(tmp, 'work');
     const jobDirs = () => fs.readdirSync(work).filter((e) => e.startsWith(jobId));
+    let seen: { dirs: number; held: string[] } | undefined;
     await new Promise<void>((resolve) => {
       const req = http.request(`${url}/api/v1/jobs/${jobId}/run`, {
         method: 'POST',
         agent: false,
         headers: { authorization: `Bearer ${t}`, 'content-type': JOB_CONTENT_TYPE },
       });
-      req.on('error', () => resolve());
-      req.end(jobFrame({ argv: ['/usr/bin/tool', 'sleep', '1'], outputs: ['none'] }));
-      setTimeout(() => {
-        expect(jobDirs()).toHaveLength(1);
-        expect(worker.heldJobs()).toEqual([jobId]);
+      req.on('error', () => {});
+      req.end(jobFrame({ argv: ['/usr/bin/tool', 'sleep', '2'], outputs: ['none'] }));
+      // Once the job runs (its space exists), the client goes away.
+      const started = Date.now();
+      const wait = setInterval(() => {
+        if (jobDirs().length === 0 && Date.now() - started < 10_000) return;
+        clearInterval(wait);
+        seen = { dirs: jobDirs().length, held: worker.heldJobs() };
         req.destroy();
         resolve();
-      }, 400);
+      }, 20);
     });
+    expect(seen).toEqual({ dirs: 1, held: [jobId] });
     // Held until the sandbox is done with it, then all of it goes.
-    for (let i = 0; i < 100 && done.length === 0; i++) await new Promise((r) => setTimeout(r, 30));
+    for (let i = 0; i < 500 && done.length === 0; i++) await new Promise((r) => setTimeout(r, 30));
     expect(done).toEqual([[jobId, false]]);
     expect(worker.heldJobs()).toEqual([]);
+    // The job space goes as soon as its release (an unmount and a removal) completes.
+    for (let i = 0; i < 250 && jobDirs().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(jobDirs()).toEqual([]);
     await expectServes();
   });
