@@ -7,13 +7,12 @@ import 'reflect-metadata';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX, WORKER_ID } from '@kiln/plugins';
+import { DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX, safeExtract, WORKER_ID } from '@kiln/plugins';
 import { sandboxConformance } from '@kiln/plugins/conformance';
 import { DockerSandbox, type DockerSandboxOptions } from '@kiln/sandbox-docker';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageToolchain } from '../core/dist/toolchain/package.js';
-import { safeExtract } from '../core/dist/toolchain/safe-extract.js';
 import { type TestEngine, testEngine } from './helpers/dockerd.js';
 import { have } from './helpers/prereq.js';
 

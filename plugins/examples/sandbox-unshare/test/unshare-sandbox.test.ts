@@ -8,12 +8,11 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { bufferedResult, DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX } from '@kiln/plugins';
+import { bufferedResult, DEFAULT_JOB_LIMITS, loadPlugin, SANDBOX, safeExtract } from '@kiln/plugins';
 import { sandboxConformance } from '@kiln/plugins/conformance';
 import { container } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageToolchain } from '../../../../core/dist/toolchain/package.js';
-import { safeExtract } from '../../../../core/dist/toolchain/safe-extract.js';
 import { UnshareSandbox } from '../src/unshare-sandbox.js';
 
 const usable =
