@@ -300,6 +300,7 @@ export async function runCommand(argv: readonly string[], self: string): Promise
     }
     // Only the commands that need the settings read the config: stopping, stats and clearing talk
     // to the daemon, which has its own (a running one keeps its settings when the file breaks).
+    if (command.startsWith('--stats-format')) return await showStats(argv, env);
     switch (command) {
       case '--dist-status':
         return await distStatus(loadClientConfig(env));
@@ -320,8 +321,7 @@ export async function runCommand(argv: readonly string[], self: string): Promise
       }
       case '-s':
       case '--show-stats':
-      case '--stats-format':
-        return await showStats(command === '--stats-format' ? argv : rest, env);
+        return await showStats(rest, env);
       case '-z':
       case '--zero-stats':
         await controlOrFail('zero-stats', env);
