@@ -44,8 +44,8 @@ Commands:
 
 Configuration: ~/.config/kiln/config.toml (or KILN_CONFIG) and KILN_* environment variables;
 see README.md. KILN_DISABLE=1 runs the compiler without kiln; KILN_NO_DIST=1 keeps compiles
-local (no cluster). The daemon rereads the config file when it changes; the commands above except
--p and -M work with a config file that has a mistake (the daemon keeps its earlier settings).
+local (no cluster). A running daemon picks up an edited config file, and keeps its settings when
+the file has a mistake; --stop-server and -M never read the config, so they always work.
 `;
 
 function version(): string {
