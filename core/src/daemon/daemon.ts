@@ -23,6 +23,8 @@ import type { RemoteCompiler } from './remote-compile.js';
 
 const CHECK_INTERVAL_MS = 1000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How long a reload keeps flushing the replaced stats: past the default job_timeout (600 s). */
+const RETIRED_STATS_MS = 20 * 60_000;
 
 /** What the config decides; replaced as a whole when the config file changes. */
 export interface DaemonParts {
@@ -80,6 +82,8 @@ export class Daemon {
   private parts: DaemonParts;
   private configId: string;
   private reloading: Promise<void> | undefined;
+  /** Stats of replaced parts: requests in flight at a reload still count there; flushed a while. */
+  private retired: { stats: Stats; until: number }[] = [];
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
@@ -153,11 +157,8 @@ export class Daemon {
       .then((next) => {
         const old = this.parts;
         this.parts = next;
-        try {
-          old.stats.flush();
-        } catch (err) {
-          next.log.warn(`cannot write stats: ${(err as Error).message}`);
-        }
+        this.retired.push({ stats: old.stats, until: Date.now() + RETIRED_STATS_MS });
+        this.flushStats();
         // Jobs already on the cluster finish with the old client; none outlives job_timeout.
         if (old.remote) {
           const grace = ((old.config.dist?.job_timeout ?? 600) + 30) * 1000;
@@ -188,12 +189,19 @@ export class Daemon {
     });
   }
 
-  private tick(): void {
-    try {
-      this.parts.stats.flush();
-    } catch (err) {
-      this.parts.log.warn(`cannot write stats: ${(err as Error).message}`);
+  private flushStats(): void {
+    this.retired = this.retired.filter((r) => r.until > Date.now());
+    for (const stats of [...this.retired.map((r) => r.stats), this.parts.stats]) {
+      try {
+        stats.flush();
+      } catch (err) {
+        this.parts.log.warn(`cannot write stats: ${(err as Error).message}`);
+      }
     }
+  }
+
+  private tick(): void {
+    this.flushStats();
     let ours = false;
     try {
       ours = fs.statSync(this.opts.socket).ino === this.socketIno;
@@ -320,11 +328,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.timer);
-    try {
-      this.parts.stats.flush();
-    } catch {
-      // Already logged on earlier ticks; exiting regardless.
-    }
+    this.flushStats();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     if (removeSocket) {
       try {
