@@ -29,6 +29,11 @@ export interface ClientConfig {
   readonly dist: DistConfig | undefined;
   /** The file the settings came from, when there was one. */
   readonly configFile: string | undefined;
+  /**
+   * Where each setting came from, by key (`cache_size`, `dist.job_timeout`…): `default`,
+   * `<file>:<line>` or `environment variable KILN_…`. For `kiln --show-config`.
+   */
+  readonly origins: Readonly<Record<string, string>>;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -92,6 +97,106 @@ const FIELDS = {
 type Key = keyof typeof FIELDS;
 const KEYS = Object.keys(FIELDS) as Key[];
 
+type DistEnvKind = 'string' | 'boolean' | 'integer' | 'list';
+/**
+ * The `[dist]` keys that have an environment override, which wins over the file (like the
+ * top-level keys). Tables (`resolver_config`, `[[dist.toolchains]]`) have none; the token's own
+ * variable, KILN_DIST_CLIENT_TOKEN, is read by parseDistTable.
+ */
+export const DIST_ENV: Readonly<Record<string, readonly [string, DistEnvKind]>> = {
+  scheduler_url: ['KILN_DIST_SCHEDULER_URL', 'string'],
+  scheduler_cert_sha256: ['KILN_DIST_SCHEDULER_CERT_SHA256', 'string'],
+  scheduler_ca_file: ['KILN_DIST_SCHEDULER_CA_FILE', 'string'],
+  insecure: ['KILN_DIST_INSECURE', 'boolean'],
+  'auth.type': ['KILN_DIST_AUTH_TYPE', 'string'],
+  'auth.token_file': ['KILN_DIST_AUTH_TOKEN_FILE', 'string'],
+  force_remote_build: ['KILN_DIST_FORCE_REMOTE_BUILD', 'boolean'],
+  keep_tiny_local: ['KILN_DIST_KEEP_TINY_LOCAL', 'boolean'],
+  toolchain_cache_size: ['KILN_DIST_TOOLCHAIN_CACHE_SIZE', 'string'],
+  job_timeout: ['KILN_DIST_JOB_TIMEOUT', 'integer'],
+  connect_timeout: ['KILN_DIST_CONNECT_TIMEOUT', 'integer'],
+  resolvers: ['KILN_DIST_RESOLVERS', 'list'],
+};
+
+/** Whether the caller asked for no distributed compiles (one build: `KILN_NO_DIST=1 make`). */
+export function noDist(env: Env): boolean {
+  const v = env.KILN_NO_DIST;
+  return v === '1' || v === 'true';
+}
+
+/** The 1-based line of `key` in `[table]` (or at the top when table is ''), when it is easy to find. */
+function lineOf(text: string, table: string, key: string): number | undefined {
+  let current = '';
+  const lines = text.split('\n');
+  const dotted = key.split('.');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    const header = /^\[\[?\s*([^\]]+?)\s*\]\]?/.exec(line);
+    if (header) {
+      current = header[1]!.replace(/\s+/g, '');
+      continue;
+    }
+    // `[dist.auth] type = …` or `[dist] auth.type = …`.
+    for (let split = 0; split < dotted.length; split++) {
+      const tablePart = [table, ...dotted.slice(0, split)].filter(Boolean).join('.');
+      const keyPart = dotted.slice(split).join('.');
+      if (
+        current === tablePart &&
+        new RegExp(`^"?${keyPart.replace(/\./g, '\\s*\\.\\s*')}"?\\s*=`).test(line)
+      )
+        return i + 1;
+    }
+  }
+  return undefined;
+}
+
+function at(file: string, text: string, table: string, key: string): string {
+  const line = lineOf(text, table, key);
+  return line === undefined ? file : `${file}:${line}`;
+}
+
+/** The file's `[dist]` table with the KILN_DIST_* overrides on top; undefined when neither has any. */
+function distWithEnv(
+  fileTable: unknown,
+  env: Env,
+  origins: Record<string, string>,
+  where: (key: string) => string,
+): Record<string, unknown> | undefined {
+  const fromFile = typeof fileTable === 'object' && fileTable !== null && !Array.isArray(fileTable);
+  const table: Record<string, unknown> = fromFile
+    ? structuredClone(fileTable as Record<string, unknown>)
+    : {};
+  let any = fileTable !== undefined;
+  for (const [key, [name, kind]] of Object.entries(DIST_ENV)) {
+    const raw = env[name];
+    const [head, sub] = key.split('.') as [string, string | undefined];
+    const inFile =
+      sub === undefined
+        ? table[head] !== undefined
+        : (table[head] as Record<string, unknown> | undefined)?.[sub] !== undefined;
+    if (raw === undefined || raw === '') {
+      if (inFile) origins[`dist.${key}`] = where(key);
+      continue;
+    }
+    let value: unknown = raw;
+    if (kind === 'boolean') value = parseBool(raw);
+    else if (kind === 'integer') value = /^\d+$/.test(raw) ? Number(raw) : undefined;
+    else if (kind === 'list')
+      value = raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+    const expected = kind === 'boolean' ? 'true or false' : 'a whole number';
+    if (value === undefined)
+      throw KILN_ERR_CONFIG_INVALID(`dist.${key}`, `environment variable ${name}`, expected);
+    if (sub === undefined) table[head] = value;
+    else table[head] = { ...((table[head] as Record<string, unknown> | undefined) ?? {}), [sub]: value };
+    origins[`dist.${key}`] = `environment variable ${name}`;
+    any = true;
+  }
+  return any ? table : undefined;
+}
+
 /**
  * Reads the client config: the TOML file (KILN_CONFIG, else the XDG path), then KILN_* overrides.
  * Throws a KilnError that names the key on an unknown key or a bad value; a missing file is fine.
@@ -100,7 +205,7 @@ export function loadClientConfig(env: Env): ClientConfig {
   const explicit = env.KILN_CONFIG;
   const file = explicit || defaultConfigPath(env);
   const values: Partial<Record<Key, unknown>> = {};
-  let dist: DistConfig | undefined;
+  let distTable: unknown;
   let text: string | undefined;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -119,26 +224,29 @@ export function loadClientConfig(env: Env): ClientConfig {
     }
     for (const [key, value] of Object.entries(table)) {
       if (key === 'dist') {
-        dist = parseDistTable(value, file, env);
+        distTable = value;
         continue;
       }
-      if (!(key in FIELDS)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, file, [...KEYS, 'dist']);
+      if (!(key in FIELDS))
+        throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, at(file, text, '', key), [...KEYS, 'dist']);
       values[key as Key] = value;
     }
   }
+  const origins: Record<string, string> = {};
   const read = <K extends Key>(key: K): ReturnType<(typeof FIELDS)[K]['parse']> | undefined => {
     const field = FIELDS[key];
     const fromEnv = env[field.env];
     const [raw, where] =
       fromEnv !== undefined && fromEnv !== ''
         ? [fromEnv, `environment variable ${field.env}`]
-        : [values[key], file];
+        : [values[key], at(file, text ?? '', '', key)];
+    origins[key] = raw === undefined ? 'default' : where;
     if (raw === undefined) return undefined;
     const parsed = field.parse(raw);
     if (parsed === undefined) throw KILN_ERR_CONFIG_INVALID(key, where, field.expected);
     return parsed as ReturnType<(typeof FIELDS)[K]['parse']>;
   };
-  return Object.freeze({
+  const settings = {
     cacheDir: read('cache_dir') ?? defaultCacheDir(env),
     cacheSize: read('cache_size') ?? 10 * 1024 ** 3,
     logLevel: read('log_level') ?? 'warn',
@@ -146,8 +254,16 @@ export function loadClientConfig(env: Env): ClientConfig {
     directMode: read('direct_mode') ?? true,
     dependMode: read('depend_mode') ?? true,
     umask: read('umask'),
+  };
+  const merged = distWithEnv(distTable, env, origins, (key) => at(file, text ?? '', 'dist', key));
+  const envOnly = distTable === undefined;
+  const dist =
+    merged && parseDistTable(merged, envOnly ? 'the KILN_DIST_* environment variables' : file, env);
+  return Object.freeze({
+    ...settings,
     dist,
     configFile: text === undefined ? undefined : file,
+    origins: Object.freeze(origins),
   });
 }
 

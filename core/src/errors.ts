@@ -36,6 +36,10 @@ export const KILN_ERR_DAEMON_UNREACHABLE = createError(
   'KILN_ERR_DAEMON_UNREACHABLE',
   (socket: string, detail: string) => `the kiln daemon at ${socket} cannot be reached: ${detail}`,
 );
+export const KILN_ERR_DAEMON_START = createError(
+  'KILN_ERR_DAEMON_START',
+  (detail: string) => `the daemon could not start: ${detail}`,
+);
 export const KILN_ERR_STORAGE_CORRUPT = createError(
   'KILN_ERR_STORAGE_CORRUPT',
   (file: string, detail: string) => `corrupt cache entry ${file}: ${detail}`,
@@ -130,6 +134,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_INVALID,
   KILN_ERR_PROTOCOL,
   KILN_ERR_DAEMON_UNREACHABLE,
+  KILN_ERR_DAEMON_START,
   KILN_ERR_STORAGE_CORRUPT,
   KILN_ERR_USAGE,
   KILN_ERR_AUTH_INVALID,

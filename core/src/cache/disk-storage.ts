@@ -124,6 +124,18 @@ export class DiskStorage implements Storage {
     return this.bytes;
   }
 
+  /**
+   * Removes every result and manifest (`kiln --clear`); returns how many. Entries written
+   * meanwhile by another daemon may survive. Throws when the cache dir is not writable.
+   */
+  async clear(): Promise<number> {
+    const entries = await this.listEntries();
+    for (const kind of KINDS)
+      await fs.promises.rm(path.join(this.dir, kind), { recursive: true, force: true });
+    this.bytes = 0;
+    return entries.length;
+  }
+
   /** Removes least recently used entries until the cache is at 90% of its limit. */
   evict(): Promise<void> {
     this.eviction ??= this.runEviction().finally(() => {

@@ -4,16 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { findExecutable, kilnSelfPaths } from '../client/find-executable.js';
 import { Action } from '../client/protocol.js';
 import { control, spawnDaemon, startupError } from '../client/thin-client.js';
-import { loadClientConfig } from '../config.js';
+import { type ClientConfig, CONFIG_KEYS, loadClientConfig } from '../config.js';
 import {
+  KILN_ERR_DAEMON_START,
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_TOOLCHAIN_NOT_FOUND,
   KILN_ERR_USAGE,
   KilnError,
 } from '../errors.js';
-import { socketPath } from '../paths.js';
+import { defaultConfigPath, socketPath } from '../paths.js';
 import type { StatsData } from '../stats/stats.js';
-import { formatSize } from '../util/size.js';
+import { formatSize, parseSize } from '../util/size.js';
 import { distStatus, distTestConn } from './dist-commands.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,7 +30,12 @@ Commands:
   --start-server                 start the background daemon (compiles start it on demand too)
   --stop-server                  stop the daemon
   -s, --show-stats               show cache statistics [--stats-format text|json]
+  --stats-format json            the same, as JSON
   -z, --zero-stats               reset the statistics
+  -C, --clear [--toolchains]     remove all cached results and manifests (--toolchains: and the
+                                 packaged toolchains of distributed compiles, kept otherwise)
+  -M, --max-size SIZE            set cache_size (e.g. 20G) in the config file; the daemon picks it up
+  -p, --show-config              every setting, its value and where it came from
   --dist-status                  the cluster's pools and workers as JSON
   --dist-test-conn               check the scheduler and every worker accept this client
   --install-bins DIR             create masquerade links (${MASQUERADE_NAMES.join(', ')}) in DIR
@@ -37,7 +43,9 @@ Commands:
   --help, --version
 
 Configuration: ~/.config/kiln/config.toml (or KILN_CONFIG) and KILN_* environment variables;
-see README.md. KILN_DISABLE=1 runs the compiler without kiln.
+see README.md. KILN_DISABLE=1 runs the compiler without kiln; KILN_NO_DIST=1 keeps compiles
+local (no cluster). A running daemon picks up an edited config file, and keeps its settings when
+the file has a mistake; --stop-server and -M never read the config, so they always work.
 `;
 
 function version(): string {
@@ -67,10 +75,7 @@ async function startServer(env: NodeJS.ProcessEnv): Promise<number> {
       return 0;
     }
     const failure = startupError(env, since);
-    if (failure) {
-      process.stderr.write(`kiln: the daemon could not start: ${failure}\n`);
-      return 2;
-    }
+    if (failure) throw KILN_ERR_DAEMON_START(failure);
   }
   process.stderr.write(`kiln: the daemon did not answer on ${socketPath(env)} within 10 s\n`);
   return 1;
@@ -131,10 +136,16 @@ export function formatStats(data: {
   return out;
 }
 
-async function controlOrFail(command: string, env: NodeJS.ProcessEnv): Promise<Buffer> {
-  const res = await control(command, env, true);
+async function controlOrFail(
+  command: string,
+  env: NodeJS.ProcessEnv,
+  args: readonly string[] = [],
+): Promise<Buffer> {
+  const res = await control(command, env, true, args);
   if (res?.action !== Action.RESULT) {
-    throw KILN_ERR_DAEMON_UNREACHABLE(socketPath(env), startupError(env) ?? 'no answer');
+    const failure = startupError(env);
+    if (failure) throw KILN_ERR_DAEMON_START(failure);
+    throw KILN_ERR_DAEMON_UNREACHABLE(socketPath(env), 'no answer');
   }
   return res.stdout;
 }
@@ -168,6 +179,105 @@ async function packageCommand([exe, out]: readonly string[], self: string): Prom
   return 0;
 }
 
+function showStats(rest: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let format = 'text';
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--stats-format') format = rest[++i] ?? '';
+    else if (a.startsWith('--stats-format=')) format = a.slice('--stats-format='.length);
+    else if (a !== '-s' && a !== '--show-stats') throw KILN_ERR_USAGE(`unknown option ${a} for --show-stats`);
+  }
+  if (format !== 'text' && format !== 'json')
+    throw KILN_ERR_USAGE(`--stats-format must be text or json, not "${format}"`);
+  return controlOrFail('stats', env).then((out) => {
+    const data = JSON.parse(out.toString());
+    process.stdout.write(format === 'json' ? `${JSON.stringify(data, null, 2)}\n` : formatStats(data));
+    return 0;
+  });
+}
+
+function displayValue(value: unknown): string {
+  if (value === undefined) return '(unset)';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** `-p`: each setting with its value and origin, like `ccache -p` (`(origin) key = value`). */
+function showConfig(config: ClientConfig): number {
+  const values: Record<string, unknown> = {
+    cache_dir: config.cacheDir,
+    cache_size: formatSize(config.cacheSize),
+    log_level: config.logLevel,
+    idle_timeout: config.idleTimeout,
+    direct_mode: config.directMode,
+    depend_mode: config.dependMode,
+    umask: config.umask === undefined ? undefined : config.umask.toString(8).padStart(3, '0'),
+  };
+  const rows: [string, string, string][] = CONFIG_KEYS.map((k) => [
+    config.origins[k] ?? 'default',
+    k,
+    displayValue(values[k]),
+  ]);
+  if (config.dist) {
+    const { auth, toolchain_cache_size, scheduler_ca, resolver_config, toolchains, ...rest } = config.dist;
+    const dist: Record<string, unknown> = {
+      ...rest,
+      'auth.type': auth.type,
+      toolchain_cache_size: formatSize(toolchain_cache_size),
+      resolver_config: Object.keys(resolver_config).length ? resolver_config : undefined,
+      toolchains: toolchains.length ? toolchains : undefined,
+    };
+    if (scheduler_ca !== undefined) dist.scheduler_ca_file = '(read)';
+    for (const [k, v] of Object.entries(dist)) {
+      if (v === undefined) continue;
+      rows.push([config.origins[`dist.${k}`] ?? 'default', `dist.${k}`, displayValue(v)]);
+    }
+    // The token itself is a secret: only whether there is one.
+    if (auth.token)
+      rows.push([config.origins['dist.auth.token_file'] ?? 'secret', 'dist.auth.token', '(set)']);
+  }
+  process.stdout.write(`config file: ${config.configFile ?? '(none)'}\n`);
+  for (const [origin, key, value] of rows) process.stdout.write(`(${origin}) ${key} = ${value}\n`);
+  return 0;
+}
+
+/**
+ * `-M SIZE`: writes `cache_size` into the config file (as ccache writes ccache.conf), keeping the
+ * rest of the file as it is. The running daemon sees the file change and uses the new limit.
+ */
+function setMaxSize(size: string | undefined, env: NodeJS.ProcessEnv): number {
+  if (!size) throw KILN_ERR_USAGE('--max-size needs a size, e.g. 20G');
+  const bytes = parseSize(size);
+  if (bytes === undefined || bytes === 0)
+    throw KILN_ERR_USAGE(`--max-size takes a size such as 500M, 20G or 1.5GiB, not "${size}"`);
+  const file = env.KILN_CONFIG || defaultConfigPath(env);
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const line = `cache_size = ${JSON.stringify(size)}`;
+  const lines = text.split('\n');
+  const firstTable = lines.findIndex((l) => /^\s*\[/.test(l));
+  const top = firstTable === -1 ? lines.length : firstTable;
+  const existing = lines.slice(0, top).findIndex((l) => /^\s*cache_size\s*=/.test(l));
+  if (existing !== -1) lines[existing] = line;
+  else lines.splice(0, 0, line);
+  let out = lines.join('\n');
+  if (!out.endsWith('\n')) out += '\n';
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const mode = fs.statSync(file, { throwIfNoEntry: false })?.mode;
+  fs.writeFileSync(tmp, out, { mode: mode === undefined ? 0o644 : mode & 0o7777 });
+  fs.renameSync(tmp, file);
+  process.stdout.write(`kiln: set ${line} in ${file} (${formatSize(bytes)})\n`);
+  if (env.KILN_CACHE_SIZE)
+    process.stderr.write(
+      `kiln: KILN_CACHE_SIZE=${env.KILN_CACHE_SIZE} in the environment still wins over it\n`,
+    );
+  return 0;
+}
+
 /** Runs a `kiln --…` command; returns the exit status. User mistakes print one line, no stack. */
 export async function runCommand(argv: readonly string[], self: string): Promise<number> {
   const env = process.env;
@@ -188,12 +298,20 @@ export async function runCommand(argv: readonly string[], self: string): Promise
       case '--package-toolchain':
         return await packageCommand(rest, self);
     }
-    const config = loadClientConfig(env); // a config mistake is reported here, before any daemon is involved
+    // Only the commands that need the settings read the config: stopping, stats and clearing talk
+    // to the daemon, which has its own (a running one keeps its settings when the file breaks).
+    if (command.startsWith('--stats-format')) return await showStats(argv, env);
     switch (command) {
       case '--dist-status':
-        return await distStatus(config);
+        return await distStatus(loadClientConfig(env));
       case '--dist-test-conn':
-        return await distTestConn(config);
+        return await distTestConn(loadClientConfig(env));
+      case '-p':
+      case '--show-config':
+        return showConfig(loadClientConfig(env));
+      case '-M':
+      case '--max-size':
+        return setMaxSize(rest[0], env);
       case '--start-server':
         return await startServer(env);
       case '--stop-server': {
@@ -202,25 +320,20 @@ export async function runCommand(argv: readonly string[], self: string): Promise
         return 0;
       }
       case '-s':
-      case '--show-stats': {
-        let format = 'text';
-        for (let i = 0; i < rest.length; i++) {
-          const a = rest[i]!;
-          if (a === '--stats-format') format = rest[++i] ?? '';
-          else if (a.startsWith('--stats-format=')) format = a.slice('--stats-format='.length);
-          else throw KILN_ERR_USAGE(`unknown option ${a} for --show-stats`);
-        }
-        if (format !== 'text' && format !== 'json')
-          throw KILN_ERR_USAGE(`--stats-format must be text or json, not "${format}"`);
-        const data = JSON.parse((await controlOrFail('stats', env)).toString());
-        process.stdout.write(format === 'json' ? `${JSON.stringify(data, null, 2)}\n` : formatStats(data));
-        return 0;
-      }
+      case '--show-stats':
+        return await showStats(rest, env);
       case '-z':
       case '--zero-stats':
         await controlOrFail('zero-stats', env);
         process.stdout.write('kiln: statistics zeroed\n');
         return 0;
+      case '-C':
+      case '--clear': {
+        for (const a of rest)
+          if (a !== '--toolchains') throw KILN_ERR_USAGE(`unknown option ${a} for --clear`);
+        process.stdout.write((await controlOrFail('clear', env, rest)).toString());
+        return 0;
+      }
       default:
         throw KILN_ERR_USAGE(`unknown option ${command}`);
     }

@@ -79,7 +79,12 @@ export function startupError(env: Env, since = 0): string | undefined {
  * Sends one request, starting the daemon when no one listens. Resolves undefined when the daemon
  * cannot be reached or answered nonsense; a config error that stopped the daemon is printed once.
  */
-export async function sendRequest(req: Request, env: Env, autostart = true): Promise<Response | undefined> {
+export async function sendRequest(
+  req: Request,
+  env: Env,
+  autostart = true,
+  report = true,
+): Promise<Response | undefined> {
   const socket = socketPath(env);
   const frame = encodeRequest(req);
   if (refuseRuntimeDir(env)) return undefined;
@@ -103,7 +108,7 @@ export async function sendRequest(req: Request, env: Env, autostart = true): Pro
       if (code !== 'ENOENT' && code !== 'ECONNREFUSED') return undefined;
       const failure = startupError(env, since);
       if (failure) {
-        process.stderr.write(`kiln: the daemon could not start: ${failure}\n`);
+        if (report) process.stderr.write(`kiln: the daemon could not start: ${failure}\n`);
         return undefined;
       }
     }
@@ -184,14 +189,20 @@ export async function runCompile(
   return runLocally(argv, env, self);
 }
 
-/** Sends a control command (stats, zero-stats, stop, ping) and returns its output. */
-export async function control(command: string, env: Env, autostart: boolean): Promise<Response | undefined> {
+/** Sends a control command (stats, zero-stats, clear, stop, ping) and returns its output. */
+export async function control(
+  command: string,
+  env: Env,
+  autostart: boolean,
+  args: readonly string[] = [],
+): Promise<Response | undefined> {
   const req: Request = {
     flags: RequestFlag.CONTROL,
     self: Buffer.alloc(0),
     cwd: Buffer.from(process.cwd()),
-    argv: [Buffer.from(command)],
+    argv: [command, ...args].map((a) => Buffer.from(a)),
     env: [],
   };
-  return sendRequest(req, env, autostart);
+  // Commands report a start-up failure themselves (see controlOrFail).
+  return sendRequest(req, env, autostart, false);
 }

@@ -30,7 +30,7 @@ import {
 import { includedFiles, readLineMarkers } from '../compiler/linemarkers.js';
 import { parseNvccArgs } from '../compiler/nvcc-args.js';
 import { runCaptured } from '../compiler/run.js';
-import type { ClientConfig } from '../config.js';
+import { type ClientConfig, noDist } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { RemoteCompiler } from './remote-compile.js';
@@ -424,7 +424,8 @@ export class CompileService {
     const dirs = directKey ? this.includeDirStamps(parsed, req, startedMs) : undefined;
 
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
-    const distributable = this.remote !== undefined && parsed.remote.ok;
+    // KILN_NO_DIST=1 in the caller's environment keeps one build local (the daemon is shared).
+    const distributable = this.remote !== undefined && parsed.remote.ok && !noDist(req.env);
     let manifestKnown = false;
     if (directKey) {
       const lookup = this.lookupManifest(directKey, req.cwd, dirs);

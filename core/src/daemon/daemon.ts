@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { DiskStorage } from '../cache/disk-storage.js';
 import { kilnSelfPaths } from '../client/find-executable.js';
 import {
@@ -18,17 +19,30 @@ import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { CompileService } from './compile-service.js';
+import type { RemoteCompiler } from './remote-compile.js';
 
 const CHECK_INTERVAL_MS = 1000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How long a reload keeps flushing the replaced stats: past the default job_timeout (600 s). */
+const RETIRED_STATS_MS = 20 * 60_000;
 
-export interface DaemonOptions {
-  readonly socket: string;
+/** What the config decides; replaced as a whole when the config file changes. */
+export interface DaemonParts {
   readonly config: ClientConfig;
   readonly service: CompileService;
   readonly storage: DiskStorage;
   readonly stats: Stats;
   readonly log: Logger;
+  readonly remote?: RemoteCompiler | undefined;
+}
+
+export interface DaemonOptions {
+  readonly socket: string;
+  readonly parts: DaemonParts;
+  /** The config file to watch (it may not exist yet). */
+  readonly configFile: string;
+  /** Builds the parts from the config file as it is now; throws on a config mistake. */
+  readonly reload: () => Promise<DaemonParts>;
   /** The kiln executables (native and Node client): never taken for a compiler. */
   readonly selfPaths: readonly string[];
   /** The umask of the client that started the daemon: for a client that does not send its own. */
@@ -65,11 +79,18 @@ export class Daemon {
   private stopping = false;
   private readonly selfPaths: Set<string>;
   private readonly knownClients = new Set<string>();
+  private parts: DaemonParts;
+  private configId: string;
+  private reloading: Promise<void> | undefined;
+  /** Stats of replaced parts: requests in flight at a reload still count there; flushed a while. */
+  private retired: { stats: Stats; until: number }[] = [];
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
   constructor(private readonly opts: DaemonOptions) {
     this.selfPaths = kilnSelfPaths(...opts.selfPaths);
+    this.parts = opts.parts;
+    this.configId = this.configIdentity();
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
     });
@@ -100,11 +121,61 @@ export class Daemon {
     this.socketIno = fs.statSync(socket).ino;
     fs.writeFileSync(`${socket.replace(/\.sock$/, '')}.pid`, `${process.pid}\n`);
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
-    void this.opts.storage.rescan().then((bytes) => {
-      if (bytes > this.opts.config.cacheSize) void this.opts.storage.evict();
-    });
-    this.opts.log.info(`daemon ${process.pid} listening on ${socket}`);
+    this.rescan(this.parts);
+    this.parts.log.info(`daemon ${process.pid} listening on ${socket}`);
     return true;
+  }
+
+  private rescan(parts: DaemonParts): void {
+    void parts.storage.rescan().then((bytes) => {
+      if (bytes > parts.config.cacheSize) void parts.storage.evict();
+    });
+  }
+
+  /**
+   * The config file's identity: one stat, a few microseconds, so it is taken on every request
+   * (a compile already stats dozens of files) and the next request after an edit sees it.
+   */
+  private configIdentity(): string {
+    const st = fs.statSync(this.opts.configFile, { throwIfNoEntry: false, bigint: true });
+    return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : 'missing';
+  }
+
+  /**
+   * Picks up an edited config file before answering: builds everything again from it and serves
+   * the next requests with that, like a fresh daemon. A config with a mistake keeps the settings
+   * from before (said once in the log, per edit), so a typo never stops compiles.
+   */
+  private checkConfig(): Promise<void> | undefined {
+    if (this.reloading) return this.reloading;
+    const id = this.configIdentity();
+    if (id === this.configId) return undefined;
+    this.configId = id;
+    const file = this.opts.configFile;
+    this.reloading = this.opts
+      .reload()
+      .then((next) => {
+        const old = this.parts;
+        this.parts = next;
+        this.retired.push({ stats: old.stats, until: Date.now() + RETIRED_STATS_MS });
+        this.flushStats();
+        // Jobs already on the cluster finish with the old client; none outlives job_timeout.
+        if (old.remote) {
+          const grace = ((old.config.dist?.job_timeout ?? 600) + 30) * 1000;
+          setTimeout(() => void old.remote?.close(), grace).unref();
+        }
+        this.rescan(next);
+        next.log.info(`config file ${file} changed: reloaded`);
+      })
+      .catch((err: Error) => {
+        this.parts.log.warn(
+          `config file ${file} changed but cannot be used, still using the settings from before: ${err.message}`,
+        );
+      })
+      .finally(() => {
+        this.reloading = undefined;
+      });
+    return this.reloading;
   }
 
   private isAlive(socket: string): Promise<boolean> {
@@ -118,12 +189,19 @@ export class Daemon {
     });
   }
 
-  private tick(): void {
-    try {
-      this.opts.stats.flush();
-    } catch (err) {
-      this.opts.log.warn(`cannot write stats: ${(err as Error).message}`);
+  private flushStats(): void {
+    this.retired = this.retired.filter((r) => r.until > Date.now());
+    for (const stats of [...this.retired.map((r) => r.stats), this.parts.stats]) {
+      try {
+        stats.flush();
+      } catch (err) {
+        this.parts.log.warn(`cannot write stats: ${(err as Error).message}`);
+      }
     }
+  }
+
+  private tick(): void {
+    this.flushStats();
     let ours = false;
     try {
       ours = fs.statSync(this.opts.socket).ino === this.socketIno;
@@ -131,13 +209,13 @@ export class Daemon {
       ours = false;
     }
     if (!ours) {
-      this.opts.log.info('socket taken over or removed: exiting');
+      this.parts.log.info('socket taken over or removed: exiting');
       void this.stop(false);
       return;
     }
-    const idle = this.opts.config.idleTimeout;
+    const idle = this.parts.config.idleTimeout;
     if (idle > 0 && this.inflight === 0 && Date.now() - this.lastActivity > idle * 1000) {
-      this.opts.log.info(`idle for ${idle}s: exiting`);
+      this.parts.log.info(`idle for ${idle}s: exiting`);
       void this.stop(true);
     }
   }
@@ -159,7 +237,7 @@ export class Daemon {
       try {
         body = reader.push(chunk);
       } catch (err) {
-        this.opts.log.warn(`dropping client: ${(err as Error).message}`);
+        this.parts.log.warn(`dropping client: ${(err as Error).message}`);
         handled = true;
         conn.destroy();
         return;
@@ -172,7 +250,7 @@ export class Daemon {
       this.answer(body)
         .then((res) => conn.end(encodeResponse(res)))
         .catch((err: Error) => {
-          this.opts.log.error(`request failed: ${err.stack}`);
+          this.parts.log.error(`request failed: ${err.stack}`);
           conn.end(encodeResponse({ action: Action.FALLBACK }));
         })
         .finally(() => {
@@ -187,14 +265,15 @@ export class Daemon {
     try {
       req = decodeRequest(body);
     } catch (err) {
-      this.opts.log.warn(`malformed request: ${(err as Error).message}`);
+      this.parts.log.warn(`malformed request: ${(err as Error).message}`);
       return { action: Action.FALLBACK };
     }
-    if (req.flags & RequestFlag.CONTROL) return this.control(req.argv[0]?.toString() ?? '');
+    await this.checkConfig();
+    if (req.flags & RequestFlag.CONTROL) return this.control(req.argv.map(String));
     const parts = [req.cwd, req.self, ...req.argv, ...req.env];
     if (!parts.every((b) => isUtf8(b))) {
-      this.opts.stats.count('requests');
-      this.opts.stats.nonCacheable('non-UTF-8 arguments or environment');
+      this.parts.stats.count('requests');
+      this.parts.stats.nonCacheable('non-UTF-8 arguments or environment');
       return { action: Action.FALLBACK };
     }
     const self = req.self.toString();
@@ -202,7 +281,7 @@ export class Daemon {
       this.knownClients.add(self);
       for (const real of kilnSelfPaths(self)) this.selfPaths.add(real);
     }
-    return this.opts.service.handle({
+    return this.parts.service.handle({
       cwd: req.cwd.toString(),
       argv: req.argv.map(String),
       env: envObject(req.env),
@@ -213,8 +292,8 @@ export class Daemon {
     });
   }
 
-  private control(command: string): Response {
-    const { stats, storage, config } = this.opts;
+  private async control([command, ...args]: readonly string[]): Promise<Response> {
+    const { stats, storage, config } = this.parts;
     switch (command) {
       case 'ping':
         return text(`${process.pid}\n`);
@@ -225,6 +304,18 @@ export class Daemon {
       case 'zero-stats':
         stats.zero();
         return text('');
+      case 'clear': {
+        const toolchains = args.includes('--toolchains');
+        const removed = await storage.clear();
+        let also = '';
+        if (toolchains) {
+          await fs.promises.rm(path.join(config.cacheDir, 'toolchains'), { recursive: true, force: true });
+          also = ' and the packaged toolchains';
+          // The cluster client remembers what it packed: a fresh daemon starts without that.
+          if (this.parts.remote) setImmediate(() => void this.stop(true));
+        }
+        return text(`kiln: cleared ${removed} cache entries${also} in ${config.cacheDir}\n`);
+      }
       case 'stop':
         setImmediate(() => void this.stop(true));
         return text('');
@@ -237,11 +328,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.timer);
-    try {
-      this.opts.stats.flush();
-    } catch {
-      // Already logged on earlier ticks; exiting regardless.
-    }
+    this.flushStats();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     if (removeSocket) {
       try {

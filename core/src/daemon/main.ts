@@ -1,53 +1,49 @@
 /**
  * The daemon's entry point, started in the background by a thin client. A config error is written
- * to daemon.err (the client shows it) and the daemon exits with status 2.
+ * to daemon.err (the client shows it) and the daemon exits with status 2. A later change to the
+ * config file is picked up by the running daemon (see Daemon.checkConfig).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileDigestCache } from '../cache/digest.js';
 import { DiskStorage } from '../cache/disk-storage.js';
-import { loadClientConfig } from '../config.js';
+import { type ClientConfig, loadClientConfig } from '../config.js';
 import { KilnError } from '../errors.js';
 import { fileLogger } from '../log.js';
-import { daemonErrorPath, daemonLogPath, runtimeDir, runtimeDirProblem, socketPath } from '../paths.js';
+import {
+  daemonErrorPath,
+  daemonLogPath,
+  defaultConfigPath,
+  runtimeDir,
+  runtimeDirProblem,
+  socketPath,
+} from '../paths.js';
 import { Stats } from '../stats/stats.js';
 import { CompileService } from './compile-service.js';
-import { Daemon } from './daemon.js';
+import { Daemon, type DaemonParts } from './daemon.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const NODE_CLI = path.join(here, '..', 'cli', 'kiln.js');
 const NATIVE_CLIENT = path.join(here, '..', '..', 'bin', 'kiln');
 
-async function main(): Promise<number> {
-  const env = process.env;
-  fs.mkdirSync(runtimeDir(env), { recursive: true, mode: 0o700 });
-  // Never listen, log or write daemon.pid in a directory someone else controls.
-  const problem = runtimeDirProblem(env);
-  if (problem) {
-    process.stderr.write(`kiln daemon: refusing to start: ${problem}\n`);
-    return 2;
-  }
-  let config: ReturnType<typeof loadClientConfig>;
-  // The caller's umask (inherited from the client that started the daemon), for the outputs of a
-  // client that does not send its own.
-  let callerUmask: number;
+/**
+ * Everything that depends on the config: built at start and again when the config file changes.
+ * Throws a KilnError on a config mistake, other errors when the cache dir cannot be made.
+ */
+async function buildParts(config: ClientConfig, digests: FileDigestCache): Promise<DaemonParts> {
+  // Objects and manifests tell what a user builds: all the daemon writes itself (the cache dir,
+  // its entries, manifests, stats and toolchains; its log) is private, unless `umask` says how
+  // to share the cache. Compiler outputs get the caller's umask, passed explicitly. A cache dir
+  // that exists already keeps its modes.
+  const before = process.umask(config.umask ?? 0o077);
   try {
-    config = loadClientConfig(env);
-    // Objects and manifests tell what a user builds: all the daemon writes itself (the cache dir,
-    // its entries, manifests, stats and toolchains; its log) is private, unless `umask` says how
-    // to share the cache. Compiler outputs get the caller's umask, passed explicitly. A cache dir
-    // that exists already keeps its modes.
-    callerUmask = process.umask(config.umask ?? 0o077);
     fs.mkdirSync(config.cacheDir, { recursive: true });
   } catch (err) {
-    const message =
-      err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
-    fs.writeFileSync(daemonErrorPath(env), `${message}\n`);
-    return 2;
+    process.umask(before);
+    throw err;
   }
-  fs.rmSync(daemonErrorPath(env), { force: true });
-  const log = fileLogger(daemonLogPath(env), config.logLevel);
+  const log = fileLogger(daemonLogPath(process.env), config.logLevel);
   const storage = new DiskStorage(config.cacheDir, config.cacheSize, log);
   const stats = new Stats(config.cacheDir);
   // The cluster client and the toolchain cache load only when a cluster is configured.
@@ -60,23 +56,40 @@ async function main(): Promise<number> {
         log,
       })
     : undefined;
-  const service = new CompileService(
-    config,
-    storage,
-    stats,
-    // The digests of the compilers' own programs are facts about this machine, not cache content:
-    // they live beside the socket and survive clearing the cache.
-    new FileDigestCache(undefined, path.join(runtimeDir(env), 'binaries.json')),
-    log,
-    remote,
-  );
+  const service = new CompileService(config, storage, stats, digests, log, remote);
+  return { config, service, storage, stats, log, remote };
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  fs.mkdirSync(runtimeDir(env), { recursive: true, mode: 0o700 });
+  // Never listen, log or write daemon.pid in a directory someone else controls.
+  const problem = runtimeDirProblem(env);
+  if (problem) {
+    process.stderr.write(`kiln daemon: refusing to start: ${problem}\n`);
+    return 2;
+  }
+  // The caller's umask (inherited from the client that started the daemon), for the outputs of a
+  // client that does not send its own.
+  const callerUmask = process.umask(0o077);
+  // Kept across reloads: the digests of the compilers' own programs are facts about this machine,
+  // not cache content; they live beside the socket and survive clearing the cache.
+  const digests = new FileDigestCache(undefined, path.join(runtimeDir(env), 'binaries.json'));
+  let first: DaemonParts;
+  try {
+    first = await buildParts(loadClientConfig(env), digests);
+  } catch (err) {
+    const message =
+      err instanceof KilnError ? err.message : `cannot prepare the cache: ${(err as Error).message}`;
+    fs.writeFileSync(daemonErrorPath(env), `${message}\n`);
+    return 2;
+  }
+  fs.rmSync(daemonErrorPath(env), { force: true });
   const daemon = new Daemon({
     socket: socketPath(env),
-    config,
-    service,
-    storage,
-    stats,
-    log,
+    parts: first,
+    configFile: env.KILN_CONFIG || defaultConfigPath(env),
+    reload: async () => buildParts(loadClientConfig(env), digests),
     selfPaths: [NODE_CLI, NATIVE_CLIENT],
     callerUmask,
   });
