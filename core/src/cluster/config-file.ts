@@ -1,7 +1,12 @@
 import fs from 'node:fs';
 import { ConfigSchemaError, type ObjectSchema, validateConfig } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
-import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from '../errors.js';
+import {
+  KILN_ERR_CONFIG_INVALID,
+  KILN_ERR_CONFIG_MISSING,
+  KILN_ERR_CONFIG_PARSE,
+  KILN_ERR_CONFIG_UNKNOWN_KEY,
+} from '../errors.js';
 
 /** Reads a TOML file and validates it against `schema`; errors name the file and the key. */
 export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
@@ -15,7 +20,10 @@ export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
   try {
     table = parseToml(text);
   } catch (err) {
-    throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message.split('\n')[0] ?? 'syntax error');
+    const { line, column, message } = err as Error & { line?: number; column?: number };
+    const what = (message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '') || 'syntax error';
+    const at = line ? ` at line ${line}${column ? `, column ${column}` : ''}` : '';
+    throw KILN_ERR_CONFIG_PARSE(file, `${what}${at} (TOML syntax: key = "text", key = 10, [table])`);
   }
   return validateTable<C>(table, schema, file);
 }
@@ -29,7 +37,8 @@ export function validateTable<C>(table: unknown, schema: ObjectSchema, where: st
       const known = /\(known keys: (.*)\)$/.exec(err.expected)?.[1]?.split(', ') ?? [];
       throw KILN_ERR_CONFIG_UNKNOWN_KEY(err.key, where, known);
     }
-    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.expected);
+    if (err.want === undefined) throw KILN_ERR_CONFIG_MISSING(err.key, where);
+    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.want);
   }
 }
 

@@ -56,6 +56,8 @@ export class ArchPoolScheduler {
       readonly now?: () => number;
       /** Past this many ended jobs the oldest are forgotten before JOB_MEMORY_MS (default 100,000). */
       readonly maxEndedJobs?: number;
+      /** Told of every job that ends: its worker's pool, how it ended, ms since it was assigned. */
+      readonly onJobEnded?: (pool: string, state: 'finished' | 'failed', heldMs: number) => void;
     },
   ) {}
 
@@ -126,9 +128,10 @@ export class ArchPoolScheduler {
     const entry = this.workers.get(id);
     if (!entry) return;
     const now = this.now();
-    for (const jobId of entry.jobs.keys()) {
+    for (const [jobId, since] of entry.jobs) {
       this.end(jobId, { workerId: id, state: 'failed', reason, endedMs: now });
       this.counters.lostJobs++;
+      this.opts.onJobEnded?.(entry.info.hostTriple, 'failed', now - since);
     }
     this.workers.delete(id);
     const pool = this.pools.get(entry.info.hostTriple);
@@ -188,13 +191,14 @@ export class ArchPoolScheduler {
    * not hold (unknown, another worker's, or ended already).
    */
   finish(jobId: string, workerId: string, failed: boolean, reason?: string): boolean {
-    if (!this.workers.get(workerId)?.jobs.delete(jobId)) return false;
-    this.end(jobId, {
-      workerId,
-      state: failed ? 'failed' : 'finished',
-      endedMs: this.now(),
-      ...(reason ? { reason } : {}),
-    });
+    const entry = this.workers.get(workerId);
+    const since = entry?.jobs.get(jobId);
+    if (!entry || since === undefined) return false;
+    entry.jobs.delete(jobId);
+    const now = this.now();
+    const state = failed ? 'failed' : 'finished';
+    this.end(jobId, { workerId, state, endedMs: now, ...(reason ? { reason } : {}) });
+    this.opts.onJobEnded?.(entry.info.hostTriple, state, now - since);
     return true;
   }
 

@@ -4,7 +4,7 @@ import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
-import { relativeTo, secretFrom } from '../secrets.js';
+import { checkBearerToken, relativeTo, secretFrom } from '../secrets.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
 /** scheduler.toml; names follow sccache-dist's scheduler config. */
@@ -45,7 +45,7 @@ export const schedulerSchema: ObjectSchema = {
         type: { type: 'string', enum: ['token', 'jwt', 'none'] },
         token: { type: 'string' },
         token_file: { type: 'string' },
-        jwks_url: { type: 'string', pattern: '^https?://' },
+        jwks_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
         key: { type: 'string' },
         issuer: { type: 'string' },
         audience: { type: 'string' },
@@ -96,6 +96,7 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
   });
   if (clientAuth.type === 'token' && !token)
     throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token (or token_file) for type = "token"');
+  if (clientAuth.type === 'token' && token) checkBearerToken('client_auth.token', token, file);
   if (clientAuth.type === 'jwt' && !clientAuth.jwks_url && !clientAuth.key)
     throw KILN_ERR_CONFIG_INVALID('client_auth', file, 'jwks_url or key for type = "jwt"');
   if (clientAuth.jwks_url?.startsWith('http://') && !raw.insecure)

@@ -26,6 +26,7 @@ import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
 import { parseAddr } from '../config-file.js';
+import { listenOn } from '../http-server.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
 import { ToolchainStore } from './toolchain-store.js';
@@ -35,7 +36,10 @@ import { currentWorkerToken, type WorkerConfig } from './worker-config.js';
 export interface RunningWorker {
   readonly worker: WorkerApp;
   readonly heartbeat: Heartbeat;
+  /** The URL the scheduler hands to clients. */
   readonly url: string;
+  /** Where the server actually listens (with port 0, the port the OS picked). */
+  readonly address: string;
   /** The certificate it serves; undefined for a plain-http (insecure) worker. */
   readonly tls: ServerTls | undefined;
   close(): Promise<void>;
@@ -147,12 +151,13 @@ export async function startWorker(
     logger: true,
     logLevel: config.log_level,
     ...(tls ? { tls } : {}),
+    ...(config.metrics_token ? { metricsToken: () => config.metrics_token! } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
     // Until the scheduler hears of it, it sends this toolchain's jobs to workers that reported it
     // (heartbeats come every worker_timeout / 4: 7.5 s by default), and this worker idles.
     onToolchainStored: () => void heartbeat?.beat(),
   });
-  const address = await worker.app.listen({ host, port });
+  const address = await listenOn(worker.app, `worker ${config.id}`, host, port);
   // With port 0 the real port is only known now.
   const url = port === 0 ? address : config.public_url;
   heartbeat = new Heartbeat({
@@ -183,6 +188,7 @@ export async function startWorker(
     worker,
     heartbeat,
     url,
+    address,
     tls,
     async close() {
       heartbeat?.stop();
