@@ -45,7 +45,7 @@ const schema: ObjectSchema = {
   type: 'object',
   required: ['scheduler_url'],
   properties: {
-    scheduler_url: { type: 'string', pattern: '^https?://' },
+    scheduler_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
     auth: {
       type: 'object',
       properties: {
