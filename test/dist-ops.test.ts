@@ -223,7 +223,7 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
   }
 
   // Last: the scheduler keeps a stopped worker until worker_timeout.
-  it('a worker with a public_url of its own prints where it listens, and what it advertises', async () => {
+  it('a worker on every interface prints that, and the public_url it advertises', async () => {
     const port = await freePort();
     const config = writeWorkerConfig(files, 'w2', scheduler.url);
     fs.writeFileSync(
@@ -232,12 +232,12 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
         .readFileSync(config, 'utf8')
         .replace(
           'public_addr = "127.0.0.1:0"',
-          `public_addr = "127.0.0.1:${port}"\npublic_url = "https://localhost:${port}"`,
+          `public_addr = "0.0.0.0:${port}"\npublic_url = "https://localhost:${port}"`,
         ),
     );
     const w2 = await start(['worker', '--config', config]);
     expect(w2.output()).toContain(
-      `kiln-dist: worker w2 listening on https://127.0.0.1:${port} (advertised to the scheduler as https://localhost:${port})\n`,
+      `kiln-dist: worker w2 listening on https://0.0.0.0:${port} (advertised to the scheduler as https://localhost:${port})\n`,
     );
     await w2.stop();
   });

@@ -126,7 +126,7 @@ async function runScheduler(file: string): Promise<number> {
       'worker_auth.check_worker_ip is off: a worker token is accepted from any address (turn it on unless workers sit behind NAT)',
     );
   const { app } = createScheduler({ config, version: version(), logger: true, ...(tls ? { tls } : {}) });
-  const address = await listenOn(app, 'scheduler', host, port);
+  const address = (await listenOn(app, 'scheduler', host, port)).bound;
   // Signals first: whoever reads the line below may stop the server at once.
   onSignals(() => app.close());
   const cert = tls ? ` (certificate SHA-256 ${tls.fingerprint}, ${tls.source})` : '';

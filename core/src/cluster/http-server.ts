@@ -43,18 +43,29 @@ const LISTEN_ADVICE: Readonly<Record<string, string>> = {
     'no network interface of this machine has that address; set public_addr to one of its addresses, or 0.0.0.0',
 };
 
+export interface Listening {
+  /** Fastify's URL for the server: 127.0.0.1 when it listens on every interface. */
+  readonly url: string;
+  /** The address it is bound to, as the OS says: 0.0.0.0 stays 0.0.0.0, port 0 is the real port. */
+  readonly bound: string;
+}
+
 /**
  * Listens like `app.listen`; an address in use (or not ours, or privileged) is a one-line error
- * that names the address and what to do, not a stack trace. Resolves with the URL it listens on.
+ * that names the address and what to do, not a stack trace.
  */
 export async function listenOn(
-  app: { listen(opts: { host: string; port: number }): Promise<string> },
+  app: { listen(opts: { host: string; port: number }): Promise<string>; server: { address(): unknown } },
   what: string,
   host: string,
   port: number,
-): Promise<string> {
+): Promise<Listening> {
   try {
-    return await app.listen({ host, port });
+    const url = await app.listen({ host, port });
+    const a = app.server.address() as { address: string; family: string; port: number } | null;
+    if (!a || typeof a !== 'object') return { url, bound: url };
+    const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return { url, bound: `${new URL(url).protocol}//${h}:${a.port}` };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     const advice = LISTEN_ADVICE[code];

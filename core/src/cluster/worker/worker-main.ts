@@ -157,9 +157,10 @@ export async function startWorker(
     // (heartbeats come every worker_timeout / 4: 7.5 s by default), and this worker idles.
     onToolchainStored: () => void heartbeat?.beat(),
   });
-  const address = await listenOn(worker.app, `worker ${config.id}`, host, port);
+  const listening = await listenOn(worker.app, `worker ${config.id}`, host, port);
+  const address = listening.bound;
   // With port 0 the real port is only known now.
-  const url = port === 0 ? address : config.public_url;
+  const url = port === 0 ? listening.url : config.public_url;
   heartbeat = new Heartbeat({
     schedulerUrl: config.scheduler_url.replace(/\/$/, ''),
     token,
