@@ -211,6 +211,24 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
     expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
+  it('says which cache_dir it cannot write and what to set, with no stack trace', () => {
+    const config = writeWorkerConfig(files, 'w3', scheduler.url);
+    // Not writable even by root.
+    fs.writeFileSync(
+      config,
+      fs.readFileSync(config, 'utf8').replace(/^cache_dir = .*$/m, 'cache_dir = "/sys/kiln-worker-cache"'),
+    );
+    const r = spawnSync(process.execPath, [KILN_DIST, 'worker', '--config', config], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^kiln-dist: invalid value for "cache_dir" in worker\.toml: expected a directory this worker can write: it cannot create \/sys\/kiln-worker-cache\/plugins \((EPERM|EACCES|EROFS)\).*Set cache_dir to a directory of its own, such as ~\/\.cache\/kiln-worker.*\[sandbox_config\] work_dir/,
+    );
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
     it(`has its workers back within 3 s of a scheduler restart (${signal}), with 7.5 s heartbeats`, async () => {
       await scheduler.stop(signal);

@@ -21,7 +21,7 @@ import {
 } from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
 import { container } from 'tsyringe';
-import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
+import { KILN_ERR_AUTH_INVALID, KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
@@ -72,6 +72,22 @@ function readCa(file: string | undefined): string | undefined {
   }
 }
 
+/** Creates the plugins' directory in cache_dir; a cache_dir this user cannot write says what to do. */
+function makeCacheDir(workDir: string, cacheDir: string): void {
+  try {
+    fs.mkdirSync(workDir, { recursive: true, mode: 0o711 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err;
+    const user = process.getuid?.() === 0 ? '' : ' (this worker does not run as root)';
+    throw KILN_ERR_CONFIG_INVALID(
+      'cache_dir',
+      'worker.toml',
+      `a directory this worker can write: it cannot create ${workDir} (${code})${user}. Set cache_dir to a directory of its own, such as ~/.cache/kiln-worker (the default when not root), or create ${cacheDir} and give it to this user; the bwrap sandbox's [sandbox_config] work_dir (default cache_dir/plugins/kiln-bwrap) must be writable too`,
+    );
+  }
+}
+
 export async function startWorker(
   config: WorkerConfig,
   configDir: string,
@@ -81,7 +97,7 @@ export async function startWorker(
   const scope = container.createChildContainer();
   // The context plugins may inject (see @kiln/plugins tokens.ts).
   const workDir = path.join(config.cache_dir, 'plugins');
-  fs.mkdirSync(workDir, { recursive: true, mode: 0o711 });
+  makeCacheDir(workDir, config.cache_dir);
   const triple = config.host_triple ?? hostTriple();
   scope.register(PLUGIN_WORK_DIR, { useValue: workDir });
   scope.register(PLUGIN_LOGGER, { useValue: log });
