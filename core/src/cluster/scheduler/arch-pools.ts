@@ -5,12 +5,21 @@
 import { randomBytes } from 'node:crypto';
 import type { ClusterStatus, JobState, PoolStatus, ToolchainRef, WorkerHeartbeat } from '../api.js';
 
+/** How many ended jobs the status keeps for "recent jobs". */
+const RECENT_JOBS = 20;
+/** A failure without a reason of the scheduler's own was reported by the worker. */
+const REPORTED_FAILED = 'the worker reported it failed (sandbox error, or the client went away)';
+
 export interface WorkerEntry {
   info: WorkerHeartbeat;
   toolchains: Set<string>;
   /** Jobs assigned here and not reported finished, with their assignment time. */
   jobs: Map<string, number>;
   lastSeenMs: number;
+  /** Jobs that ended here since the worker joined, and the last failure. */
+  finished: number;
+  failed: number;
+  lastFailure?: { jobId: string; reason: string; endedMs: number };
 }
 
 /** What is remembered of a job that ended: assigned jobs live only in their worker's `jobs`. */
@@ -43,6 +52,15 @@ export class ArchPoolScheduler {
    */
   private readonly ended = new Map<string, EndedJob>();
   private readonly startedMs = Date.now();
+  /** The last RECENT_JOBS ended jobs, oldest first. */
+  private readonly recent: {
+    jobId: string;
+    workerId: string;
+    state: 'finished' | 'failed';
+    reason?: string;
+    durationMs: number;
+    endedMs: number;
+  }[] = [];
   private counters = { allocations: 0, noCapacity: 0, lostJobs: 0 };
 
   constructor(
@@ -73,7 +91,7 @@ export class ArchPoolScheduler {
       this.pools.get(entry.info.hostTriple)?.delete(info.id);
     }
     if (!entry) {
-      entry = { info, toolchains: new Set(), jobs: new Map(), lastSeenMs: now };
+      entry = { info, toolchains: new Set(), jobs: new Map(), lastSeenMs: now, finished: 0, failed: 0 };
       this.workers.set(info.id, entry);
     }
     entry.info = info;
@@ -131,6 +149,7 @@ export class ArchPoolScheduler {
     for (const [jobId, since] of entry.jobs) {
       this.end(jobId, { workerId: id, state: 'failed', reason, endedMs: now });
       this.counters.lostJobs++;
+      this.remember(entry, jobId, 'failed', reason, now - since, now);
       this.opts.onJobEnded?.(entry.info.hostTriple, 'failed', now - since);
     }
     this.workers.delete(id);
@@ -198,8 +217,33 @@ export class ArchPoolScheduler {
     const now = this.now();
     const state = failed ? 'failed' : 'finished';
     this.end(jobId, { workerId, state, endedMs: now, ...(reason ? { reason } : {}) });
+    this.remember(entry, jobId, state, failed ? (reason ?? REPORTED_FAILED) : undefined, now - since, now);
     this.opts.onJobEnded?.(entry.info.hostTriple, state, now - since);
     return true;
+  }
+
+  /** Counts an ended job on its worker and keeps it among the recent ones. */
+  private remember(
+    entry: WorkerEntry,
+    jobId: string,
+    state: 'finished' | 'failed',
+    reason: string | undefined,
+    durationMs: number,
+    endedMs: number,
+  ): void {
+    if (state === 'failed') {
+      entry.failed++;
+      entry.lastFailure = { jobId, reason: reason ?? REPORTED_FAILED, endedMs };
+    } else entry.finished++;
+    this.recent.push({
+      jobId,
+      workerId: entry.info.id,
+      state,
+      ...(reason ? { reason } : {}),
+      durationMs,
+      endedMs,
+    });
+    if (this.recent.length > RECENT_JOBS) this.recent.shift();
   }
 
   /** A job's state; looking up a running one walks the workers (this is for diagnostics only). */
@@ -241,6 +285,17 @@ export class ArchPoolScheduler {
           toolchainUploads: w.info.toolchainUploads,
           lastHeartbeatMsAgo: now - w.lastSeenMs,
           version: w.info.version,
+          finishedJobs: w.finished,
+          failedJobs: w.failed,
+          ...(w.lastFailure
+            ? {
+                lastFailure: {
+                  jobId: w.lastFailure.jobId,
+                  reason: w.lastFailure.reason,
+                  msAgo: now - w.lastFailure.endedMs,
+                },
+              }
+            : {}),
         }));
       const sum = (f: (w: (typeof workers)[number]) => number) => workers.reduce((n, w) => n + f(w), 0);
       pools.push({
@@ -265,6 +320,7 @@ export class ArchPoolScheduler {
         ...this.counters,
       },
       pools,
+      recentJobs: this.recent.map(({ endedMs, ...job }) => ({ ...job, endedMsAgo: now - endedMs })).reverse(),
     };
   }
 }
