@@ -7,6 +7,7 @@ import {
   KILN_ERR_CONFIG_PARSE,
   KILN_ERR_CONFIG_UNKNOWN_KEY,
 } from '../errors.js';
+import { tomlErrorDetail } from '../util/toml-error.js';
 
 /** Reads a TOML file and validates it against `schema`; errors name the file and the key. */
 export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
@@ -20,10 +21,7 @@ export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
   try {
     table = parseToml(text);
   } catch (err) {
-    const { line, column, message } = err as Error & { line?: number; column?: number };
-    const what = (message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '') || 'syntax error';
-    const at = line ? ` at line ${line}${column ? `, column ${column}` : ''}` : '';
-    throw KILN_ERR_CONFIG_PARSE(file, `${what}${at} (TOML syntax: key = "text", key = 10, [table])`);
+    throw KILN_ERR_CONFIG_PARSE(file, tomlErrorDetail(err));
   }
   return validateTable<C>(table, schema, file);
 }
