@@ -90,7 +90,11 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
     files = clusterFiles(dir);
     schedulerPort = await freePort();
     // The default worker_timeout (30 s): workers are asked to heartbeat every 7.5 s.
-    schedulerConfig = writeSchedulerConfig(files, schedulerPort);
+    schedulerConfig = writeSchedulerConfig(
+      files,
+      schedulerPort,
+      'log_level = "info"\nlog_file = "scheduler.log"',
+    );
     fs.writeFileSync(
       schedulerConfig,
       fs.readFileSync(schedulerConfig, 'utf8').replace(/^worker_timeout = \d+\n/m, ''),
@@ -195,6 +199,37 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
     expect(m.value('kiln_scheduler_workers', { pool })).toBe(1);
     expect(m.value('kiln_scheduler_slots', { pool })).toBe(2);
     expect(m.value('kiln_scheduler_running_jobs', { pool })).toBe(0);
+  });
+
+  it('logs JSON lines to log_file at its log_level, without tokens', () => {
+    const lines = fs
+      .readFileSync(path.join(dir, 'scheduler.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { level: number; msg: string; req?: { url?: string } });
+    expect(lines.some((l) => l.level === 30 && l.req?.url === '/healthz')).toBe(true);
+    expect(lines.some((l) => /listening/i.test(l.msg))).toBe(true);
+    const text = fs.readFileSync(path.join(dir, 'scheduler.log'), 'utf8');
+    expect(text).not.toContain(files.clientToken);
+  });
+
+  it('refuses a log_file it cannot write, in one line', () => {
+    const bad = path.join(dir, 'bad-log.toml');
+    fs.writeFileSync(
+      bad,
+      fs
+        .readFileSync(schedulerConfig, 'utf8')
+        .replace('log_file = "scheduler.log"', 'log_file = "/sys/kiln/scheduler.log"'),
+    );
+    const r = spawnSync(process.execPath, [KILN_DIST, 'scheduler', '--config', bad], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^kiln-dist: invalid value for "log_file" in .*bad-log\.toml: expected a file this user can append to, in a directory that exists: cannot open \/sys\/kiln\/scheduler\.log \(ENOENT\); create the directory/m,
+    );
+    expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
   it('refuses a port in use in one line that names it, with no stack trace', () => {

@@ -110,13 +110,15 @@ async function runScheduler(file: string): Promise<number> {
   const relaunched = await relaunchWithV8Flags(SCHEDULER_V8_FLAGS);
   if (relaunched !== undefined) return relaunched;
   exitWithLauncher();
-  const [{ loadSchedulerConfig }, { parseAddr }, { createScheduler }, { listenOn }] = await Promise.all([
-    import('../cluster/scheduler/scheduler-config.js'),
-    import('../cluster/config-file.js'),
-    import('../cluster/scheduler/scheduler-app.js'),
-    import('../cluster/http-server.js'),
-  ]);
+  const [{ loadSchedulerConfig }, { parseAddr, checkLogFile }, { createScheduler }, { listenOn }] =
+    await Promise.all([
+      import('../cluster/scheduler/scheduler-config.js'),
+      import('../cluster/config-file.js'),
+      import('../cluster/scheduler/scheduler-app.js'),
+      import('../cluster/http-server.js'),
+    ]);
   const config = loadSchedulerConfig(file);
+  checkLogFile(config.log_file, file);
   const { host, port } = parseAddr(config.public_addr, file);
   const tls = await schedulerTls(config, host);
   if (!tls)

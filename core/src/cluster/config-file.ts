@@ -48,3 +48,21 @@ export function parseAddr(addr: string, where: string): { host: string; port: nu
     throw KILN_ERR_CONFIG_INVALID('public_addr', where, 'host:port, e.g. 127.0.0.1:10600');
   return { host: m[1] || '127.0.0.1', port };
 }
+
+/**
+ * Opens `log_file` for appending once before the server starts, so that a file it cannot write
+ * is one line that says what to do, not a logger crashing later.
+ */
+export function checkLogFile(file: string | undefined, where: string): void {
+  if (!file) return;
+  try {
+    fs.appendFileSync(file, '', { mode: 0o640 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw KILN_ERR_CONFIG_INVALID(
+      'log_file',
+      where,
+      `a file this user can append to, in a directory that exists: cannot open ${file} (${code}); create the directory and give it to this user, or leave log_file out to log to stdout`,
+    );
+  }
+}

@@ -94,7 +94,9 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const app = Fastify({
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
-    logger: opts.logger ? { level: config.log_level } : false,
+    logger: opts.logger
+      ? { level: config.log_level, ...(config.log_file ? { file: config.log_file } : {}) }
+      : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
     ...serverOptions(REQUEST_TIMEOUT_MS, opts.tls),

@@ -29,6 +29,8 @@ export interface SchedulerConfig {
   /** Seconds a job token stays valid. */
   readonly job_token_lifetime: number;
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
+  /** Append the JSON log here instead of writing it to stdout. */
+  readonly log_file: string | undefined;
 }
 
 export const schedulerSchema: ObjectSchema = {
@@ -64,6 +66,7 @@ export const schedulerSchema: ObjectSchema = {
     worker_timeout: { type: 'integer', minimum: 1, default: 30 },
     job_token_lifetime: { type: 'integer', minimum: 10, default: 900 },
     log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
+    log_file: { type: 'string' },
   },
   required: ['client_auth', 'worker_auth'],
 };
@@ -124,6 +127,7 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
   return Object.freeze({
     ...raw,
     state_dir: raw.state_dir ? relativeTo(file, raw.state_dir) : defaultStateDir(env),
+    log_file: raw.log_file === undefined ? undefined : relativeTo(file, raw.log_file),
     tls,
     client_auth: { ...clientAuth, ...(token ? { token } : {}) },
     worker_auth: { ...workerAuth, secret_key: secret },

@@ -57,6 +57,8 @@ export interface WorkerAppOptions {
   readonly onToolchainStored?: (digest: string) => void;
   readonly logger?: boolean;
   readonly logLevel?: string;
+  /** Append the JSON log to this file instead of stdout. */
+  readonly logFile?: string;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** The bearer token /metrics wants (worker.toml metrics_token_file); without one it is off. */
@@ -106,7 +108,9 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   const app = Fastify({
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
-    logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
+    logger: opts.logger
+      ? { level: opts.logLevel ?? 'warn', ...(opts.logFile ? { file: opts.logFile } : {}) }
+      : false,
     bodyLimit: 64 * 1024,
     ...serverOptions(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, opts.tls),
   }) as unknown as FastifyInstance;

@@ -57,6 +57,8 @@ export interface WorkerConfig {
     readonly token_file?: string;
   };
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
+  /** Append the JSON log here instead of writing it to stdout. */
+  readonly log_file: string | undefined;
   /** The bearer token /metrics wants; without one /metrics is off. */
   readonly metrics_token: string | undefined;
 }
@@ -114,6 +116,7 @@ const schema: ObjectSchema = {
       },
     },
     log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
+    log_file: { type: 'string' },
     metrics_token: { type: 'string' },
     metrics_token_file: { type: 'string' },
   },
@@ -226,6 +229,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
     tls,
     scheduler_cert_sha256: pin,
     scheduler_ca_file: raw.scheduler_ca_file && relativeTo(file, raw.scheduler_ca_file),
+    log_file: raw.log_file === undefined ? undefined : relativeTo(file, raw.log_file),
     scheduler_auth: {
       type: auth.type,
       ...(auth.token !== undefined ? { token: auth.token } : {}),

@@ -25,7 +25,7 @@ import { KILN_ERR_AUTH_INVALID, KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } fro
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
-import { parseAddr } from '../config-file.js';
+import { checkLogFile, parseAddr } from '../config-file.js';
 import { listenOn } from '../http-server.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
@@ -98,6 +98,7 @@ export async function startWorker(
   // The context plugins may inject (see @kiln/plugins tokens.ts).
   const workDir = path.join(config.cache_dir, 'plugins');
   makeCacheDir(workDir, config.cache_dir);
+  checkLogFile(config.log_file, 'worker.toml');
   const triple = config.host_triple ?? hostTriple();
   scope.register(PLUGIN_WORK_DIR, { useValue: workDir });
   scope.register(PLUGIN_LOGGER, { useValue: log });
@@ -166,6 +167,7 @@ export async function startWorker(
     limits: config.limits,
     logger: true,
     logLevel: config.log_level,
+    ...(config.log_file ? { logFile: config.log_file } : {}),
     ...(tls ? { tls } : {}),
     ...(config.metrics_token ? { metricsToken: () => config.metrics_token! } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
