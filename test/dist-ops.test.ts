@@ -264,6 +264,19 @@ describe.skipIf(!have('bwrap'))('operating a cluster', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('a worker whose scheduler is not there says so in words, and what to check', async () => {
+    const port = await freePort();
+    const w = await start([
+      'worker',
+      '--config',
+      writeWorkerConfig(files, 'w4', `https://127.0.0.1:${port}`),
+    ]);
+    expect(w.output()).toContain(
+      `kiln-dist: heartbeat to https://127.0.0.1:${port} failed: connection refused: is the scheduler running, and is scheduler_url right?; retrying every second (every 5 s after a minute)\n`,
+    );
+    await w.stop();
+  });
+
   for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
     it(`has its workers back within 3 s of a scheduler restart (${signal}), with 7.5 s heartbeats`, async () => {
       await scheduler.stop(signal);

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Logger } from '../../log.js';
 import { API, type WorkerHeartbeat } from '../api.js';
 import { HttpTransport } from '../http-transport.js';
-import type { Fingerprint } from '../tls/pinned-agent.js';
+import { CertificateMismatch, type Fingerprint } from '../tls/pinned-agent.js';
 
 export interface HeartbeatOptions {
   readonly schedulerUrl: string;
@@ -17,6 +17,27 @@ export interface HeartbeatOptions {
   readonly log: Logger;
   /** The current state to report. */
   readonly info: () => WorkerHeartbeat;
+}
+
+/** What the scheduler's refusal means for this worker's operator. */
+function refusal(status: number, message: string | undefined): string {
+  const said = `the scheduler answered ${status}${message ? ` (${message})` : ''}`;
+  if (status === 401)
+    return `${said}: it does not accept this worker's token; make a new one with \`kiln-dist auth rotate-worker-token\` from the scheduler's secret key`;
+  return said;
+}
+
+/** A failed connection in words, with what to check. */
+function why(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof CertificateMismatch)
+    return "the scheduler's certificate is not the one scheduler_cert_sha256 pins (run `kiln-dist tls fingerprint` on the scheduler)";
+  if (e.code === 'ECONNREFUSED')
+    return 'connection refused: is the scheduler running, and is scheduler_url right?';
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
+    return `cannot resolve the host name of scheduler_url (${e.code})`;
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return 'no answer within 10 s';
+  return e.message;
 }
 
 /** A lost scheduler is tried again this often for the first minute, then every 5 s at most. */
@@ -105,7 +126,7 @@ export class Heartbeat {
       try {
         body = JSON.parse(res.body.toString());
       } catch {}
-      if (res.status !== 200) throw new Error(`scheduler answered ${res.status}: ${body.message ?? ''}`);
+      if (res.status !== 200) throw new Error(refusal(res.status, body.message));
       if (typeof body.heartbeatIntervalMs === 'number')
         this.intervalMs = Math.max(100, body.heartbeatIntervalMs);
       if (this.lastError) this.opts.log.warn('scheduler reachable again');
@@ -113,8 +134,11 @@ export class Heartbeat {
       this.failures = 0;
       return true;
     } catch (err) {
-      const msg = (err as Error).message;
-      if (msg !== this.lastError) this.opts.log.warn(`heartbeat to ${this.opts.schedulerUrl} failed: ${msg}`);
+      const msg = why(err);
+      if (msg !== this.lastError)
+        this.opts.log.warn(
+          `heartbeat to ${this.opts.schedulerUrl} failed: ${msg}; retrying every second (every 5 s after a minute)`,
+        );
       this.lastError = msg;
       this.failures++;
       return false;
