@@ -294,7 +294,10 @@ describe('a loopback cluster with two bubblewrap workers', () => {
     fs.writeFileSync(bad, clientDistConfig({ ...files, clientToken: 'wrong' }, scheduler.url));
     const refused = sb.kiln(['--dist-test-conn'], { env: { ...sb.env, KILN_CONFIG: bad } });
     expect(refused.status).toBe(1);
-    expect(refused.stdout).toMatch(/FAILED: scheduler refused credentials/);
+    expect(refused.stdout).toMatch(
+      /FAILED: scheduler refused credentials: 401: client: missing or invalid credentials; check the client token/,
+    );
+    expect(refused.stdout).not.toContain('{');
     const noDist = path.join(sb.dir, 'nodist.toml');
     fs.writeFileSync(noDist, '');
     const none = sb.kiln(['--dist-status'], { env: { ...sb.env, KILN_CONFIG: noDist } });

@@ -96,7 +96,7 @@ describe.skipIf(!hasBwrap)('bwrap sandbox', () => {
       [{ max_output_bytes: '1G' }, /"max_output_bytes": expected an integer/],
       [{ job_uid: -1 }, /"job_uid": must be at least 0/],
       [{ extra_args: '--foo' }, /"extra_args": expected an array of strings/],
-      [{ work_dir: 'relative' }, /"work_dir": "relative" does not match/],
+      [{ work_dir: 'relative' }, /"work_dir": "relative" does not match: expected an absolute path/],
     ])('rejects the config %j naming the key', async (config, message) => {
       const err = await load(config).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'KILN_ERR_PLUGIN_CONFIG' });

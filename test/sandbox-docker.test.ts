@@ -133,7 +133,10 @@ describe.skipIf(!hasDocker)('docker sandbox', () => {
     it.each([
       [{ engine_sock: 'x' }, /"engine_sock": unknown key/],
       [{ engine_socket: 'tcp://1.2.3.4:2375' }, /"engine_socket": "tcp:\/\/1.2.3.4:2375" does not match/],
-      [{ runtime: 'run sc' }, /"runtime": "run sc" does not match/],
+      [
+        { runtime: 'run sc' },
+        /"runtime": "run sc" does not match: expected a name of letters, digits, and _ \. -/,
+      ],
       [{ image_cache_size: '10G' }, /"image_cache_size": expected an integer/],
       [{ job_uid: 0 }, /"job_uid": must be at least 1/],
     ])('rejects the config %j naming the key', async (config, message) => {

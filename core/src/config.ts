@@ -4,6 +4,7 @@ import { type DistConfig, parseDistTable } from './cluster/client-config.js';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from './errors.js';
 import { defaultCacheDir, defaultConfigPath } from './paths.js';
 import { parseSize } from './util/size.js';
+import { tomlErrorDetail } from './util/toml-error.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -220,7 +221,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     try {
       table = parseToml(text);
     } catch (err) {
-      throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message.split('\n')[0] ?? 'syntax error');
+      throw KILN_ERR_CONFIG_PARSE(file, tomlErrorDetail(err));
     }
     for (const [key, value] of Object.entries(table)) {
       if (key === 'dist') {

@@ -27,6 +27,11 @@ export const KILN_ERR_CONFIG_INVALID = createError(
   (key: string, where: string, expected: string) =>
     `invalid value for "${key}" in ${where}: expected ${expected}`,
 );
+export const KILN_ERR_CONFIG_MISSING = createError(
+  'KILN_ERR_CONFIG_MISSING',
+  (key: string, where: string) =>
+    `"${key}" is missing from ${where}: it is required (the README's config reference shows an example)`,
+);
 export const KILN_ERR_PROTOCOL = createError(
   'KILN_ERR_PROTOCOL',
   (detail: string) => `malformed message on the kiln socket: ${detail}`,
@@ -46,7 +51,7 @@ export const KILN_ERR_STORAGE_CORRUPT = createError(
 );
 export const KILN_ERR_USAGE = createError(
   'KILN_ERR_USAGE',
-  (detail: string) => `${detail} (see kiln --help)`,
+  (detail: string, command = 'kiln') => `${detail} (see ${command} --help)`,
   400,
 );
 
@@ -114,6 +119,11 @@ export const KILN_ERR_DIST_UNAVAILABLE = createError(
   503,
 );
 
+export const KILN_ERR_DIST_LISTEN = createError(
+  'KILN_ERR_DIST_LISTEN',
+  (what: string, addr: string, detail: string) => `the ${what} cannot listen on ${addr}: ${detail}`,
+);
+
 export const KILN_ERR_TOOLCHAIN_NOT_FOUND = createError(
   'KILN_ERR_TOOLCHAIN_NOT_FOUND',
   (compiler: string) => `compiler ${compiler} not found: give its path or a name on PATH`,
@@ -132,6 +142,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_PARSE,
   KILN_ERR_CONFIG_UNKNOWN_KEY,
   KILN_ERR_CONFIG_INVALID,
+  KILN_ERR_CONFIG_MISSING,
   KILN_ERR_PROTOCOL,
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_DAEMON_START,
@@ -150,6 +161,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DIST_TOOLCHAIN_DIGEST,
   KILN_ERR_DIST_TOOLCHAIN_MISSING,
   KILN_ERR_DIST_UNAVAILABLE,
+  KILN_ERR_DIST_LISTEN,
   KILN_ERR_TOOLCHAIN_NOT_FOUND,
   KILN_ERR_TOOLCHAIN_UNSUPPORTED,
   KILN_ERR_TOOLCHAIN_PACKAGE,

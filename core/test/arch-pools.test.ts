@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { WorkerHeartbeat } from '../src/cluster/api.js';
 import { ArchPoolScheduler } from '../src/cluster/scheduler/arch-pools.js';
+import { renderStatusPage } from '../src/cluster/scheduler/status-page.js';
 
 const X86 = 'x86_64-unknown-linux-gnu';
 const ARM = 'aarch64-unknown-linux-gnu';
@@ -159,5 +160,41 @@ describe('ArchPoolScheduler', () => {
     s.expire();
     expect(finished.concat(running[0]!).filter((id) => s.job(id))).toEqual([]);
     expect(s.job(running[1]!)?.state).toBe('assigned');
+  });
+
+  it('counts ended jobs per worker, keeps its last failure and the recent jobs, newest first', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('w', { maxJobs: 8 }));
+    s.heartbeat(worker('v', { maxJobs: 8 }));
+    const tc = { kind: 'archive', digest: D1, hostTriples: [X86] };
+    const ids = Array.from({ length: 4 }, () => {
+      const a = s.allocate(tc, []);
+      if (!a.ok) throw new Error(a.reason);
+      return [a.jobId, a.worker.info.id] as const;
+    });
+    now.t = 300;
+    expect(s.finish(ids[0]![0], ids[0]![1], false)).toBe(true);
+    now.t = 500;
+    expect(s.finish(ids[1]![0], ids[1]![1], true)).toBe(true);
+    const byId = (id: string) => s.status().pools[0]!.workers.find((w) => w.id === id)!;
+    const failedOn = ids[1]![1];
+    expect(byId(failedOn).failedJobs).toBe(1);
+    expect(byId(failedOn).lastFailure).toEqual({
+      jobId: ids[1]![0],
+      reason: 'the worker reported it failed (sandbox error, or the client went away)',
+      msAgo: 0,
+    });
+    expect(byId(ids[0]![1]).finishedJobs).toBe(1);
+    now.t = 700;
+    const recent = s.status().recentJobs;
+    expect(recent.map((j) => [j.jobId, j.state, j.durationMs, j.endedMsAgo])).toEqual([
+      [ids[1]![0], 'failed', 500, 200],
+      [ids[0]![0], 'finished', 300, 400],
+    ]);
+    const page = renderStatusPage(s.status());
+    expect(page).toContain('<th>jobs finished / failed</th>');
+    expect(page).toContain('<h2>Recent jobs</h2>');
+    expect(page).toContain(`<td>${ids[1]![0]}</td><td>failed</td><td>0.5 s</td>`);
   });
 });

@@ -77,8 +77,10 @@ describe('loadClientConfig', () => {
   });
 
   it('reports TOML syntax errors and a missing explicit file', () => {
-    expect(() => loadClientConfig({ KILN_CONFIG: write('syntax.toml', 'cache_dir = \n') })).toThrow(
-      /cannot parse config file/,
+    expect(() =>
+      loadClientConfig({ KILN_CONFIG: write('syntax.toml', 'max_size = "1G"\ncache_dir = \n') }),
+    ).toThrow(
+      /cannot parse config file .*syntax\.toml: .* at line 2, column \d+ \(TOML syntax: key = "text", key = 10, \[table\]\)$/,
     );
     expect(() => loadClientConfig({ KILN_CONFIG: path.join(dir, 'nope.toml') })).toThrow(
       /cannot parse config file/,

@@ -62,6 +62,25 @@ describe('DistClient', () => {
     }
   });
 
+  it('says why the scheduler refused the client token in words, not its JSON answer', async () => {
+    const url = await serve((_req, res) => {
+      res.statusCode = 401;
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({ code: 'KILN_ERR_AUTH_REQUIRED', message: 'client: missing or invalid credentials' }),
+      );
+    });
+    const client = new DistClient(config(url));
+    try {
+      const err = (await client.status().catch((e: unknown) => e)) as DistError;
+      expect(err.message).toBe(
+        "scheduler refused credentials: 401: client: missing or invalid credentials; check the client token ([dist.auth] token or token_file, or KILN_DIST_CLIENT_TOKEN) against the scheduler's [client_auth]",
+      );
+    } finally {
+      await client.close();
+    }
+  });
+
   it('reports an unreachable scheduler, refused credentials and a timeout as DistErrors', async () => {
     const refused = new DistClient(config('http://127.0.0.1:1'));
     await expect(refused.allocate(TOOLCHAIN)).rejects.toMatchObject({ reason: 'scheduler unreachable' });

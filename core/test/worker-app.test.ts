@@ -12,6 +12,7 @@ import path from 'node:path';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
+import { parsePrometheus } from '../../test/helpers/prometheus.js';
 import { buildToolArchive } from '../../test/helpers/static-tool.js';
 import { jobToken } from '../src/cluster/auth.js';
 import { signHs256 } from '../src/cluster/hs256-jwt.js';
@@ -24,6 +25,7 @@ const W = 'w-test';
 const MAX_TOOLCHAIN = 4 * 1024 * 1024;
 const MAX_JOB_INPUT = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 1500;
+const METRICS_TOKEN = 'metrics-token-for-tests';
 
 let tmp: string;
 let archive: Buffer;
@@ -184,6 +186,7 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
       maxJobInputBytes: MAX_JOB_INPUT,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       onJobDone: (jobId, failed) => void done.push([jobId, failed]),
+      metricsToken: () => METRICS_TOKEN,
     });
     url = await worker.app.listen({ host: '127.0.0.1', port: 0 });
     // The toolchain, uploaded once with a job token of its own.
@@ -196,6 +199,48 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
   });
   beforeEach(() => {
     done = [];
+  });
+
+  // First in the file: the toolchain uploaded in beforeAll is the only upload so far.
+  it('counts uploads, jobs by outcome, input bytes and job time in /metrics, for the metrics token only', async () => {
+    const scrape = async () => {
+      const r = await send('GET', '/../../metrics', { token: METRICS_TOKEN });
+      expect(r.status, r.body.toString()).toBe(200);
+      return parsePrometheus(r.body.toString());
+    };
+    expect((await send('GET', '/../../metrics')).status).toBe(401);
+    expect((await send('GET', '/../../metrics', { token: 'wrong' })).status).toBe(401);
+    const health = await send('GET', '/../../healthz');
+    expect(health.status).toBe(200);
+    expect(health.json).toEqual({ status: 'ok', id: W, version: 'test' });
+    const before = await scrape();
+    expect(before.types.get('kiln_worker_jobs_total')).toBe('counter');
+    expect(before.types.get('kiln_worker_job_duration_seconds')).toBe('histogram');
+    expect(before.value('kiln_worker_toolchain_uploads_total')).toBe(1);
+    expect(before.value('kiln_worker_toolchain_upload_bytes_total')).toBe(archive.length);
+    expect(before.value('kiln_worker_slots')).toBe(2);
+    expect(
+      before.value('kiln_worker_info', { worker: W, pool: 'x86_64-unknown-linux-gnu', version: 'test' }),
+    ).toBe(1);
+    let inputBytes = 0;
+    for (const argv of [
+      ['/usr/bin/tool', 'cp', 'in.txt', 'out.txt'],
+      ['/usr/bin/tool', 'cp', 'in.txt', 'out.txt'],
+      ['/usr/bin/tool', 'cp', 'missing.txt', 'out.txt'],
+    ]) {
+      const jobId = newJob();
+      const body = jobFrame({ argv });
+      inputBytes += body.length;
+      expect((await run(jobId, await token(jobId), body)).status).toBe(200);
+    }
+    const after = await scrape();
+    expect(after.value('kiln_worker_jobs_total', { outcome: 'ok' })).toBe(2);
+    expect(after.value('kiln_worker_jobs_total', { outcome: 'compile_error' })).toBe(1);
+    expect(after.value('kiln_worker_sandbox_failures_total')).toBeUndefined();
+    expect(after.value('kiln_worker_job_duration_seconds_count')).toBe(3);
+    expect(after.value('kiln_worker_job_duration_seconds_bucket', { le: '+Inf' })).toBe(3);
+    expect(after.value('kiln_worker_job_input_bytes_total')).toBe(inputBytes);
+    expect(after.value('kiln_worker_running_jobs')).toBe(0);
   });
 
   it('refuses a missing, malformed, foreign, expired or unscoped token with 401 before reading the body', async () => {

@@ -38,7 +38,7 @@ describe('worker.toml [limits]', () => {
 
   it.each([
     ['[limits]\nprocesses = 0\n', /limits\.processes/],
-    ['[limits]\nmemory = "lots"\n', /limits\.memory.*a size above zero/],
+    ['[limits]\nmemory = "lots"\n', /limits\.memory.*expected a size such as "10G"/],
     ['[limits]\ntmp_disk = "0"\n', /limits\.tmp_disk/],
     ['[limits]\ncpu = 1\n', /limits\.cpu/],
   ])('refuses %j naming the key', (extra, message) => {

@@ -9,7 +9,15 @@ export type PropertySchema =
       readonly type: 'string';
       readonly enum?: readonly string[];
       readonly pattern?: string;
+      /** What `pattern` accepts, in words, for messages: "an absolute path". Users never see the regex. */
+      readonly format?: string;
       readonly default?: string;
+      readonly description?: string;
+    }
+  | {
+      /** A size: a string such as "10G", "512M", "1.5GiB", or an integer number of bytes. */
+      readonly type: 'size';
+      readonly default?: string | number;
       readonly description?: string;
     }
   | {
@@ -44,15 +52,26 @@ export interface ObjectSchema {
   readonly description?: string;
 }
 
-/** A validation failure: the dotted key and what was expected. */
+/**
+ * A validation failure: the dotted key and what is wrong. `want` says, in plain words, what the key
+ * takes and what it got ("an integer, got string \"4\""), for a message of the form
+ * `expected <want>`; it is undefined for a missing required key and an unknown key.
+ */
 export class ConfigSchemaError extends Error {
   constructor(
     readonly key: string,
     readonly expected: string,
+    readonly want?: string,
   ) {
     super(key ? `"${key}": ${expected}` : expected);
   }
 }
+
+/** What a size looks like: a number, an optional K/M/G/T unit, an optional "B" or "iB". */
+const SIZE = /^\s*\d+(?:\.\d+)?\s*[KMGT]?(?:i?B)?\s*$/i;
+
+/** A failure whose message is "expected <want>". */
+const wrong = (key: string, want: string) => new ConfigSchemaError(key, `expected ${want}`, want);
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -63,40 +82,56 @@ function typeName(v: unknown): string {
 function checkProperty(schema: PropertySchema, value: unknown, key: string): unknown {
   switch (schema.type) {
     case 'string':
-      if (typeof value !== 'string')
-        throw new ConfigSchemaError(key, `expected a string, got ${typeName(value)}`);
+      if (typeof value !== 'string') throw wrong(key, `a string, got ${typeName(value)}`);
       if (schema.enum && !schema.enum.includes(value))
-        throw new ConfigSchemaError(key, `expected one of ${schema.enum.join(', ')}, got "${value}"`);
-      if (schema.pattern && !new RegExp(schema.pattern).test(value))
-        throw new ConfigSchemaError(key, `"${value}" does not match ${schema.pattern}`);
+        throw wrong(key, `one of ${schema.enum.map((e) => `"${e}"`).join(', ')}, got "${value}"`);
+      if (schema.pattern && !new RegExp(schema.pattern).test(value)) {
+        const want = schema.format ?? schema.description ?? 'a value of the form its documentation gives';
+        throw new ConfigSchemaError(
+          key,
+          `"${value}" does not match: expected ${want}`,
+          `${want}, got "${value}"`,
+        );
+      }
+      return value;
+    case 'size':
+      if (
+        typeof value === 'number'
+          ? !(Number.isSafeInteger(value) && value >= 0)
+          : typeof value !== 'string' || !SIZE.test(value)
+      )
+        throw wrong(key, `a size such as "10G", "512M" or a number of bytes, got ${typeName(value)}`);
       return value;
     case 'integer':
     case 'number': {
       const ok = typeof value === 'number' && (schema.type === 'number' || Number.isInteger(value));
-      if (!ok)
+      const kind = schema.type === 'integer' ? 'an integer' : 'a number';
+      if (!ok) throw wrong(key, `${kind}, got ${typeName(value)}`);
+      if (schema.minimum !== undefined && (value as number) < schema.minimum)
         throw new ConfigSchemaError(
           key,
-          `expected ${schema.type === 'integer' ? 'an integer' : 'a number'}, got ${typeName(value)}`,
+          `must be at least ${schema.minimum}`,
+          `${kind} of at least ${schema.minimum}, got ${value}`,
         );
-      if (schema.minimum !== undefined && (value as number) < schema.minimum)
-        throw new ConfigSchemaError(key, `must be at least ${schema.minimum}`);
       if (schema.maximum !== undefined && (value as number) > schema.maximum)
-        throw new ConfigSchemaError(key, `must be at most ${schema.maximum}`);
+        throw new ConfigSchemaError(
+          key,
+          `must be at most ${schema.maximum}`,
+          `${kind} of at most ${schema.maximum}, got ${value}`,
+        );
       return value;
     }
     case 'boolean':
-      if (typeof value !== 'boolean')
-        throw new ConfigSchemaError(key, `expected true or false, got ${typeName(value)}`);
+      if (typeof value !== 'boolean') throw wrong(key, `true or false, got ${typeName(value)}`);
       return value;
     case 'array':
       if (schema.items.type === 'object') {
         const items = schema.items;
-        if (!Array.isArray(value))
-          throw new ConfigSchemaError(key, `expected an array of tables, got ${typeName(value)}`);
+        if (!Array.isArray(value)) throw wrong(key, `an array of tables, got ${typeName(value)}`);
         return Object.freeze(value.map((v, i) => validateObject(items, v, `${key}[${i}]`)));
       }
       if (!Array.isArray(value) || value.some((v) => typeof v !== 'string'))
-        throw new ConfigSchemaError(key, `expected an array of strings, got ${typeName(value)}`);
+        throw wrong(key, `an array of strings, got ${typeName(value)}`);
       return Object.freeze([...value]);
     case 'object':
       return validateObject(schema, value, key);
@@ -110,7 +145,7 @@ function validateObject(
 ): Readonly<Record<string, unknown>> {
   if (value === undefined) value = {};
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new ConfigSchemaError(prefix, `expected a table, got ${typeName(value)}`);
+    throw wrong(prefix, `a table, got ${typeName(value)}`);
   const input = value as Record<string, unknown>;
   const known = Object.keys(schema.properties);
   const out: Record<string, unknown> = {};

@@ -170,7 +170,7 @@ describe('plugin config schema', () => {
     [
       'a value outside the enum',
       { endpoint: 'tcp://h', mode: 'lax' },
-      /"mode": expected one of strict, relaxed, got "lax"/,
+      /"mode": expected one of "strict", "relaxed", got "lax"/,
     ],
     ['a value under the minimum', { endpoint: 'tcp://h', jobs: 0 }, /"jobs": must be at least 1/],
     ['a value over the maximum', { endpoint: 'tcp://h', ratio: 2 }, /"ratio": must be at most 1/],

@@ -27,9 +27,15 @@ export const configSchema: ObjectSchema = {
     icecc_version: {
       type: 'string',
       pattern: '\\S',
+      format: 'a text that is not blank',
       description: 'Existing tarballs as in ICECC_VERSION: <native.tgz>,<platform>:<tgz>=<target>,…',
     },
-    cache_dir: { type: 'string', pattern: '^/', description: 'Where created tarballs are kept.' },
+    cache_dir: {
+      type: 'string',
+      pattern: '^/',
+      format: 'an absolute path',
+      description: 'Where created tarballs are kept.',
+    },
     create_timeout: { type: 'integer', minimum: 1, default: 300 },
   },
 };

@@ -29,10 +29,14 @@ export const configSchema: ObjectSchema = {
         required: ['type', 'compiler_executable'],
         properties: {
           type: { type: 'string', enum: ['path_override', 'no_dist'] },
-          compiler_executable: { type: 'string', pattern: '\\S' },
-          archive: { type: 'string', pattern: '^/' },
-          archive_compiler_executable: { type: 'string', pattern: '^/' },
-          host_triple: { type: 'string', pattern: '^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+$' },
+          compiler_executable: { type: 'string', pattern: '\\S', format: 'a text that is not blank' },
+          archive: { type: 'string', pattern: '^/', format: 'an absolute path' },
+          archive_compiler_executable: { type: 'string', pattern: '^/', format: 'an absolute path' },
+          host_triple: {
+            type: 'string',
+            pattern: '^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+$',
+            format: 'a host triple such as aarch64-linux-gnu',
+          },
         },
       },
     },

@@ -26,6 +26,7 @@ export const configSchema: ObjectSchema = {
     work_dir: {
       type: 'string',
       pattern: '^/',
+      format: 'an absolute path',
       description: 'Absolute directory for per-job directories (default: <tmpdir>/kiln-bwrap).',
     },
     max_output_bytes: {

@@ -31,22 +31,26 @@ export const configSchema: ObjectSchema = {
     engine_socket: {
       type: 'string',
       pattern: '^(/|unix:///)',
+      format: 'a local socket: an absolute path or unix:///path',
       description:
         'The engine API socket: /path or unix:///path (rootless Docker: $XDG_RUNTIME_DIR/docker.sock; Podman: /run/podman/podman.sock). Default: DOCKER_HOST, else /var/run/docker.sock.',
     },
     runtime: {
       type: 'string',
       pattern: '^[A-Za-z0-9_.-]+$',
+      format: 'a name of letters, digits, and _ . -',
       description: 'OCI runtime for job containers, e.g. "runsc" (gVisor). Default: the engine\'s.',
     },
     work_dir: {
       type: 'string',
       pattern: '^/',
+      format: 'an absolute path',
       description: "Absolute directory for the containers' job directories (default: <tmpdir>/kiln-docker).",
     },
     runner_path: {
       type: 'string',
       pattern: '^/',
+      format: 'an absolute path',
       description:
         'A static kiln-runner executable (default: built from runner/kiln-runner.c with cc -static).',
     },

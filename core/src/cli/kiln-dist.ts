@@ -29,6 +29,34 @@ command line (every user of the machine sees it in ps): use files or the environ
 See README.md ("Distributed compilation") for the config files.
 `;
 
+/** A usage error that points at kiln-dist's own help, not kiln's. */
+const usage = (detail: string) => KILN_ERR_USAGE(detail, 'kiln-dist');
+
+const AUTH_USAGE = `kiln-dist auth — secrets for the scheduler and its workers
+
+Usage:
+  kiln-dist auth generate-jwt-hs256-key [--out FILE]
+      a new secret key for the scheduler's [worker_auth] secret_key_file
+  kiln-dist auth generate-jwt-hs256-worker-token --worker ID [--days N] [--out FILE]
+      a token for worker ID, for its [scheduler_auth] token_file
+  kiln-dist auth rotate-worker-token --worker ID --out FILE [--days N]
+      replaces the token in FILE; the worker uses it from its next heartbeat
+
+The worker-token commands need the scheduler's secret key: --config scheduler.toml,
+--secret-key-file FILE, or KILN_DIST_SECRET_KEY in the environment. Tokens expire after
+${WORKER_TOKEN_DAYS} days unless --days says otherwise.
+`;
+
+const TLS_USAGE = `kiln-dist tls — the scheduler's certificate
+
+Usage:
+  kiln-dist tls fingerprint --config scheduler.toml
+      the SHA-256 of the certificate the scheduler serves (made now if it has none yet),
+      for scheduler_cert_sha256 in worker.toml and the client's [dist]
+`;
+
+const HELP_FLAGS = ['--help', '-h', 'help'];
+
 /** Flags that would put a secret on the command line. */
 const SECRET_FLAGS = ['--secret-key', '--token', '--key'];
 
@@ -52,7 +80,7 @@ function flag(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
   if (i < 0) return undefined;
   const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw KILN_ERR_USAGE(`${name} needs a value`);
+  if (v === undefined || v.startsWith('--')) throw usage(`${name} needs a value`);
   return v;
 }
 
@@ -82,12 +110,15 @@ async function runScheduler(file: string): Promise<number> {
   const relaunched = await relaunchWithV8Flags(SCHEDULER_V8_FLAGS);
   if (relaunched !== undefined) return relaunched;
   exitWithLauncher();
-  const [{ loadSchedulerConfig }, { parseAddr }, { createScheduler }] = await Promise.all([
-    import('../cluster/scheduler/scheduler-config.js'),
-    import('../cluster/config-file.js'),
-    import('../cluster/scheduler/scheduler-app.js'),
-  ]);
+  const [{ loadSchedulerConfig }, { parseAddr, checkLogFile }, { createScheduler }, { listenOn }] =
+    await Promise.all([
+      import('../cluster/scheduler/scheduler-config.js'),
+      import('../cluster/config-file.js'),
+      import('../cluster/scheduler/scheduler-app.js'),
+      import('../cluster/http-server.js'),
+    ]);
   const config = loadSchedulerConfig(file);
+  checkLogFile(config.log_file, file);
   const { host, port } = parseAddr(config.public_addr, file);
   const tls = await schedulerTls(config, host);
   if (!tls)
@@ -97,7 +128,7 @@ async function runScheduler(file: string): Promise<number> {
       'worker_auth.check_worker_ip is off: a worker token is accepted from any address (turn it on unless workers sit behind NAT)',
     );
   const { app } = createScheduler({ config, version: version(), logger: true, ...(tls ? { tls } : {}) });
-  const address = await app.listen({ host, port });
+  const address = (await listenOn(app, 'scheduler', host, port)).bound;
   // Signals first: whoever reads the line below may stop the server at once.
   onSignals(() => app.close());
   const cert = tls ? ` (certificate SHA-256 ${tls.fingerprint}, ${tls.source})` : '';
@@ -128,16 +159,14 @@ async function secretKey(args: readonly string[], command: string): Promise<stri
     const { loadSchedulerConfig } = await import('../cluster/scheduler/scheduler-config.js');
     return loadSchedulerConfig(configFile).worker_auth.secret_key;
   }
-  throw KILN_ERR_USAGE(
-    `${command} needs --config scheduler.toml, --secret-key-file FILE or KILN_DIST_SECRET_KEY`,
-  );
+  throw usage(`${command} needs --config scheduler.toml, --secret-key-file FILE or KILN_DIST_SECRET_KEY`);
 }
 
 function days(args: readonly string[]): number {
   const text = flag(args, '--days');
   if (text === undefined) return WORKER_TOKEN_DAYS;
   const n = Number(text);
-  if (!(n > 0 && n <= 3650)) throw KILN_ERR_USAGE('--days needs a number of days from 1 to 3650');
+  if (!(n > 0 && n <= 3650)) throw usage('--days needs a number of days from 1 to 3650');
   return n;
 }
 
@@ -151,7 +180,7 @@ function writeSecret(file: string, secret: string, replace: boolean): void {
       fs.writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST')
-        throw KILN_ERR_USAGE(`${file} exists: remove it first, or use kiln-dist auth rotate-worker-token`);
+        throw usage(`${file} exists: remove it first, or use kiln-dist auth rotate-worker-token`);
       throw err;
     }
     return;
@@ -171,12 +200,20 @@ async function main(args: string[]): Promise<number> {
   const [cmd, sub] = args;
   const secretFlag = args.find((a) => SECRET_FLAGS.includes(a.split('=')[0]!));
   if (secretFlag)
-    throw KILN_ERR_USAGE(
+    throw usage(
       `${secretFlag.split('=')[0]}: secrets are not taken from the command line (ps shows them to every user); use --secret-key-file FILE, the environment or the config file`,
     );
   if (!cmd || cmd === '--help' || cmd === '-h') {
     process.stdout.write(USAGE);
     return cmd ? 0 : 2;
+  }
+  if ((cmd === 'auth' || cmd === 'tls') && (sub === undefined || HELP_FLAGS.includes(sub))) {
+    process.stdout.write(cmd === 'auth' ? AUTH_USAGE : TLS_USAGE);
+    return sub ? 0 : 2;
+  }
+  if (cmd === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
   }
   if (cmd === '--version') {
     console.log(version());
@@ -184,32 +221,33 @@ async function main(args: string[]): Promise<number> {
   }
   if (cmd === 'scheduler') {
     const file = flag(args, '--config');
-    if (!file) throw KILN_ERR_USAGE('kiln-dist scheduler needs --config FILE');
+    if (!file) throw usage('kiln-dist scheduler needs --config FILE');
     return runScheduler(file);
   }
   if (cmd === 'worker') {
     const file = flag(args, '--config');
-    if (!file) throw KILN_ERR_USAGE('kiln-dist worker needs --config FILE');
+    if (!file) throw usage('kiln-dist worker needs --config FILE');
     // Loaded here so `auth` and `scheduler` never pay for tsyringe and the plugins.
     const { loadWorkerConfig } = await import('../cluster/worker/worker-config.js');
     const config = loadWorkerConfig(file);
     const { startWorker } = await import('../cluster/worker/worker-main.js');
     const running = await startWorker(config, path.dirname(path.resolve(file)), version(), stderrLog);
     onSignals(() => running.close());
-    console.error(`kiln-dist: worker ${config.id} listening on ${running.url}`);
+    const advertised =
+      running.url === running.address ? '' : ` (advertised to the scheduler as ${running.url})`;
+    console.error(`kiln-dist: worker ${config.id} listening on ${running.address}${advertised}`);
     return -1;
   }
   if (cmd === 'tls' && sub === 'fingerprint') {
     const file = flag(args, '--config');
-    if (!file) throw KILN_ERR_USAGE('kiln-dist tls fingerprint needs --config scheduler.toml');
+    if (!file) throw usage('kiln-dist tls fingerprint needs --config scheduler.toml');
     const [{ loadSchedulerConfig }, { parseAddr }] = await Promise.all([
       import('../cluster/scheduler/scheduler-config.js'),
       import('../cluster/config-file.js'),
     ]);
     const config = loadSchedulerConfig(file);
     const tls = await schedulerTls(config, parseAddr(config.public_addr, file).host);
-    if (!tls)
-      throw KILN_ERR_USAGE(`${file} says insecure = true and has no [tls]: the scheduler serves plain HTTP`);
+    if (!tls) throw usage(`${file} says insecure = true and has no [tls]: the scheduler serves plain HTTP`);
     console.log(tls.fingerprint);
     return 0;
   }
@@ -219,16 +257,17 @@ async function main(args: string[]): Promise<number> {
   }
   if (cmd === 'auth' && (sub === 'generate-jwt-hs256-worker-token' || sub === 'rotate-worker-token')) {
     const worker = flag(args, '--worker');
-    if (!worker) throw KILN_ERR_USAGE(`${sub} needs --worker ID`);
+    if (!worker) throw usage(`${sub} needs --worker ID`);
     const rotate = sub === 'rotate-worker-token';
     if (rotate && !flag(args, '--out'))
-      throw KILN_ERR_USAGE('rotate-worker-token needs --out FILE (the token_file of the worker)');
+      throw usage('rotate-worker-token needs --out FILE (the token_file of the worker)');
     const token = await workerToken(secretKeyFrom(await secretKey(args, sub)), worker, days(args));
     output(args, token, rotate);
     return 0;
   }
-  if (cmd === 'auth' || cmd === 'tls') throw KILN_ERR_USAGE(`unknown ${cmd} command ${shown(sub ?? '')}`);
-  throw KILN_ERR_USAGE(`unknown command ${shown(cmd)}`);
+  if (cmd === 'auth' || cmd === 'tls')
+    throw KILN_ERR_USAGE(`unknown ${cmd} command ${shown(sub ?? '')}`, `kiln-dist ${cmd}`);
+  throw usage(`unknown command ${shown(cmd)}`);
 }
 
 main(process.argv.slice(2)).then(

@@ -142,6 +142,22 @@ export interface WorkerStatus extends Omit<WorkerHeartbeat, 'runningJobs' | 'too
   readonly runningJobs: number;
   readonly toolchains: number;
   readonly lastHeartbeatMsAgo: number;
+  /** Jobs that ended on this worker since it joined its pool, by how. */
+  readonly finishedJobs: number;
+  readonly failedJobs: number;
+  /** The last job that failed here, if any. */
+  readonly lastFailure?: { readonly jobId: string; readonly reason: string; readonly msAgo: number };
+}
+
+/** A job that ended, for the status page's "recent jobs". */
+export interface RecentJob {
+  readonly jobId: string;
+  readonly workerId: string;
+  readonly state: 'finished' | 'failed';
+  readonly reason?: string;
+  /** Time from assignment to its end. */
+  readonly durationMs: number;
+  readonly endedMsAgo: number;
 }
 
 export interface PoolStatus {
@@ -168,6 +184,8 @@ export interface ClusterStatus {
     readonly lostJobs: number;
   };
   readonly pools: readonly PoolStatus[];
+  /** The last jobs that ended, newest first (at most 20). */
+  readonly recentJobs: readonly RecentJob[];
 }
 
 export const jobIdParams = {

@@ -3,7 +3,7 @@ import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { validateTable } from './config-file.js';
-import { relativeTo, secretFrom } from './secrets.js';
+import { checkBearerToken, relativeTo, secretFrom } from './secrets.js';
 import { type Fingerprint, pinSetting } from './tls/pinned-agent.js';
 
 /** The client's `[dist]` table (sccache's names). */
@@ -45,7 +45,7 @@ const schema: ObjectSchema = {
   type: 'object',
   required: ['scheduler_url'],
   properties: {
-    scheduler_url: { type: 'string', pattern: '^https?://' },
+    scheduler_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
     auth: {
       type: 'object',
       properties: {
@@ -59,7 +59,7 @@ const schema: ObjectSchema = {
     scheduler_ca_file: { type: 'string' },
     force_remote_build: { type: 'boolean', default: false },
     keep_tiny_local: { type: 'boolean', default: true },
-    toolchain_cache_size: { type: 'string', default: '5G' },
+    toolchain_cache_size: { type: 'size', default: '5G' },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     connect_timeout: { type: 'integer', minimum: 1, default: 5 },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
@@ -71,7 +71,7 @@ const schema: ObjectSchema = {
 };
 
 type Raw = Omit<DistConfig, 'toolchain_cache_size' | 'auth' | 'scheduler_ca'> & {
-  toolchain_cache_size: string;
+  toolchain_cache_size: string | number;
   auth: DistConfig['auth'] & { token_file?: string };
   scheduler_ca_file?: string;
 };
@@ -96,6 +96,7 @@ export function parseDistTable(
   });
   if (auth.type === 'token' && !token)
     throw KILN_ERR_CONFIG_INVALID('dist.auth.token', where, 'a token (or token_file) for type = "token"');
+  if (auth.type === 'token' && token) checkBearerToken('dist.auth.token', token, where);
   if (raw.scheduler_url.startsWith('http://') && !raw.insecure)
     throw KILN_ERR_CONFIG_INVALID(
       'dist.scheduler_url',

@@ -1,7 +1,13 @@
 import fs from 'node:fs';
 import { ConfigSchemaError, type ObjectSchema, validateConfig } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
-import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from '../errors.js';
+import {
+  KILN_ERR_CONFIG_INVALID,
+  KILN_ERR_CONFIG_MISSING,
+  KILN_ERR_CONFIG_PARSE,
+  KILN_ERR_CONFIG_UNKNOWN_KEY,
+} from '../errors.js';
+import { tomlErrorDetail } from '../util/toml-error.js';
 
 /** Reads a TOML file and validates it against `schema`; errors name the file and the key. */
 export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
@@ -15,7 +21,7 @@ export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
   try {
     table = parseToml(text);
   } catch (err) {
-    throw KILN_ERR_CONFIG_PARSE(file, (err as Error).message.split('\n')[0] ?? 'syntax error');
+    throw KILN_ERR_CONFIG_PARSE(file, tomlErrorDetail(err));
   }
   return validateTable<C>(table, schema, file);
 }
@@ -29,7 +35,8 @@ export function validateTable<C>(table: unknown, schema: ObjectSchema, where: st
       const known = /\(known keys: (.*)\)$/.exec(err.expected)?.[1]?.split(', ') ?? [];
       throw KILN_ERR_CONFIG_UNKNOWN_KEY(err.key, where, known);
     }
-    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.expected);
+    if (err.want === undefined) throw KILN_ERR_CONFIG_MISSING(err.key, where);
+    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.want);
   }
 }
 
@@ -40,4 +47,22 @@ export function parseAddr(addr: string, where: string): { host: string; port: nu
   if (!m || port > 65535)
     throw KILN_ERR_CONFIG_INVALID('public_addr', where, 'host:port, e.g. 127.0.0.1:10600');
   return { host: m[1] || '127.0.0.1', port };
+}
+
+/**
+ * Opens `log_file` for appending once before the server starts, so that a file it cannot write
+ * is one line that says what to do, not a logger crashing later.
+ */
+export function checkLogFile(file: string | undefined, where: string): void {
+  if (!file) return;
+  try {
+    fs.appendFileSync(file, '', { mode: 0o640 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw KILN_ERR_CONFIG_INVALID(
+      'log_file',
+      where,
+      `a file this user can append to, in a directory that exists: cannot open ${file} (${code}); create the directory and give it to this user, or leave log_file out to log to stdout`,
+    );
+  }
 }

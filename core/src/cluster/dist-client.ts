@@ -46,6 +46,19 @@ export class DistError extends Error {
 }
 
 /**
+ * A refusal as a person reads it: the status and the server's `message` from its JSON answer
+ * (`401: client: missing or invalid credentials`), not the JSON itself.
+ */
+export function answered(res: Answer): string {
+  const text = res.body.toString();
+  try {
+    const { message } = JSON.parse(text) as { message?: unknown };
+    if (typeof message === 'string') return `${res.status}: ${message}`;
+  } catch {}
+  return text ? `${res.status}: ${text.slice(0, 200)}` : String(res.status);
+}
+
+/**
  * A request that ran out of its time (AbortSignal.timeout). A worker that holds a job that long
  * is alive but slow, or the job is: sending it elsewhere would double the wait.
  */
@@ -113,10 +126,12 @@ export class DistClient {
     }
     const text = res.body.toString();
     if (res.status === 401 || res.status === 403) {
-      throw new DistError('scheduler refused credentials', `${res.status} ${text}`);
+      throw new DistError(
+        'scheduler refused credentials',
+        `${answered(res)}; check the client token ([dist.auth] token or token_file, or KILN_DIST_CLIENT_TOKEN) against the scheduler's [client_auth]`,
+      );
     }
-    if (res.status >= 300)
-      throw new DistError('scheduler error', `${res.status} ${text}`, { status: res.status });
+    if (res.status >= 300) throw new DistError('scheduler error', answered(res), { status: res.status });
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -198,8 +213,7 @@ export class DistClient {
       token,
       timeoutMs: this.config.connect_timeout * 1000,
     });
-    if (res.status !== 200)
-      throw new DistError('worker refused credentials', `${res.status} ${res.body.toString()}`);
+    if (res.status !== 200) throw new DistError('worker refused credentials', answered(res));
   }
 
   async uploadToolchain(
@@ -219,7 +233,7 @@ export class DistClient {
       timeoutMs: this.config.job_timeout * 1000,
     });
     if (res.status !== 201)
-      throw new DistError('toolchain upload refused', `${res.status} ${res.body.toString()}`, {
+      throw new DistError('toolchain upload refused', answered(res), {
         status: res.status,
         workerLost: res.status >= 500,
       });
@@ -240,7 +254,7 @@ export class DistClient {
       timeoutMs: this.config.job_timeout * 1000 + 5000,
     });
     if (res.status === 409)
-      throw new DistError('toolchain missing on worker', res.body.toString(), {
+      throw new DistError('toolchain missing on worker', answered(res), {
         toolchainMissing: true,
         status: 409,
       });
@@ -252,14 +266,10 @@ export class DistClient {
       // A sandbox failure comes from a live worker that could not run this job (its output over
       // the limit, say): most such jobs would fail on any worker, so they are not sent to another.
       const sandbox = code.startsWith('KILN_ERR_SANDBOX');
-      throw new DistError(
-        sandbox ? 'sandbox failure' : 'worker error',
-        `${res.status} ${res.body.toString()}`,
-        {
-          status: res.status,
-          workerLost: res.status >= 500 && !sandbox,
-        },
-      );
+      throw new DistError(sandbox ? 'sandbox failure' : 'worker error', answered(res), {
+        status: res.status,
+        workerLost: res.status >= 500 && !sandbox,
+      });
     }
     let frame: ReturnType<typeof decodeFrame<JobResultHeader>>;
     try {

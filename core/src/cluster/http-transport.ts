@@ -23,6 +23,11 @@ export interface TransportOptions {
   readonly insecure?: boolean;
   /** PEM CA certificates trusted instead of the system's, for servers that are not pinned. */
   readonly ca?: string;
+  /**
+   * Called when a connection it made closes: the server closed an idle one, or went away (a
+   * restart). Also called for connections it closes itself.
+   */
+  readonly onConnectionClose?: () => void;
 }
 
 export interface Answer {
@@ -41,6 +46,7 @@ export class InsecureUrl extends Error {}
 export class HttpTransport {
   private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
   private readonly pinned = new Map<Fingerprint, PinnedAgent>();
+  private readonly watched = new WeakSet<object>();
 
   constructor(private readonly opts: TransportOptions = {}) {
     this.agents = {
@@ -102,6 +108,14 @@ export class HttpTransport {
           });
         },
       );
+      const onClose = this.opts.onConnectionClose;
+      if (onClose) {
+        req.once('socket', (socket) => {
+          if (this.watched.has(socket)) return;
+          this.watched.add(socket);
+          socket.once('close', () => onClose());
+        });
+      }
       req.on('error', (err: NodeJS.ErrnoException) => {
         reject(req.reusedSocket && err.code === 'ECONNRESET' ? new StaleConnection(err.message) : err);
       });

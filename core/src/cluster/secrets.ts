@@ -50,3 +50,16 @@ export function secretFrom(s: SecretSource): string | undefined {
   if (s.file !== undefined) return readSecretFile(relativeTo(s.where, s.file), s.key);
   return s.inline;
 }
+
+/**
+ * A token sent as `Authorization: Bearer <token>` cannot hold whitespace (RFC 6750): one with a
+ * space would be accepted here and then refused for every request. Refused at config load instead.
+ */
+export function checkBearerToken(key: string, token: string, where: string): void {
+  if (/\s/.test(token))
+    throw KILN_ERR_CONFIG_INVALID(
+      key,
+      where,
+      'a token without spaces or other whitespace (it travels in an HTTP header, which cuts it at the first space); make one with `openssl rand -hex 32`',
+    );
+}

@@ -5,12 +5,21 @@
 import { randomBytes } from 'node:crypto';
 import type { ClusterStatus, JobState, PoolStatus, ToolchainRef, WorkerHeartbeat } from '../api.js';
 
+/** How many ended jobs the status keeps for "recent jobs". */
+const RECENT_JOBS = 20;
+/** A failure without a reason of the scheduler's own was reported by the worker. */
+const REPORTED_FAILED = 'the worker reported it failed (sandbox error, or the client went away)';
+
 export interface WorkerEntry {
   info: WorkerHeartbeat;
   toolchains: Set<string>;
   /** Jobs assigned here and not reported finished, with their assignment time. */
   jobs: Map<string, number>;
   lastSeenMs: number;
+  /** Jobs that ended here since the worker joined, and the last failure. */
+  finished: number;
+  failed: number;
+  lastFailure?: { jobId: string; reason: string; endedMs: number };
 }
 
 /** What is remembered of a job that ended: assigned jobs live only in their worker's `jobs`. */
@@ -43,6 +52,15 @@ export class ArchPoolScheduler {
    */
   private readonly ended = new Map<string, EndedJob>();
   private readonly startedMs = Date.now();
+  /** The last RECENT_JOBS ended jobs, oldest first. */
+  private readonly recent: {
+    jobId: string;
+    workerId: string;
+    state: 'finished' | 'failed';
+    reason?: string;
+    durationMs: number;
+    endedMs: number;
+  }[] = [];
   private counters = { allocations: 0, noCapacity: 0, lostJobs: 0 };
 
   constructor(
@@ -56,6 +74,8 @@ export class ArchPoolScheduler {
       readonly now?: () => number;
       /** Past this many ended jobs the oldest are forgotten before JOB_MEMORY_MS (default 100,000). */
       readonly maxEndedJobs?: number;
+      /** Told of every job that ends: its worker's pool, how it ended, ms since it was assigned. */
+      readonly onJobEnded?: (pool: string, state: 'finished' | 'failed', heldMs: number) => void;
     },
   ) {}
 
@@ -71,7 +91,7 @@ export class ArchPoolScheduler {
       this.pools.get(entry.info.hostTriple)?.delete(info.id);
     }
     if (!entry) {
-      entry = { info, toolchains: new Set(), jobs: new Map(), lastSeenMs: now };
+      entry = { info, toolchains: new Set(), jobs: new Map(), lastSeenMs: now, finished: 0, failed: 0 };
       this.workers.set(info.id, entry);
     }
     entry.info = info;
@@ -126,9 +146,11 @@ export class ArchPoolScheduler {
     const entry = this.workers.get(id);
     if (!entry) return;
     const now = this.now();
-    for (const jobId of entry.jobs.keys()) {
+    for (const [jobId, since] of entry.jobs) {
       this.end(jobId, { workerId: id, state: 'failed', reason, endedMs: now });
       this.counters.lostJobs++;
+      this.remember(entry, jobId, 'failed', reason, now - since, now);
+      this.opts.onJobEnded?.(entry.info.hostTriple, 'failed', now - since);
     }
     this.workers.delete(id);
     const pool = this.pools.get(entry.info.hostTriple);
@@ -188,14 +210,40 @@ export class ArchPoolScheduler {
    * not hold (unknown, another worker's, or ended already).
    */
   finish(jobId: string, workerId: string, failed: boolean, reason?: string): boolean {
-    if (!this.workers.get(workerId)?.jobs.delete(jobId)) return false;
-    this.end(jobId, {
-      workerId,
-      state: failed ? 'failed' : 'finished',
-      endedMs: this.now(),
-      ...(reason ? { reason } : {}),
-    });
+    const entry = this.workers.get(workerId);
+    const since = entry?.jobs.get(jobId);
+    if (!entry || since === undefined) return false;
+    entry.jobs.delete(jobId);
+    const now = this.now();
+    const state = failed ? 'failed' : 'finished';
+    this.end(jobId, { workerId, state, endedMs: now, ...(reason ? { reason } : {}) });
+    this.remember(entry, jobId, state, failed ? (reason ?? REPORTED_FAILED) : undefined, now - since, now);
+    this.opts.onJobEnded?.(entry.info.hostTriple, state, now - since);
     return true;
+  }
+
+  /** Counts an ended job on its worker and keeps it among the recent ones. */
+  private remember(
+    entry: WorkerEntry,
+    jobId: string,
+    state: 'finished' | 'failed',
+    reason: string | undefined,
+    durationMs: number,
+    endedMs: number,
+  ): void {
+    if (state === 'failed') {
+      entry.failed++;
+      entry.lastFailure = { jobId, reason: reason ?? REPORTED_FAILED, endedMs };
+    } else entry.finished++;
+    this.recent.push({
+      jobId,
+      workerId: entry.info.id,
+      state,
+      ...(reason ? { reason } : {}),
+      durationMs,
+      endedMs,
+    });
+    if (this.recent.length > RECENT_JOBS) this.recent.shift();
   }
 
   /** A job's state; looking up a running one walks the workers (this is for diagnostics only). */
@@ -237,6 +285,17 @@ export class ArchPoolScheduler {
           toolchainUploads: w.info.toolchainUploads,
           lastHeartbeatMsAgo: now - w.lastSeenMs,
           version: w.info.version,
+          finishedJobs: w.finished,
+          failedJobs: w.failed,
+          ...(w.lastFailure
+            ? {
+                lastFailure: {
+                  jobId: w.lastFailure.jobId,
+                  reason: w.lastFailure.reason,
+                  msAgo: now - w.lastFailure.endedMs,
+                },
+              }
+            : {}),
         }));
       const sum = (f: (w: (typeof workers)[number]) => number) => workers.reduce((n, w) => n + f(w), 0);
       pools.push({
@@ -261,6 +320,7 @@ export class ArchPoolScheduler {
         ...this.counters,
       },
       pools,
+      recentJobs: this.recent.map(({ endedMs, ...job }) => ({ ...job, endedMsAgo: now - endedMs })).reverse(),
     };
   }
 }

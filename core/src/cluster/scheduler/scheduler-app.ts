@@ -32,8 +32,10 @@ import {
 } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
 import { serverOptions } from '../http-server.js';
+import { METRICS_CONTENT_TYPE } from '../metrics.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
+import { schedulerMetrics } from './scheduler-metrics.js';
 import { renderStatusPage, STATUS_PAGE_HEADERS } from './status-page.js';
 
 /** Every request the scheduler takes is small: 30 s to send one is plenty. */
@@ -73,12 +75,18 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const { config } = opts;
   const workerTimeoutMs = config.worker_timeout * 1000;
   const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? Math.max(250, Math.floor(workerTimeoutMs / 4));
+  const metrics = schedulerMetrics();
   const pools = new ArchPoolScheduler({
     workerTimeoutMs,
     assignTimeoutMs: Math.max(60_000, workerTimeoutMs),
     version: opts.version,
     hostTriple: hostTriple(),
+    onJobEnded: (pool, state, heldMs) => {
+      metrics.ended.inc({ pool, state });
+      metrics.duration.observe(heldMs / 1000, { pool });
+    },
   });
+  metrics.watch(pools, opts.version);
   const secret = secretKeyFrom(config.worker_auth.secret_key);
   const verifyClient = clientVerifier(config.client_auth);
   const jobKeys = new Map<string, { text: string; key: KeyObject }>();
@@ -86,7 +94,9 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   const app = Fastify({
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
-    logger: opts.logger ? { level: config.log_level } : false,
+    logger: opts.logger
+      ? { level: config.log_level, ...(config.log_file ? { file: config.log_file } : {}) }
+      : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
     ...serverOptions(REQUEST_TIMEOUT_MS, opts.tls),
@@ -156,6 +166,9 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     { schema: { body: allocateSchema }, onRequest: requireClient },
     async (request) => {
       const result = pools.allocate(request.body.toolchain, request.body.exclude);
+      if (result.ok) metrics.allocations.inc({ pool: result.worker.info.hostTriple });
+      else
+        metrics.noCapacity.inc({ pool: metrics.requested.of(request.body.toolchain.hostTriples[0] ?? '') });
       if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
       const { worker } = result;
       const key = jobKeys.get(worker.info.id)!.key;
@@ -190,6 +203,18 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
   );
 
   app.get(`${API}/status`, { onRequest: requireClient }, async () => pools.status());
+
+  // For load balancers and service managers: no credentials, and nothing in it is secret.
+  app.get('/healthz', async () => ({
+    status: 'ok',
+    version: opts.version,
+    workers: pools.status().totals.workers,
+  }));
+
+  // Counts only (no tokens, no URLs), but what runs where is the operator's business: the client token.
+  app.get('/metrics', { onRequest: requireClient }, async (_request, reply) =>
+    reply.type(METRICS_CONTENT_TYPE).send(metrics.registry.render()),
+  );
 
   // The same for a browser, which is asked for the client token as the password of HTTP Basic auth.
   const statusPage = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -236,6 +261,7 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     () => {
       for (const id of pools.expire()) {
         jobKeys.delete(id);
+        metrics.expired.inc();
         app.log.warn(`worker ${id} stopped heartbeating; removed from its pool`);
       }
     },

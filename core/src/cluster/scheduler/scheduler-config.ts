@@ -4,7 +4,7 @@ import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
-import { relativeTo, secretFrom } from '../secrets.js';
+import { checkBearerToken, relativeTo, secretFrom } from '../secrets.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
 /** scheduler.toml; names follow sccache-dist's scheduler config. */
@@ -29,6 +29,8 @@ export interface SchedulerConfig {
   /** Seconds a job token stays valid. */
   readonly job_token_lifetime: number;
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
+  /** Append the JSON log here instead of writing it to stdout. */
+  readonly log_file: string | undefined;
 }
 
 export const schedulerSchema: ObjectSchema = {
@@ -45,7 +47,7 @@ export const schedulerSchema: ObjectSchema = {
         type: { type: 'string', enum: ['token', 'jwt', 'none'] },
         token: { type: 'string' },
         token_file: { type: 'string' },
-        jwks_url: { type: 'string', pattern: '^https?://' },
+        jwks_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
         key: { type: 'string' },
         issuer: { type: 'string' },
         audience: { type: 'string' },
@@ -64,6 +66,7 @@ export const schedulerSchema: ObjectSchema = {
     worker_timeout: { type: 'integer', minimum: 1, default: 30 },
     job_token_lifetime: { type: 'integer', minimum: 10, default: 900 },
     log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
+    log_file: { type: 'string' },
   },
   required: ['client_auth', 'worker_auth'],
 };
@@ -96,6 +99,7 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
   });
   if (clientAuth.type === 'token' && !token)
     throw KILN_ERR_CONFIG_INVALID('client_auth.token', file, 'a token (or token_file) for type = "token"');
+  if (clientAuth.type === 'token' && token) checkBearerToken('client_auth.token', token, file);
   if (clientAuth.type === 'jwt' && !clientAuth.jwks_url && !clientAuth.key)
     throw KILN_ERR_CONFIG_INVALID('client_auth', file, 'jwks_url or key for type = "jwt"');
   if (clientAuth.jwks_url?.startsWith('http://') && !raw.insecure)
@@ -123,6 +127,7 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
   return Object.freeze({
     ...raw,
     state_dir: raw.state_dir ? relativeTo(file, raw.state_dir) : defaultStateDir(env),
+    log_file: raw.log_file === undefined ? undefined : relativeTo(file, raw.log_file),
     tls,
     client_auth: { ...clientAuth, ...(token ? { token } : {}) },
     worker_auth: { ...workerAuth, secret_key: secret },

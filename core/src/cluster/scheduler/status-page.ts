@@ -4,7 +4,7 @@
  * worker's heartbeat is escaped: a worker is trusted with jobs, not with the operator's browser.
  */
 import { createHash } from 'node:crypto';
-import type { ClusterStatus, WorkerStatus } from '../api.js';
+import type { ClusterStatus, RecentJob, WorkerStatus } from '../api.js';
 
 const ESCAPES: Readonly<Record<string, string>> = {
   '&': '&amp;',
@@ -38,6 +38,8 @@ function workerRow(w: WorkerStatus): string {
     w.toolchains,
     w.version,
     `${(w.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`,
+    `${w.finishedJobs} / ${w.failedJobs}`,
+    w.lastFailure ? `${duration(w.lastFailure.msAgo / 1000)} ago: ${w.lastFailure.reason}` : '-',
   ];
   return `<tr>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
 }
@@ -54,7 +56,23 @@ const WORKER_HEAD = [
   'toolchains',
   'version',
   'heartbeat',
+  'jobs finished / failed',
+  'last failure',
 ];
+
+function recentRow(j: RecentJob): string {
+  const cells = [
+    `${duration(j.endedMsAgo / 1000)} ago`,
+    j.workerId,
+    j.jobId,
+    j.state,
+    `${(j.durationMs / 1000).toFixed(1)} s`,
+    j.reason ?? '',
+  ];
+  return `<tr>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
+}
+
+const RECENT_HEAD = ['ended', 'worker', 'job', 'state', 'time', 'why it failed'];
 
 const STYLE = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -102,6 +120,13 @@ export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
 <p>version ${escapeHtml(status.version)} on ${escapeHtml(status.schedulerHostTriple)}, up ${duration(status.uptimeS)}; this page refreshes every ${refreshS} s (JSON: <code>/api/v1/status</code>)</p>
 <table><tbody>${totals.map(([k, v]) => `<tr><th>${k}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>
 ${pools.length ? pools.join('\n') : '<p>No worker has registered yet.</p>'}
+<h2>Recent jobs</h2>
+${
+  status.recentJobs.length
+    ? `<table><thead><tr>${RECENT_HEAD.map((h) => `<th>${h}</th>`).join('')}</tr></thead>
+<tbody>${status.recentJobs.map(recentRow).join('\n')}</tbody></table>`
+    : '<p>No job has ended yet.</p>'
+}
 </body></html>
 `;
 }

@@ -13,6 +13,7 @@ import {
   KILN_ERR_AUTH_FORBIDDEN,
   KILN_ERR_AUTH_REQUIRED,
   KILN_ERR_DIST_BAD_REQUEST,
+  KILN_ERR_DIST_NOT_FOUND,
   KILN_ERR_DIST_TOO_LARGE,
   KILN_ERR_DIST_UNAVAILABLE,
   KILN_ERR_DIST_UNSUPPORTED_TYPE,
@@ -21,6 +22,7 @@ import { API, digestParams, jobIdParams, toolchainQuery } from '../api.js';
 import { bearerOf, type JobGrant, verifyJobToken } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
 import { serverOptions } from '../http-server.js';
+import { METRICS_CONTENT_TYPE, sameToken } from '../metrics.js';
 import {
   decodeFrame,
   frameStream,
@@ -32,6 +34,7 @@ import {
 import { JobGrants, type TokenUse } from './job-grants.js';
 import { JobSlots } from './job-slots.js';
 import type { ToolchainStore } from './toolchain-store.js';
+import { workerMetrics } from './worker-metrics.js';
 
 export interface WorkerAppOptions {
   readonly id: string;
@@ -54,8 +57,12 @@ export interface WorkerAppOptions {
   readonly onToolchainStored?: (digest: string) => void;
   readonly logger?: boolean;
   readonly logLevel?: string;
+  /** Append the JSON log to this file instead of stdout. */
+  readonly logFile?: string;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** The bearer token /metrics wants (worker.toml metrics_token_file); without one it is off. */
+  readonly metricsToken?: () => string;
 }
 
 export interface WorkerApp {
@@ -90,11 +97,20 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   let uploads = 0;
   const maxJobInput = opts.maxJobInputBytes ?? DEFAULT_MAX_JOB_INPUT;
   const answerDeadlineMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const metrics = workerMetrics({
+    id: opts.id,
+    pool: opts.hostTriple,
+    version: opts.version,
+    maxJobs: opts.maxJobs,
+    running: () => inFlight.size,
+  });
   const validateJob = new Ajv({ allErrors: false }).compile<JobRequestHeader>(jobRequestSchema);
   const app = Fastify({
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
-    logger: opts.logger ? { level: opts.logLevel ?? 'warn' } : false,
+    logger: opts.logger
+      ? { level: opts.logLevel ?? 'warn', ...(opts.logFile ? { file: opts.logFile } : {}) }
+      : false,
     bodyLimit: 64 * 1024,
     ...serverOptions(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, opts.tls),
   }) as unknown as FastifyInstance;
@@ -165,6 +181,15 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
   };
 
   app.get(`${API}/health`, async () => ({ id: opts.id, hostTriple: opts.hostTriple, version: opts.version }));
+  // For load balancers and service managers: no credentials, and nothing in it is secret.
+  app.get('/healthz', async () => ({ status: 'ok', id: opts.id, version: opts.version }));
+  app.get('/metrics', async (request, reply) => {
+    if (!opts.metricsToken)
+      throw KILN_ERR_DIST_NOT_FOUND('/metrics (set metrics_token_file in worker.toml to turn it on)');
+    if (!sameToken(bearerOf(request.headers.authorization), opts.metricsToken()))
+      throw KILN_ERR_AUTH_REQUIRED('metrics token');
+    return reply.type(METRICS_CONTENT_TYPE).send(metrics.registry.render());
+  });
 
   app.post<{ Params: { jobId: string } }>(
     `${API}/jobs/:jobId/ping`,
@@ -194,6 +219,8 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
           request.query.kind ?? 'archive',
           request.body as Readable,
         );
+        metrics.uploads.inc();
+        metrics.uploadBytes.inc({}, Number(request.headers['content-length'] ?? 0) || 0);
       } finally {
         release();
       }
@@ -211,6 +238,7 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
     },
     async (request, reply) => {
       const grant = grantOf.get(request)!;
+      metrics.inputBytes.inc({}, request.body.length);
       const { header, blobs } = decodeFrame<JobRequestHeader>(request.body);
       if (!validateJob(header)) {
         throw KILN_ERR_DIST_BAD_REQUEST(
@@ -255,17 +283,19 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
         slot = await slots.acquire();
         const abs = (p: string) => path.posix.resolve(header.cwd, p);
         const started = performance.now();
-        result = await opts.sandbox.run({
-          id: jobId.replace(/[^A-Za-z0-9_-]/g, '_'),
-          toolchainRoot: toolchain.root,
-          cwd: header.cwd,
-          argv: header.argv,
-          env: header.env,
-          inputs: header.inputs.map((p, i) => ({ path: abs(p), data: blobs[i]! })),
-          outputs: header.outputs.map(abs),
-          timeoutMs: Math.min(header.timeoutMs, opts.jobTimeoutMs),
-          limits: opts.limits ?? DEFAULT_JOB_LIMITS,
-        });
+        result = await metrics.timed(() =>
+          opts.sandbox.run({
+            id: jobId.replace(/[^A-Za-z0-9_-]/g, '_'),
+            toolchainRoot: toolchain.root,
+            cwd: header.cwd,
+            argv: header.argv,
+            env: header.env,
+            inputs: header.inputs.map((p, i) => ({ path: abs(p), data: blobs[i]! })),
+            outputs: header.outputs.map(abs),
+            timeoutMs: Math.min(header.timeoutMs, opts.jobTimeoutMs),
+            limits: opts.limits ?? DEFAULT_JOB_LIMITS,
+          }),
+        );
         const present = header.outputs.filter((p) => result!.outputs.has(abs(p)));
         const resultHeader: JobResultHeader = {
           exitCode: result.exitCode,

@@ -4,7 +4,7 @@ import { DEFAULT_JOB_LIMITS, type JobLimits, type ObjectSchema } from '@kiln/plu
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
-import { readSecretFile, relativeTo } from '../secrets.js';
+import { checkBearerToken, readSecretFile, relativeTo, secretFrom } from '../secrets.js';
 import { type Fingerprint, pinSetting } from '../tls/pinned-agent.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
@@ -57,27 +57,39 @@ export interface WorkerConfig {
     readonly token_file?: string;
   };
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
+  /** Append the JSON log here instead of writing it to stdout. */
+  readonly log_file: string | undefined;
+  /** The bearer token /metrics wants; without one /metrics is off. */
+  readonly metrics_token: string | undefined;
 }
 
 const schema: ObjectSchema = {
   type: 'object',
   required: ['scheduler_url', 'scheduler_auth'],
   properties: {
-    id: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,100}$' },
+    id: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9_.:-]{1,100}$',
+      format: 'at most 100 letters, digits, and _ . : -',
+    },
     public_addr: { type: 'string', default: '127.0.0.1:10601' },
-    public_url: { type: 'string', pattern: '^https?://' },
-    scheduler_url: { type: 'string', pattern: '^https?://' },
+    public_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
+    scheduler_url: { type: 'string', pattern: '^https?://', format: 'a URL that starts with https://' },
     insecure: { type: 'boolean', default: false },
     tls: serverTlsSchema,
     scheduler_cert_sha256: { type: 'string' },
     scheduler_ca_file: { type: 'string' },
     cache_dir: { type: 'string' },
-    toolchain_cache_size: { type: 'string', default: '10G' },
-    max_toolchain_size: { type: 'string', default: '2G' },
-    max_job_input_size: { type: 'string', default: '256M' },
+    toolchain_cache_size: { type: 'size', default: '10G' },
+    max_toolchain_size: { type: 'size', default: '2G' },
+    max_job_input_size: { type: 'size', default: '256M' },
     request_timeout: { type: 'integer', minimum: 1, maximum: 86_400, default: 600 },
     max_jobs: { type: 'integer', minimum: 1, maximum: 4096 },
-    host_triple: { type: 'string', pattern: '^[a-z0-9_]+(-[a-z0-9_.]+){1,4}$' },
+    host_triple: {
+      type: 'string',
+      pattern: '^[a-z0-9_]+(-[a-z0-9_.]+){1,4}$',
+      format: 'a host triple such as x86_64-unknown-linux-gnu',
+    },
     sandbox: { type: 'string', default: 'bwrap' },
     // Validated by the sandbox plugin's own schema.
     sandbox_config: { type: 'object', properties: {}, additionalProperties: true },
@@ -89,9 +101,9 @@ const schema: ObjectSchema = {
       type: 'object',
       properties: {
         processes: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-        memory: { type: 'string' },
-        tmp_disk: { type: 'string' },
-        output_size: { type: 'string' },
+        memory: { type: 'size' },
+        tmp_disk: { type: 'size' },
+        output_size: { type: 'size' },
       },
     },
     scheduler_auth: {
@@ -104,18 +116,26 @@ const schema: ObjectSchema = {
       },
     },
     log_level: { type: 'string', enum: ['error', 'warn', 'info', 'debug'], default: 'warn' },
+    log_file: { type: 'string' },
+    metrics_token: { type: 'string' },
+    metrics_token_file: { type: 'string' },
   },
 };
 
 interface RawLimits {
   processes?: number;
-  memory?: string;
-  tmp_disk?: string;
-  output_size?: string;
+  memory?: string | number;
+  tmp_disk?: string | number;
+  output_size?: string | number;
 }
 
 type SizeKey = 'toolchain_cache_size' | 'max_toolchain_size' | 'max_job_input_size';
-type Raw = Omit<WorkerConfig, SizeKey | 'limits'> & Record<SizeKey, string> & { limits: RawLimits };
+type Raw = Omit<WorkerConfig, SizeKey | 'limits' | 'metrics_token'> &
+  Record<SizeKey, string | number> & {
+    limits: RawLimits;
+    metrics_token?: string;
+    metrics_token_file?: string;
+  };
 
 /**
  * A root worker starts jobs as other uids, which must reach the toolchains: not under /root (0700),
@@ -180,8 +200,19 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
   }
   const pin = pinSetting(raw.scheduler_cert_sha256, 'scheduler_cert_sha256', file);
   const tls = serverTlsFiles(file, raw.tls);
+  const { metrics_token_file, ...rest } = raw;
+  const metricsToken = secretFrom({
+    key: 'metrics_token',
+    inline: raw.metrics_token,
+    file: metrics_token_file,
+    envName: 'KILN_DIST_METRICS_TOKEN',
+    env,
+    where: file,
+  });
+  if (metricsToken !== undefined) checkBearerToken('metrics_token', metricsToken, file);
   return Object.freeze({
-    ...raw,
+    ...rest,
+    metrics_token: metricsToken,
     limits,
     resolver_config: raw.resolver_config ?? {},
     id: raw.id ?? os.hostname(),
@@ -189,6 +220,7 @@ function finishWorkerConfig(file: string, raw: Raw, env: NodeJS.ProcessEnv): Wor
     tls,
     scheduler_cert_sha256: pin,
     scheduler_ca_file: raw.scheduler_ca_file && relativeTo(file, raw.scheduler_ca_file),
+    log_file: raw.log_file === undefined ? undefined : relativeTo(file, raw.log_file),
     scheduler_auth: {
       type: auth.type,
       ...(auth.token !== undefined ? { token: auth.token } : {}),

@@ -21,11 +21,12 @@ import {
 } from '@kiln/plugins';
 import { KILN_ERR_SANDBOX_UNAVAILABLE } from '@kiln/plugins/errors';
 import { container } from 'tsyringe';
-import { KILN_ERR_AUTH_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
+import { KILN_ERR_AUTH_INVALID, KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
-import { parseAddr } from '../config-file.js';
+import { checkLogFile, parseAddr } from '../config-file.js';
+import { listenOn } from '../http-server.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
 import { ToolchainStore } from './toolchain-store.js';
@@ -35,7 +36,10 @@ import { currentWorkerToken, type WorkerConfig } from './worker-config.js';
 export interface RunningWorker {
   readonly worker: WorkerApp;
   readonly heartbeat: Heartbeat;
+  /** The URL the scheduler hands to clients. */
   readonly url: string;
+  /** Where the server actually listens (with port 0, the port the OS picked). */
+  readonly address: string;
   /** The certificate it serves; undefined for a plain-http (insecure) worker. */
   readonly tls: ServerTls | undefined;
   close(): Promise<void>;
@@ -68,6 +72,22 @@ function readCa(file: string | undefined): string | undefined {
   }
 }
 
+/** Creates the plugins' directory in cache_dir; a cache_dir this user cannot write says what to do. */
+function makeCacheDir(workDir: string, cacheDir: string): void {
+  try {
+    fs.mkdirSync(workDir, { recursive: true, mode: 0o711 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err;
+    const user = process.getuid?.() === 0 ? '' : ' (this worker does not run as root)';
+    throw KILN_ERR_CONFIG_INVALID(
+      'cache_dir',
+      'worker.toml',
+      `a directory this worker can write: it cannot create ${workDir} (${code})${user}. Set cache_dir to a directory of its own, such as ~/.cache/kiln-worker (the default when not root), or create ${cacheDir} and give it to this user; the bwrap sandbox's [sandbox_config] work_dir (default cache_dir/plugins/kiln-bwrap) must be writable too`,
+    );
+  }
+}
+
 export async function startWorker(
   config: WorkerConfig,
   configDir: string,
@@ -77,7 +97,8 @@ export async function startWorker(
   const scope = container.createChildContainer();
   // The context plugins may inject (see @kiln/plugins tokens.ts).
   const workDir = path.join(config.cache_dir, 'plugins');
-  fs.mkdirSync(workDir, { recursive: true, mode: 0o711 });
+  makeCacheDir(workDir, config.cache_dir);
+  checkLogFile(config.log_file, 'worker.toml');
   const triple = config.host_triple ?? hostTriple();
   scope.register(PLUGIN_WORK_DIR, { useValue: workDir });
   scope.register(PLUGIN_LOGGER, { useValue: log });
@@ -146,15 +167,18 @@ export async function startWorker(
     limits: config.limits,
     logger: true,
     logLevel: config.log_level,
+    ...(config.log_file ? { logFile: config.log_file } : {}),
     ...(tls ? { tls } : {}),
+    ...(config.metrics_token ? { metricsToken: () => config.metrics_token! } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
     // Until the scheduler hears of it, it sends this toolchain's jobs to workers that reported it
     // (heartbeats come every worker_timeout / 4: 7.5 s by default), and this worker idles.
     onToolchainStored: () => void heartbeat?.beat(),
   });
-  const address = await worker.app.listen({ host, port });
+  const listening = await listenOn(worker.app, `worker ${config.id}`, host, port);
+  const address = listening.bound;
   // With port 0 the real port is only known now.
-  const url = port === 0 ? address : config.public_url;
+  const url = port === 0 ? listening.url : config.public_url;
   heartbeat = new Heartbeat({
     schedulerUrl: config.scheduler_url.replace(/\/$/, ''),
     token,
@@ -183,6 +207,7 @@ export async function startWorker(
     worker,
     heartbeat,
     url,
+    address,
     tls,
     async close() {
       heartbeat?.stop();

@@ -18,6 +18,7 @@ export const configSchema: ObjectSchema = {
     work_dir: {
       type: 'string',
       pattern: '^/',
+      format: 'an absolute path',
       description: "Absolute directory for the jobs' tmpfs mounts (default: <plugin work dir>/kiln-unshare).",
     },
     max_output_bytes: {
