@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './extract-process.js';
 export * from './job-files.js';
 export * from './job-limits.js';
+export * from './job-process.js';
 export * from './loader.js';
 export * from './outputs.js';
 export type * from './resolver.js';

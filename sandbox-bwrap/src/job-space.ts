@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir, spaceFull } from '@kiln/plugins';
+import { mountJobTmpfs, removeJobDir, runTool, spaceFull, unmountJobTmpfs } from '@kiln/plugins';
 
 /** A job's writable directories on the host: its cwd, and with a mounted space also /tmp and /dev/shm. */
 export interface JobSpace {
@@ -11,18 +10,6 @@ export interface JobSpace {
   readonly cwd: string;
   /** Set when `base` is a tmpfs of the job's own size: bound at /tmp and /dev/shm. */
   readonly mounted?: { readonly tmp: string; readonly shm: string };
-}
-
-// A tmpfs inode costs kernel memory its size limit does not count: bound the number of files too.
-const MAX_INODES = 262_144;
-
-function run(file: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim()}`));
-      else resolve();
-    });
-  });
 }
 
 /**
@@ -39,8 +26,7 @@ export async function createJobSpace(
   const base = await fs.mkdtemp(path.join(workDir, `${id}-`));
   if (sizeBytes === undefined) return { base, cwd: base };
   try {
-    const options = `size=${sizeBytes},nr_inodes=${MAX_INODES},mode=0711,nosuid,nodev`;
-    await run('mount', ['-t', 'tmpfs', '-o', options, 'kiln-job', base]);
+    await mountJobTmpfs(base, sizeBytes, 'kiln-job');
   } catch (err) {
     await fs.rmdir(base).catch(() => {});
     throw err;
@@ -70,7 +56,7 @@ export async function spaceExhausted(space: JobSpace): Promise<boolean> {
 /** Unmounts (lazily if something still holds it) and removes a job's space. */
 export async function removeJobSpace(space: JobSpace): Promise<void> {
   if (space.mounted) {
-    await run('umount', [space.base]).catch(() => run('umount', ['-l', space.base]));
+    await unmountJobTmpfs(space.base);
     await fs.rmdir(space.base);
     return;
   }
@@ -103,7 +89,7 @@ export async function removeLeftovers(workDir: string): Promise<void> {
   const isJobDir = (p: string) => path.dirname(p) === workDir && JOB_DIR_NAME.test(path.basename(p));
   for (const mount of await mountsUnder(workDir)) {
     const top = path.join(workDir, path.relative(workDir, mount).split('/')[0] ?? '');
-    if (isJobDir(top)) await run('umount', ['-l', mount]).catch(() => {});
+    if (isJobDir(top)) await runTool('umount', ['-l', mount]).catch(() => {});
   }
   for (const entry of await fs.readdir(workDir).catch(() => [])) {
     const p = path.join(workDir, entry);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
+import { captureOutput, signalName } from '@kiln/plugins';
 
 export interface Execution {
   readonly exitCode: number | null;
@@ -16,24 +16,6 @@ export interface ExecuteOptions {
   readonly as?: { readonly uid: number; readonly gid: number };
 }
 
-/** Keeps the first `max` bytes of a stream and drains the rest, so a chatty job cannot fill memory. */
-function capture(stream: NodeJS.ReadableStream, max: number): () => Buffer {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  stream.on('data', (chunk: Buffer) => {
-    if (size >= max) return;
-    const part = chunk.subarray(0, max - size);
-    chunks.push(part);
-    size += part.length;
-  });
-  return () => Buffer.concat(chunks, size);
-}
-
-// First name wins: SIGABRT over its alias SIGIOT, as Node itself reports them.
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, n] of Object.entries(constants.signals))
-  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
-
 /**
  * Runs bwrap in its own process group. On timeout the group gets SIGKILL; bwrap's --die-with-parent
  * and the end of its pid namespace take every process of the job with it. Rejects only when bwrap
@@ -49,8 +31,8 @@ export function executeBwrap(file: string, args: readonly string[], o: ExecuteOp
       cwd: '/',
       ...(o.as ? { uid: o.as.uid, gid: o.as.gid } : {}),
     });
-    const stdout = capture(child.stdout, o.maxLogBytes);
-    const stderr = capture(child.stderr, o.maxLogBytes);
+    const stdout = captureOutput(child.stdout, o.maxLogBytes);
+    const stderr = captureOutput(child.stderr, o.maxLogBytes);
     let timedOut = false;
     const killGroup = () => {
       try {
@@ -77,9 +59,9 @@ export function executeBwrap(file: string, args: readonly string[], o: ExecuteOp
       let exitCode = code;
       let sig: string | null = signal;
       // bwrap reports a job killed by signal N as exit status 128+N, like a shell.
-      if (code !== null && code > 128 && SIGNAL_NAMES.has(code - 128)) {
+      if (code !== null && code > 128 && signalName(code - 128) !== undefined) {
         exitCode = null;
-        sig = SIGNAL_NAMES.get(code - 128) ?? null;
+        sig = signalName(code - 128) ?? null;
       }
       resolve({ exitCode, signal: sig, timedOut, stdout: stdout(), stderr: stderr() });
     });

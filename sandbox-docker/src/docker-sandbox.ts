@@ -16,6 +16,7 @@ import {
   type SandboxJob,
   type SandboxProbe,
   type SandboxResult,
+  signalName,
   validateJob,
   writeInputs,
 } from '@kiln/plugins';
@@ -55,11 +56,6 @@ interface Engine {
 }
 
 const RUNNER_IN_CONTAINER = '/.kiln-runner';
-// First name wins: SIGABRT over its alias SIGIOT, as Node itself reports them.
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, n] of Object.entries(os.constants.signals))
-  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
-
 const isRoot = () => process.getuid?.() === 0;
 
 /**
@@ -278,7 +274,7 @@ export class DockerSandbox implements Sandbox {
       throw this.#failed(`kiln-runner could not start the job: ${r.stderr.toString().trim()}`);
     const signalled = (r.status & 0x7f) !== 0;
     const exitCode = signalled ? null : (r.status >> 8) & 0xff;
-    const signal = signalled ? (SIGNAL_NAMES.get(r.status & 0x7f) ?? `SIG${r.status & 0x7f}`) : null;
+    const signal = signalled ? (signalName(r.status & 0x7f) ?? `SIG${r.status & 0x7f}`) : null;
     const stderrText = r.stderr.subarray(0, 4096).toString('utf8');
     if (exitCode === 127 && /^kiln-runner: (execve|chdir) /.test(stderrText))
       throw this.#failed(stderrText.split('\n')[0]!);

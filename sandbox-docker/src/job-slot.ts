@@ -4,10 +4,9 @@
  * A root worker makes the slot a tmpfs of the job's disk limit, so the three share one budget and
  * never touch the worker's disk. Emptied and checked between jobs.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeJobDir, spaceFull } from '@kiln/plugins';
+import { mountJobTmpfs, removeJobDir, runTool, spaceFull, unmountJobTmpfs } from '@kiln/plugins';
 
 export interface Slot {
   readonly base: string;
@@ -16,18 +15,6 @@ export interface Slot {
   readonly shm: string;
   /** Whether `base` is a tmpfs of its own. */
   readonly mounted: boolean;
-}
-
-// A tmpfs inode costs kernel memory its size limit does not count: bound the number of files too.
-const MAX_INODES = 262_144;
-
-function run(file: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: 10_000 }, (err, _out, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')}: ${(stderr || err.message).trim()}`));
-      else resolve();
-    });
-  });
 }
 
 const DIRS = [
@@ -52,8 +39,7 @@ export async function createSlot(
   };
   try {
     if (sizeBytes !== undefined) {
-      const options = `size=${sizeBytes},nr_inodes=${MAX_INODES},mode=0711,nosuid,nodev`;
-      await run('mount', ['-t', 'tmpfs', '-o', options, 'kiln-docker-job', base]);
+      await mountJobTmpfs(base, sizeBytes, 'kiln-docker-job');
     }
     for (const [dir, mode] of DIRS) {
       await fs.mkdir(path.join(base, dir));
@@ -83,8 +69,7 @@ export async function slotExhausted(slot: Slot): Promise<boolean> {
 }
 
 export async function removeSlot(slot: Slot): Promise<void> {
-  if (slot.mounted)
-    await run('umount', [slot.base]).catch(() => run('umount', ['-l', slot.base]).catch(() => {}));
+  if (slot.mounted) await unmountJobTmpfs(slot.base).catch(() => {});
   await removeJobDir(slot.base);
 }
 
@@ -94,7 +79,7 @@ export async function removeLeftoverSlots(workDir: string, prefix: string): Prom
   for (const name of await fs.readdir(workDir).catch(() => [] as string[])) {
     if (!name.startsWith(`${prefix}-`)) continue;
     const base = path.join(workDir, name);
-    await run('umount', ['-l', base]).catch(() => {});
+    await runTool('umount', ['-l', base]).catch(() => {});
     await removeJobDir(base).catch(() => {});
     n++;
   }

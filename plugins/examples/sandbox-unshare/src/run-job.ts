@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
+import { captureOutput, signalName } from '@kiln/plugins';
 
 export interface Execution {
   readonly exitCode: number | null;
@@ -10,23 +10,6 @@ export interface Execution {
   /** Whether the setup script said "ready" before the job started. */
   readonly ready: boolean;
 }
-
-/** Keeps the first `max` bytes of a stream and drains the rest, so a chatty job cannot fill memory. */
-function capture(stream: NodeJS.ReadableStream, max: number): () => Buffer {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  stream.on('data', (chunk: Buffer) => {
-    if (size >= max) return;
-    const part = chunk.subarray(0, max - size);
-    chunks.push(part);
-    size += part.length;
-  });
-  return () => Buffer.concat(chunks, size);
-}
-
-const SIGNAL_NAMES = new Map<number, string>();
-for (const [name, n] of Object.entries(constants.signals))
-  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
 
 /**
  * Runs `file args` in its own process group with an empty environment and fd 3 as the setup's
@@ -46,8 +29,8 @@ export function runJob(
       env: {},
       cwd: '/',
     });
-    const stdout = capture(child.stdout!, o.maxLogBytes);
-    const stderr = capture(child.stderr!, o.maxLogBytes);
+    const stdout = captureOutput(child.stdout!, o.maxLogBytes);
+    const stderr = captureOutput(child.stderr!, o.maxLogBytes);
     let ready = false;
     child.stdio[3]!.on('data', () => {
       ready = true;
@@ -74,9 +57,9 @@ export function runJob(
       let exitCode = code;
       let sig: string | null = signal;
       // The setup shell reports a job killed by signal N as status 128+N.
-      if (code !== null && code > 128 && SIGNAL_NAMES.has(code - 128)) {
+      if (code !== null && code > 128 && signalName(code - 128) !== undefined) {
         exitCode = null;
-        sig = SIGNAL_NAMES.get(code - 128) ?? null;
+        sig = signalName(code - 128) ?? null;
       }
       resolve({ exitCode, signal: sig, timedOut, stdout: stdout(), stderr: stderr(), ready });
     });
