@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadClientConfig } from '../src/config.js';
 import { parseSize } from '../src/util/size.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-config-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const write = (name: string, text: string) => {
   const file = path.join(dir, name);
   fs.writeFileSync(file, text);

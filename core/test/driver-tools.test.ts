@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { FileDigestCache, statSignature } from '../src/cache/digest.js';
 import { commandsOf, DriverTools } from '../src/compiler/driver-tools.js';
 
@@ -27,6 +27,7 @@ describe('commandsOf', () => {
 describe('DriverTools with the real gcc', () => {
   const gcc = '/usr/bin/gcc';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-tools-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const src = path.join(dir, 'a.c');
   fs.writeFileSync(src, 'int f(void) { return 1; }\n');
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type CacheableCompile, parseGccArgs } from '../src/compiler/gcc-args.js';
 import { splitResponseFile } from '../src/compiler/response-file.js';
 
 const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-args-'));
+afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
 fs.writeFileSync(path.join(cwd, 'prof.gcda'), 'x');
 fs.writeFileSync(path.join(cwd, 'plain.s'), '.text\nnop\n');
 fs.writeFileSync(path.join(cwd, 'inc.s'), '.include "other.s"\n');

@@ -2,10 +2,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { stripBuiltinDefines } from '../src/daemon/remote-compile.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-strip-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 fs.writeFileSync(path.join(dir, 'h.h'), '#define FROM_HEADER 1\n');
 fs.writeFileSync(
   path.join(dir, 'a.c'),

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { FileDigestCache } from '../src/cache/digest.js';
 import { DiskStorage } from '../src/cache/disk-storage.js';
 import { parseDepfile } from '../src/compiler/depfile.js';
@@ -9,7 +9,15 @@ import { includedFiles } from '../src/compiler/linemarkers.js';
 import { silentLogger } from '../src/log.js';
 import { Stats } from '../src/stats/stats.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-unit-'));
+const made: string[] = [];
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-unit-'));
+  made.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describe('DiskStorage', () => {
   it('stores, reads and removes entries without leaving temp files', () => {

@@ -2,11 +2,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { elfHostTriple, hostTriple, readElf } from '../src/elf.js';
 import { KilnError } from '../src/errors.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-elf-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const root = path.resolve(import.meta.dirname, '..', '..');
 
 /** A minimal ELF image: header, one PT_INTERP program header when `interp` is given, the string. */
