@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EnvelopeKind, open } from '../core/src/cache/envelope.js';
@@ -269,9 +270,18 @@ describe('daemon faults', () => {
     const obj = sb.read('slow.o');
     expect(sb.run(['gcc', '-O2', '-c', 'slow.c', '-o', 'ref.o']).status).toBe(0);
     expect(obj.equals(sb.read('ref.o'))).toBe(true);
+    // What a killed daemon leaves in the temp dir (its depfiles, named with its pid) goes when the
+    // next one starts; a live process's file stays.
+    const scratch = (p: number) => path.join(os.tmpdir(), `kiln-deps-${p}-0123456789ab.d`);
+    fs.writeFileSync(scratch(pid), '');
+    fs.writeFileSync(scratch(process.pid), '');
     // The next call starts a fresh daemon by itself.
     expect(sb.kiln(['gcc', '-O2', '-c', 'slow.c']).status).toBe(0);
     expect(sb.daemonPid()).not.toBe(pid);
+    const left = fs.readdirSync(os.tmpdir()).filter((n) => /^kiln-(cpp|deps|rust)-/.test(n));
+    expect(left.filter((n) => n.includes(`-${pid}-`))).toEqual([]);
+    expect(left).toContain(path.basename(scratch(process.pid)));
+    fs.rmSync(scratch(process.pid));
     // One result; the source's manifest and its 'seen' marker (for other working directories).
     expect(expectNoHalfEntries(sb.cacheDir)).toEqual({ r: 1, m: 2 });
   });

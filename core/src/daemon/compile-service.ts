@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,6 +34,7 @@ import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { RemoteCompiler } from './remote-compile.js';
 import { RustCompileService } from './rust-compile.js';
+import { scratchFile } from './scratch.js';
 
 /** Bump when the key recipe or entry layout changes: old entries then simply stop matching. */
 const KEY_VERSION = 'kiln-cc-2';
@@ -558,7 +558,7 @@ export class CompileService {
       if (cpp.exitCode !== 0 || cpp.failure) return undefined;
       return { stdout: cpp.stdout, stderr: cpp.stderr, headers: readLineMarkers(cpp.stdout) };
     }
-    const depFile = path.join(os.tmpdir(), `kiln-cpp-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+    const depFile = scratchFile('cpp');
     try {
       const cppArgs = [...parsed.preprocessArgs, '-MD', '-MF', depFile];
       const cpp = await runCaptured(program, program, cppArgs, req.cwd, req.env);
@@ -673,7 +673,7 @@ export class CompileService {
   ): Promise<Response | undefined> {
     let ownDepFile: string | undefined;
     if (parsed.depListing === 'none') {
-      ownDepFile = path.join(os.tmpdir(), `kiln-deps-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+      ownDepFile = scratchFile('deps');
       try {
         fs.writeFileSync(ownDepFile, '', { flag: 'wx', mode: 0o600 });
       } catch {

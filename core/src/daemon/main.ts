@@ -22,6 +22,7 @@ import {
 import { Stats } from '../stats/stats.js';
 import { CompileService } from './compile-service.js';
 import { Daemon, type DaemonParts } from './daemon.js';
+import { removeDeadScratch } from './scratch.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const NODE_CLI = path.join(here, '..', 'cli', 'kiln.js');
@@ -94,6 +95,8 @@ async function main(): Promise<number> {
     callerUmask,
   });
   if (!(await daemon.start())) return 0;
+  // Now the only daemon of this user: what a killed one left in the temp dir can go.
+  removeDeadScratch();
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(signal, () => void daemon.stop(true));
   }

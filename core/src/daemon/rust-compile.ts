@@ -7,7 +7,6 @@
  * `env!`/`option_env!` looked up. A hit costs no rustc run at all; a miss compiles once (plus a
  * dep-info-only run when the call itself asked for no dep-info) and stores the outputs.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +27,7 @@ import { parseRustcArgs, type RustCompile, rustOutputs, withoutEmit } from '../c
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-service.js';
+import { scratchFile } from './scratch.js';
 
 /** Bump when the key recipe or entry layout changes. */
 const KEY_VERSION = 'kiln-rust-2';
@@ -410,7 +410,7 @@ export class RustCompileService {
     }
     // The call did not ask for dep-info. Adding it to the compile would change the crate's hash
     // (rustc hashes the set of emitted kinds), so a second, dep-info-only run lists the inputs.
-    const own = path.join(os.tmpdir(), `kiln-rust-${process.pid}-${randomBytes(6).toString('hex')}.d`);
+    const own = scratchFile('rust');
     try {
       const deps = await runCaptured(
         program,
