@@ -59,11 +59,7 @@ beforeAll(async () => {
       writeWorkerConfig(files, 'arm', scheduler.url, 'host_triple = "aarch64-unknown-linux-gnu"'),
     ]),
   );
-  fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
-  fs.writeFileSync(
-    path.join(sb.dir, 'config', 'kiln', 'config.toml'),
-    clientDistConfig(files, scheduler.url, 'force_remote_build = true\nconnect_timeout = 20'),
-  );
+  sb.writeConfig(clientDistConfig(files, scheduler.url, 'force_remote_build = true\nconnect_timeout = 20'));
 }, 180_000);
 
 afterAll(async () => {

@@ -13,6 +13,7 @@ import {
   clusterStatus,
   type ServerProcess,
   startServer,
+  waitForWorkers,
   writeSchedulerConfig,
   writeWorkerConfig,
 } from './helpers/cluster.js';
@@ -60,16 +61,8 @@ describe.skipIf(!hasDocker)('a loopback cluster with a Docker worker', () => {
       ],
       { timeoutMs: 120_000 },
     );
-    const end = Date.now() + 20_000;
-    while ((await clusterStatus(scheduler.url, files.clientToken)).totals.workers !== 1) {
-      if (Date.now() > end) throw new Error('the worker did not join');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
-    fs.writeFileSync(
-      path.join(sb.dir, 'config', 'kiln', 'config.toml'),
-      clientDistConfig(files, scheduler.url, 'force_remote_build = true'),
-    );
+    await waitForWorkers(scheduler.url, files.clientToken, 1);
+    sb.writeConfig(clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
   }, 180_000);
 
   afterAll(async () => {

@@ -63,11 +63,7 @@ beforeAll(async () => {
   await startWorker('w1');
   await startWorker('w2');
   await waitFor('two workers', async () => (await status()).totals.workers === 2);
-  fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
-  fs.writeFileSync(
-    path.join(sb.dir, 'config', 'kiln', 'config.toml'),
-    clientDistConfig(files, scheduler.url, 'force_remote_build = true'),
-  );
+  sb.writeConfig(clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
 }, 120_000);
 
 afterAll(async () => {

@@ -1,17 +1,12 @@
-/**
- * A worker's job limits end to end: worker.toml [limits] reaches the sandbox, a job past a limit
- * comes back as such, and the client compiles locally with the exact object, counting the error.
- */
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ClusterFiles,
   clientDistConfig,
   clusterFiles,
-  clusterStatus,
   type ServerProcess,
   startServer,
+  waitForWorkers,
   writeSchedulerConfig,
   writeWorkerConfig,
 } from './helpers/cluster.js';
@@ -32,16 +27,8 @@ describe.skipIf(!ready)('job limits through the cluster', () => {
     // Objects of a few KiB: every job's output is over this worker's limit.
     const config = writeWorkerConfig(files, 'small', scheduler.url, '[limits]\noutput_size = "512"\n');
     worker = await startServer(['worker', '--config', config]);
-    const end = Date.now() + 15_000;
-    while ((await clusterStatus(scheduler.url, files.clientToken)).totals.workers < 1) {
-      if (Date.now() > end) throw new Error('the worker did not register');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
-    fs.writeFileSync(
-      path.join(sb.dir, 'config', 'kiln', 'config.toml'),
-      clientDistConfig(files, scheduler.url, 'force_remote_build = true'),
-    );
+    await waitForWorkers(scheduler.url, files.clientToken, 1, 15_000);
+    sb.writeConfig(clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
   }, 60_000);
 
   afterAll(async () => {

@@ -12,9 +12,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   type ClusterFiles,
   clusterFiles,
-  clusterStatus,
   type ServerProcess,
   startServer,
+  waitForWorkers,
   writeSchedulerConfig,
   writeWorkerConfig,
 } from './helpers/cluster.js';
@@ -69,11 +69,7 @@ mark = "worker"`,
     });
     expect(worker.output()).toContain('context-probe: registered');
     expect(fs.readFileSync(resolverLog, 'utf8')).toBe(`register mark=worker host=${ctx.hostTriple}\n`);
-    let status = await clusterStatus(scheduler.url, files.clientToken);
-    for (let i = 0; i < 50 && status.totals.workers === 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = await clusterStatus(scheduler.url, files.clientToken);
-    }
+    const status = await waitForWorkers(scheduler.url, files.clientToken, 1, 5_000);
     const w = status.pools[0]!.workers[0]!;
     expect(w.sandbox).toBe('bwrap');
     expect([...w.resolvers].sort()).toEqual(['archive', 'recording']);

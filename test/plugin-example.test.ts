@@ -14,6 +14,7 @@ import {
   clusterStatus,
   type ServerProcess,
   startServer,
+  waitForWorkers,
   writeSchedulerConfig,
   writeWorkerConfig,
 } from './helpers/cluster.js';
@@ -35,15 +36,6 @@ let sb: KilnSandbox;
 let files: ClusterFiles;
 let scheduler: ServerProcess;
 const workers: ServerProcess[] = [];
-
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A worker whose sandbox is the example plugin, named by `spec` in its worker.toml. */
 function workerConfig(id: string, spec: string, slotBase: number): string {
@@ -116,15 +108,8 @@ describe.skipIf(!usable)('the example unshare sandbox plugin in a real cluster',
         workerConfig('u2', `./${path.relative(files.dir, PLUGIN)}`, 2_350_000_000),
       ]),
     );
-    await waitFor(
-      'two workers',
-      async () => (await clusterStatus(scheduler.url, files.clientToken)).totals.workers === 2,
-    );
-    fs.mkdirSync(path.join(sb.dir, 'config', 'kiln'), { recursive: true });
-    fs.writeFileSync(
-      path.join(sb.dir, 'config', 'kiln', 'config.toml'),
-      clientDistConfig(files, scheduler.url, 'force_remote_build = true'),
-    );
+    await waitForWorkers(scheduler.url, files.clientToken, 2);
+    sb.writeConfig(clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
   }, 120_000);
 
   afterAll(async () => {

@@ -196,6 +196,23 @@ export async function clusterStatus(schedulerUrl: string, clientToken: string): 
   }
 }
 
+/** Waits until at least `n` workers are in the scheduler's pools; its status then. Throws after `timeoutMs`. */
+export async function waitForWorkers(
+  schedulerUrl: string,
+  clientToken: string,
+  n: number,
+  timeoutMs = 20_000,
+): Promise<ClusterStatus> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await clusterStatus(schedulerUrl, clientToken);
+    if (status.totals.workers >= n) return status;
+    if (Date.now() > end)
+      throw new Error(`${status.totals.workers} of ${n} workers joined in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** The certificates a cluster in `files.dir` generated: the scheduler's and every worker's. */
 export function clusterCertificates(files: ClusterFiles): string[] {
   const dirs = [

@@ -71,6 +71,13 @@ export class KilnSandbox {
     };
   }
 
+  /** Writes the user's config.toml (under XDG_CONFIG_HOME), as a user would. */
+  writeConfig(text: string): void {
+    const dir = path.join(this.env.XDG_CONFIG_HOME!, 'kiln');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'config.toml'), text);
+  }
+
   get cacheDir(): string {
     return this.env.KILN_CACHE_DIR!;
   }

@@ -18,6 +18,7 @@ import {
   kilnDist,
   type ServerProcess,
   startServer,
+  waitForWorkers,
   writeSchedulerConfig,
   writeWorkerConfig,
 } from '../helpers/cluster.js';
@@ -109,12 +110,7 @@ describe.skipIf(!have('bwrap'))('attacks on the cluster', () => {
       writeWorkerConfig(files, 'w1', scheduler.url, 'log_level = "info"\nrequest_timeout = 3\nmax_jobs = 8'),
     ]);
     workerUrl = worker.url;
-    for (
-      let i = 0;
-      i < 100 && (await clusterStatus(scheduler.url, files.clientToken)).totals.workers < 1;
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 100));
+    await waitForWorkers(scheduler.url, files.clientToken, 1, 10_000);
   });
   afterAll(async () => {
     await worker?.stop();
