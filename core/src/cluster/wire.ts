@@ -13,11 +13,22 @@ const MAX_HEADER = 1024 * 1024;
 
 export const JOB_CONTENT_TYPE = 'application/x-kiln-job';
 
-export function encodeFrame(header: object, blobs: readonly Uint8Array[]): Buffer {
-  const json = Buffer.from(JSON.stringify({ ...header, blobSizes: blobs.map((b) => b.length) }));
+/** The frame's start: magic, header length and the header listing the blob sizes. */
+function frameHead(header: object, sizes: readonly number[]): Buffer {
+  const json = Buffer.from(JSON.stringify({ ...header, blobSizes: sizes }));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(json.length);
-  return Buffer.concat([MAGIC, len, json, ...blobs]);
+  return Buffer.concat([MAGIC, len, json]);
+}
+
+export function encodeFrame(header: object, blobs: readonly Uint8Array[]): Buffer {
+  return Buffer.concat([
+    frameHead(
+      header,
+      blobs.map((b) => b.length),
+    ),
+    ...blobs,
+  ]);
 }
 
 /** A blob known by its size and read as a stream (a job's output file). */
@@ -36,12 +47,12 @@ export function frameStream(
   blobs: readonly (Uint8Array | StreamedBlob)[],
   progress: () => void = () => {},
 ): Readable {
-  const size = (b: Uint8Array | StreamedBlob) => (b instanceof Uint8Array ? b.length : b.size);
-  const json = Buffer.from(JSON.stringify({ ...header, blobSizes: blobs.map(size) }));
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(json.length);
+  const head = frameHead(
+    header,
+    blobs.map((b) => (b instanceof Uint8Array ? b.length : b.size)),
+  );
   async function* parts() {
-    yield Buffer.concat([MAGIC, len, json]);
+    yield head;
     for (const b of blobs) {
       if (b instanceof Uint8Array) {
         if (b.length) yield b;
