@@ -1,0 +1,15 @@
+/**
+ * The remote cache backends kiln knows, by `type`. Each module is small and imports its client
+ * library only in `create`; adding a backend is one file and one line here.
+ */
+import type { BackendModule } from './backend.js';
+
+export const BACKENDS: readonly BackendModule[] = [];
+
+export function backendByType(type: string): BackendModule | undefined {
+  return BACKENDS.find((b) => b.type === type);
+}
+
+export function backendByScheme(scheme: string): BackendModule | undefined {
+  return BACKENDS.find((b) => b.schemes.includes(scheme));
+}
