@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
+import { parseRemoteEnv, parseRemoteTables, type RemoteTierConfig } from './cache/remote/tier-config.js';
 import { type DistConfig, parseDistTable } from './cluster/client-config.js';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from './errors.js';
 import { defaultCacheDir, defaultConfigPath } from './paths.js';
@@ -26,6 +27,8 @@ export interface ClientConfig {
    * to share it within a group; undefined: private (0o077), whatever the caller's umask.
    */
   readonly umask: number | undefined;
+  /** Shared cache tiers after the local disk, in order (`[[cache.remote]]`, KILN_REMOTE_STORAGE). */
+  readonly remotes: readonly RemoteTierConfig[];
   /** Distributed compilation, when a `[dist]` table names a scheduler. */
   readonly dist: DistConfig | undefined;
   /** The file the settings came from, when there was one. */
@@ -198,6 +201,31 @@ function distWithEnv(
   return any ? table : undefined;
 }
 
+/** The remote tiers: KILN_REMOTE_STORAGE when set, else the file's `[[cache.remote]]` tables. */
+function readRemotes(
+  cacheTable: unknown,
+  file: string,
+  env: Env,
+  origins: Record<string, string>,
+): readonly RemoteTierConfig[] {
+  const readOnlyRaw = env.KILN_REMOTE_READ_ONLY;
+  const forceReadOnly = readOnlyRaw ? parseBool(readOnlyRaw) : false;
+  if (forceReadOnly === undefined)
+    throw KILN_ERR_CONFIG_INVALID('read_only', 'environment variable KILN_REMOTE_READ_ONLY', 'true or false');
+  const fromEnv = env.KILN_REMOTE_STORAGE;
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    origins['cache.remote'] = 'environment variable KILN_REMOTE_STORAGE';
+    return Object.freeze(parseRemoteEnv(fromEnv, 'KILN_REMOTE_STORAGE', forceReadOnly));
+  }
+  const list = (cacheTable as Record<string, unknown> | undefined)?.remote;
+  if (list === undefined) {
+    origins['cache.remote'] = 'default';
+    return [];
+  }
+  origins['cache.remote'] = file;
+  return Object.freeze(parseRemoteTables(list, file, forceReadOnly));
+}
+
 /**
  * Reads the client config: the TOML file (KILN_CONFIG, else the XDG path), then KILN_* overrides.
  * Throws a KilnError that names the key on an unknown key or a bad value; a missing file is fine.
@@ -207,6 +235,7 @@ export function loadClientConfig(env: Env): ClientConfig {
   const file = explicit || defaultConfigPath(env);
   const values: Partial<Record<Key, unknown>> = {};
   let distTable: unknown;
+  let cacheTable: unknown;
   let text: string | undefined;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -228,8 +257,15 @@ export function loadClientConfig(env: Env): ClientConfig {
         distTable = value;
         continue;
       }
+      if (key === 'cache') {
+        cacheTable = value;
+        for (const sub of Object.keys(typeof value === 'object' && value !== null ? value : {}))
+          if (sub !== 'remote')
+            throw KILN_ERR_CONFIG_UNKNOWN_KEY(sub, at(file, text, 'cache', sub), ['remote']);
+        continue;
+      }
       if (!(key in FIELDS))
-        throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, at(file, text, '', key), [...KEYS, 'dist']);
+        throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, at(file, text, '', key), [...KEYS, 'cache', 'dist']);
       values[key as Key] = value;
     }
   }
@@ -256,12 +292,14 @@ export function loadClientConfig(env: Env): ClientConfig {
     dependMode: read('depend_mode') ?? true,
     umask: read('umask'),
   };
+  const remotes = readRemotes(cacheTable, file, env, origins);
   const merged = distWithEnv(distTable, env, origins, (key) => at(file, text ?? '', 'dist', key));
   const envOnly = distTable === undefined;
   const dist =
     merged && parseDistTable(merged, envOnly ? 'the KILN_DIST_* environment variables' : file, env);
   return Object.freeze({
     ...settings,
+    remotes,
     dist,
     configFile: text === undefined ? undefined : file,
     origins: Object.freeze(origins),
@@ -269,4 +307,8 @@ export function loadClientConfig(env: Env): ClientConfig {
 }
 
 export const CONFIG_KEYS: readonly string[] = KEYS;
-export const CONFIG_ENV_VARS: readonly string[] = KEYS.map((k) => FIELDS[k].env);
+export const CONFIG_ENV_VARS: readonly string[] = [
+  ...KEYS.map((k) => FIELDS[k].env),
+  'KILN_REMOTE_STORAGE',
+  'KILN_REMOTE_READ_ONLY',
+];

@@ -20,37 +20,37 @@ afterAll(() => {
 });
 
 describe('DiskStorage', () => {
-  it('stores, reads and removes entries without leaving temp files', () => {
+  it('stores, reads and removes entries without leaving temp files', async () => {
     const s = new DiskStorage(tmp(), 1 << 20, silentLogger);
-    s.put('r', 'ab12', Buffer.from('hello'));
-    expect(s.get('r', 'ab12')?.toString()).toBe('hello');
-    expect(s.get('m', 'ab12')).toBeUndefined();
+    s.putSync('r', 'ab12', Buffer.from('hello'));
+    expect(s.getSync('r', 'ab12')?.toString()).toBe('hello');
+    expect(s.getSync('m', 'ab12')).toBeUndefined();
     expect(fs.readdirSync(path.join(s.dir, 'tmp'))).toEqual([]);
-    s.remove('r', 'ab12');
-    expect(s.get('r', 'ab12')).toBeUndefined();
+    await s.remove('r', 'ab12');
+    expect(s.getSync('r', 'ab12')).toBeUndefined();
   });
 
   it('evicts the least recently used entries down to 90% of the limit', async () => {
     const s = new DiskStorage(tmp(), 10_000, silentLogger);
     for (let i = 0; i < 9; i++) {
-      s.put('r', `k${i}`, Buffer.alloc(1000));
+      s.putSync('r', `k${i}`, Buffer.alloc(1000));
       const t = new Date(Date.now() - (100 - i) * 1000);
       fs.utimesSync(path.join(s.dir, 'r', `k${i}`.slice(0, 2), `k${i}`), t, t);
     }
-    expect(s.get('r', 'k0')).toBeDefined(); // refreshes k0: now the most recent
-    s.put('r', 'k9', Buffer.alloc(3000));
+    expect(s.getSync('r', 'k0')).toBeDefined(); // refreshes k0: now the most recent
+    s.putSync('r', 'k9', Buffer.alloc(3000));
     await s.evict();
     expect(s.size()).toBeLessThanOrEqual(9000);
-    expect(s.get('r', 'k0')).toBeDefined();
-    expect(s.get('r', 'k1')).toBeUndefined();
-    expect(s.get('r', 'k9')).toBeDefined();
+    expect(s.getSync('r', 'k0')).toBeDefined();
+    expect(s.getSync('r', 'k1')).toBeUndefined();
+    expect(s.getSync('r', 'k9')).toBeDefined();
   });
 
   it('throws on a write it cannot make, leaving nothing behind', () => {
     const dir = tmp();
     const s = new DiskStorage(dir, 1 << 20, silentLogger);
     fs.writeFileSync(path.join(dir, 'r'), 'not a directory');
-    expect(() => s.put('r', 'ab', Buffer.from('x'))).toThrow();
+    expect(() => s.putSync('r', 'ab', Buffer.from('x'))).toThrow();
     expect(fs.readdirSync(path.join(dir, 'tmp'))).toEqual([]);
   });
 });

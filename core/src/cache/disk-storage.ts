@@ -35,7 +35,13 @@ export class DiskStorage implements Storage {
     return path.join(this.dir, kind, key.slice(0, 2), key);
   }
 
-  get(kind: EntryKind, key: string): Buffer | undefined {
+  // Synchronous file calls inside async methods: a hit is one small read, and going through the
+  // thread pool would cost more than it saves.
+  async get(kind: EntryKind, key: string): Promise<Buffer | undefined> {
+    return this.getSync(kind, key);
+  }
+
+  getSync(kind: EntryKind, key: string): Buffer | undefined {
     const file = this.pathOf(kind, key);
     let data: Buffer;
     try {
@@ -52,7 +58,11 @@ export class DiskStorage implements Storage {
     return data;
   }
 
-  put(kind: EntryKind, key: string, data: Buffer): void {
+  async put(kind: EntryKind, key: string, data: Buffer): Promise<void> {
+    this.putSync(kind, key, data);
+  }
+
+  putSync(kind: EntryKind, key: string, data: Buffer): void {
     const file = this.pathOf(kind, key);
     fs.mkdirSync(this.tmpDir, { recursive: true });
     const tmp = path.join(this.tmpDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
@@ -69,8 +79,16 @@ export class DiskStorage implements Storage {
     if (this.bytes > this.limit) void this.evict();
   }
 
-  remove(kind: EntryKind, key: string): void {
-    fs.rmSync(this.pathOf(kind, key), { force: true });
+  async exists(kind: EntryKind, key: string): Promise<boolean> {
+    return fs.existsSync(this.pathOf(kind, key));
+  }
+
+  async remove(kind: EntryKind, key: string): Promise<void> {
+    try {
+      fs.rmSync(this.pathOf(kind, key), { force: true });
+    } catch (err) {
+      this.log.warn(`cannot remove ${kind}/${key}: ${(err as Error).message}`);
+    }
   }
 
   size(): number {

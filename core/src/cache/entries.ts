@@ -52,16 +52,16 @@ export class CacheEntries {
   ) {}
 
   /** Stores a successful compile's streams and files; a failure to write is counted, never thrown. */
-  putResult(
+  async putResult(
     key: string,
     stdout: Buffer,
     stderr: Buffer,
     files: readonly (readonly [string, Buffer])[],
     meta?: Record<string, string>,
-  ): void {
+  ): Promise<void> {
     const header: ResultHeader = { exitCode: 0, files: files.map(([kind]) => kind), ...(meta && { meta }) };
     try {
-      this.storage.put(
+      await this.storage.put(
         EntryKind.RESULT,
         key,
         seal(EnvelopeKind.RESULT, header, [stdout, stderr, ...files.map(([, data]) => data)]),
@@ -72,14 +72,14 @@ export class CacheEntries {
     }
   }
 
-  readResult(key: string): CachedResult | undefined {
-    const data = this.storage.get(EntryKind.RESULT, key);
+  async readResult(key: string): Promise<CachedResult | undefined> {
+    const data = await this.storage.get(EntryKind.RESULT, key);
     if (!data) return undefined;
     const env = open<ResultHeader>(EnvelopeKind.RESULT, data);
     if (!env || !Array.isArray(env.header.files) || env.blobs.length !== env.header.files.length + 2) {
       this.stats.error('corrupt entry');
       this.log.warn(`removing corrupt result ${key}`);
-      this.storage.remove(EntryKind.RESULT, key);
+      await this.storage.remove(EntryKind.RESULT, key);
       return undefined;
     }
     const files = new Map<string, Buffer>();
@@ -88,30 +88,30 @@ export class CacheEntries {
   }
 
   /** The manifest's entries, newest first; undefined when there is none (or it was damaged). */
-  readManifest(key: string): readonly ManifestEntry[] | undefined {
-    const data = this.storage.get(EntryKind.MANIFEST, key);
+  async readManifest(key: string): Promise<readonly ManifestEntry[] | undefined> {
+    const data = await this.storage.get(EntryKind.MANIFEST, key);
     if (!data) return undefined;
     const env = open<ManifestHeader>(EnvelopeKind.MANIFEST, data);
     if (!env || !Array.isArray(env.header.entries)) {
       this.stats.error('corrupt entry');
-      this.storage.remove(EntryKind.MANIFEST, key);
+      await this.storage.remove(EntryKind.MANIFEST, key);
       return undefined;
     }
     return env.header.entries;
   }
 
   /** Puts `entry` first, dropping an older entry for the same result and the oldest beyond the limit. */
-  addManifestEntry(key: string, entry: ManifestEntry): void {
-    const old = this.readManifest(key) ?? [];
-    this.putManifest(
+  async addManifestEntry(key: string, entry: ManifestEntry): Promise<void> {
+    const old = (await this.readManifest(key)) ?? [];
+    await this.putManifest(
       key,
       [entry, ...old.filter((e) => e.result !== entry.result)].slice(0, MAX_MANIFEST_ENTRIES),
     );
   }
 
-  putManifest(key: string, entries: readonly ManifestEntry[]): void {
+  async putManifest(key: string, entries: readonly ManifestEntry[]): Promise<void> {
     try {
-      this.storage.put(EntryKind.MANIFEST, key, seal(EnvelopeKind.MANIFEST, { entries }, []));
+      await this.storage.put(EntryKind.MANIFEST, key, seal(EnvelopeKind.MANIFEST, { entries }, []));
     } catch (err) {
       this.stats.error('cache write');
       this.log.warn(`cannot store manifest: ${(err as Error).message}`);

@@ -13,7 +13,7 @@ import {
   KilnError,
 } from '../errors.js';
 import { defaultConfigPath, socketPath } from '../paths.js';
-import type { StatsData } from '../stats/stats.js';
+import { emptyTierCounts, type StatsData } from '../stats/stats.js';
 import { formatSize, parseSize } from '../util/size.js';
 import { distStatus, distTestConn } from './dist-commands.js';
 
@@ -90,6 +90,7 @@ export function formatStats(data: {
   cacheSize: number;
   cacheLimit: number;
   cacheDir: string;
+  tiers?: readonly { label: string; readOnly: boolean; size?: number | undefined }[];
 }): string {
   const s = data.stats;
   const hits = s.hitsDirect + s.hitsPreprocessed;
@@ -128,6 +129,30 @@ export function formatStats(data: {
     for (const [k, n] of Object.entries(s.distErrors).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
     out += row('Kept local', sum(s.distLocal));
     for (const [k, n] of Object.entries(s.distLocal).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
+  }
+  // Remote tiers: the configured ones (with their size where the backend can tell), then any
+  // counted under an earlier config.
+  const configured = data.tiers ?? [];
+  const labels = [...new Set([...configured.map((t) => t.label), ...Object.keys(s.tiers ?? {})])];
+  for (const label of labels) {
+    const c = { ...emptyTierCounts(), ...s.tiers?.[label] };
+    const tier = configured.find((t) => t.label === label);
+    out += `Remote tier ${label}${tier?.readOnly ? ' (read-only)' : tier ? '' : ' (no longer configured)'}\n`;
+    const lookups = c.hits + c.misses;
+    out += row('  hits', c.hits);
+    out += row('  misses', c.misses);
+    out += row('  hit rate', lookups ? `${((100 * c.hits) / lookups).toFixed(2)} %` : '-');
+    out += row('  writes', c.writes);
+    out += row('    of which backfills', c.backfills);
+    out += row('  read', formatSize(c.bytesRead));
+    out += row('  written', formatSize(c.bytesWritten));
+    out += row('  errors', c.errors);
+    out += row('  timeouts', c.timeouts);
+    out += row('  damaged entries (misses)', c.corrupt);
+    out += row('  entries of another format', c.otherFormat);
+    out += row('  skipped (backing off)', c.skipped);
+    out += row('  writes dropped (queue full)', c.dropped);
+    if (tier?.size !== undefined) out += row('  size', formatSize(tier.size));
   }
   out += row('Cache location', data.cacheDir);
   out += row('Cache size', formatSize(data.cacheSize));
@@ -234,6 +259,20 @@ function showConfig(config: ClientConfig): number {
     // The token itself is a secret: only whether there is one.
     if (auth.token)
       rows.push([config.origins['dist.auth.token_file'] ?? 'secret', 'dist.auth.token', '(set)']);
+  }
+  for (const [i, tier] of config.remotes.entries()) {
+    const attrs = [
+      tier.readOnly && 'read-only',
+      `compression ${tier.compression}`,
+      `connect ${tier.connectTimeoutMs} ms`,
+      `operation ${tier.operationTimeoutMs} ms`,
+      `write errors: ${tier.writeErrors}`,
+    ].filter(Boolean);
+    rows.push([
+      config.origins['cache.remote'] ?? 'default',
+      `cache.remote[${i + 1}]`,
+      `${tier.type} ${tier.label}, ${attrs.join(', ')}`,
+    ]);
   }
   process.stdout.write(`config file: ${config.configFile ?? '(none)'}\n`);
   for (const [origin, key, value] of rows) process.stdout.write(`(${origin}) ${key} = ${value}\n`);

@@ -428,7 +428,7 @@ export class CompileService {
     const distributable = this.remote !== undefined && parsed.remote.ok && !noDist(req.env);
     let manifestKnown = false;
     if (directKey) {
-      const lookup = this.lookupManifest(directKey, req.cwd, dirs);
+      const lookup = await this.lookupManifest(directKey, req.cwd, dirs);
       manifestKnown = lookup.known;
       if (lookup.result) {
         const response = this.replayHit(lookup.result, parsed, req, asTyped, 'hitsDirect');
@@ -439,7 +439,7 @@ export class CompileService {
       // the object records its command line: kiln's own -MD -MF would show in it.
       const depend =
         parsed.dependModeOnly ||
-        (!manifestKnown && this.config.dependMode && !this.entries.readManifest(seenKey!));
+        (!manifestKnown && this.config.dependMode && !(await this.entries.readManifest(seenKey!)));
       const ownDepfileShows = parsed.depListing === 'none' && parsed.recordsCommandLine;
       if (depend && parsed.depListing !== 'partial' && !distributable && !ownDepfileShows) {
         const response = await this.compileDependMode(
@@ -489,13 +489,13 @@ export class CompileService {
     }
 
     this.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
-    const cached = this.entries.readResult(resultKey);
+    const cached = await this.entries.readResult(resultKey);
     this.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
     if (cached) {
       const response = this.replayHit(cached, parsed, req, asTyped, 'hitsPreprocessed');
       if (response) {
         if (directKey)
-          this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
+          await this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
         return response;
       }
     }
@@ -511,8 +511,9 @@ export class CompileService {
         return run.success;
       }
     }
-    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-    if (directKey) this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
+    await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+    if (directKey)
+      await this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
     return run.success;
   }
 
@@ -702,12 +703,12 @@ export class CompileService {
         const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
-        this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-        if (dirs) this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
-        this.markSeen(seenKey);
+        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+        if (dirs) await this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
+        await this.markSeen(seenKey);
       } else {
         // An empty manifest: the next call knows this source and takes preprocessor mode.
-        this.entries.putManifest(directKey, []);
+        await this.entries.putManifest(directKey, []);
         if (
           listed &&
           trust &&
@@ -746,7 +747,7 @@ export class CompileService {
       if (d && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) return;
     }
     const resultKey = this.preprocessorKey(common, 'cpp', cpp, req.cwd, new Map());
-    this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+    await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
   }
 
   private outputFiles(parsed: CacheableCompile): [string, string][] {
@@ -779,7 +780,13 @@ export class CompileService {
     writeOutputFile(req.cwd, file, data, { style, umask: req.umask });
   }
 
-  private store(key: string, stdout: Buffer, stderr: Buffer, parsed: CacheableCompile, cwd: string): void {
+  private async store(
+    key: string,
+    stdout: Buffer,
+    stderr: Buffer,
+    parsed: CacheableCompile,
+    cwd: string,
+  ): Promise<void> {
     const files: [string, Buffer][] = [];
     for (const [kind, file] of this.outputFiles(parsed)) {
       const data = readOutputFile(cwd, file);
@@ -790,7 +797,7 @@ export class CompileService {
         return;
       }
     }
-    this.entries.putResult(key, stdout, stderr, files);
+    await this.entries.putResult(key, stdout, stderr, files);
   }
 
   /** Replays a hit and counts it; undefined when its files cannot be written (the caller compiles). */
@@ -829,12 +836,12 @@ export class CompileService {
   }
 
   /** The result a manifest names for the headers as they are now; `known` says whether a manifest exists. */
-  private lookupManifest(
+  private async lookupManifest(
     directKey: string,
     cwd: string,
     dirs: readonly (readonly [string, string])[] | undefined,
-  ): { known: boolean; result?: CachedResult } {
-    const manifest = this.entries.readManifest(directKey);
+  ): Promise<{ known: boolean; result?: CachedResult }> {
+    const manifest = await this.entries.readManifest(directKey);
     this.log.debug(`manifest ${directKey}: ${manifest ? `${manifest.length} entries` : 'absent'}`);
     if (!manifest) return { known: false };
     // Without stamps (a directory changed just now) no entry can be trusted.
@@ -851,10 +858,10 @@ export class CompileService {
         this.log.debug(`manifest ${directKey}: entry for ${entry.result} does not match`);
         continue;
       }
-      const result = this.entries.readResult(entry.result);
+      const result = await this.entries.readResult(entry.result);
       if (!result) continue;
       // The directory changed without shadowing anything: remember its new stamp.
-      if (changed.length) this.entries.addManifestEntry(directKey, { ...entry, dirs });
+      if (changed.length) await this.entries.addManifestEntry(directKey, { ...entry, dirs });
       return { known: true, result };
     }
     return { known: true };
@@ -885,7 +892,7 @@ export class CompileService {
    * Remembers which headers led to `resultKey`, unless their content makes direct mode unsafe, and
    * marks the source as seen (an empty manifest under `seenKey`) for other working directories.
    */
-  private recordManifest(
+  private async recordManifest(
     directKey: string,
     seenKey: string,
     resultKey: string,
@@ -894,16 +901,16 @@ export class CompileService {
     parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
-  ): void {
+  ): Promise<void> {
     const trust = this.trust(headers, parsed, req, startedMs);
     if ('files' in trust && dirs)
-      this.entries.addManifestEntry(directKey, { files: trust.files, dirs, result: resultKey });
-    this.markSeen(seenKey);
+      await this.entries.addManifestEntry(directKey, { files: trust.files, dirs, result: resultKey });
+    await this.markSeen(seenKey);
   }
 
   /** An empty manifest under `seenKey`: other working directories go to preprocessor mode for this source. */
-  private markSeen(seenKey: string): void {
-    if (!this.entries.readManifest(seenKey)) this.entries.putManifest(seenKey, []);
+  private async markSeen(seenKey: string): Promise<void> {
+    if (!(await this.entries.readManifest(seenKey))) await this.entries.putManifest(seenKey, []);
   }
 
   /**

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { DiskStorage } from '../cache/disk-storage.js';
+import type { TieredStorage } from '../cache/tiered-storage.js';
 import { kilnSelfPaths } from '../client/find-executable.js';
 import {
   Action,
@@ -23,6 +24,8 @@ import type { RemoteCompiler } from './remote-compile.js';
 
 const CHECK_INTERVAL_MS = 1000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How long a stopping daemon waits for writes to remote cache tiers. */
+const TIER_FLUSH_MS = 10_000;
 /** How long a reload keeps flushing the replaced stats: past the default job_timeout (600 s). */
 const RETIRED_STATS_MS = 20 * 60_000;
 
@@ -30,7 +33,10 @@ const RETIRED_STATS_MS = 20 * 60_000;
 export interface DaemonParts {
   readonly config: ClientConfig;
   readonly service: CompileService;
+  /** The local disk: eviction, `--clear` and its size. */
   readonly storage: DiskStorage;
+  /** The disk followed by remote tiers, when `[[cache.remote]]` names any. */
+  readonly tiers?: TieredStorage | undefined;
   readonly stats: Stats;
   readonly log: Logger;
   readonly remote?: RemoteCompiler | undefined;
@@ -164,6 +170,8 @@ export class Daemon {
           const grace = ((old.config.dist?.job_timeout ?? 600) + 30) * 1000;
           setTimeout(() => void old.remote?.close(), grace).unref();
         }
+        // Writes already on their way to the old remote tiers finish first.
+        if (old.tiers) void old.tiers.flush(TIER_FLUSH_MS).then(() => old.tiers?.close());
         this.rescan(next);
         next.log.info(`config file ${file} changed: reloaded`);
       })
@@ -297,10 +305,12 @@ export class Daemon {
     switch (command) {
       case 'ping':
         return text(`${process.pid}\n`);
-      case 'stats':
+      case 'stats': {
+        const tiers = (await this.parts.tiers?.sizes()) ?? [];
         return text(
-          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir })}\n`,
+          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir, tiers })}\n`,
         );
+      }
       case 'zero-stats':
         stats.zero();
         return text('');
@@ -328,8 +338,14 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.timer);
-    this.flushStats();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // What a build stored shortly before reaches the shared tiers before the daemon goes.
+    if (this.parts.tiers) {
+      if (!(await this.parts.tiers.flush(TIER_FLUSH_MS)))
+        this.parts.log.warn('stopping with writes to remote cache tiers unfinished');
+      await this.parts.tiers.close();
+    }
+    this.flushStats();
     if (removeSocket) {
       try {
         if (fs.statSync(this.opts.socket).ino === this.socketIno)

@@ -47,6 +47,10 @@ async function buildParts(config: ClientConfig, digests: FileDigestCache): Promi
   const log = fileLogger(daemonLogPath(process.env), config.logLevel);
   const storage = new DiskStorage(config.cacheDir, config.cacheSize, log);
   const stats = new Stats(config.cacheDir);
+  // Remote tiers (and their client libraries, loaded on first use) only when configured.
+  const tiers = config.remotes.length
+    ? new (await import('../cache/tiered-storage.js')).TieredStorage(storage, config.remotes, stats, log)
+    : undefined;
   // The cluster client and the toolchain cache load only when a cluster is configured.
   const remote = config.dist
     ? await (await import('./cluster-root.js')).createRemoteCompiler({
@@ -57,8 +61,8 @@ async function buildParts(config: ClientConfig, digests: FileDigestCache): Promi
         log,
       })
     : undefined;
-  const service = new CompileService(config, storage, stats, digests, log, remote);
-  return { config, service, storage, stats, log, remote };
+  const service = new CompileService(config, tiers ?? storage, stats, digests, log, remote);
+  return { config, service, storage, tiers, stats, log, remote };
 }
 
 async function main(): Promise<number> {

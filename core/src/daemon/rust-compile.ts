@@ -200,7 +200,7 @@ export class RustCompileService {
     if ('reason' in keyed) return uncached(keyed.reason);
     const directKey = keyed.key;
 
-    const hit = this.lookup(directKey, req);
+    const hit = await this.lookup(directKey, req);
     if (hit) {
       const response = this.replay(hit, outputs, parsed, req.umask);
       if (response) {
@@ -334,14 +334,14 @@ export class RustCompileService {
   }
 
   /** The newest manifest entry whose files and environment match the current ones. */
-  private lookup(directKey: string, req: CompileRequest): CachedResult | undefined {
-    for (const entry of this.entries.readManifest(directKey) ?? []) {
+  private async lookup(directKey: string, req: CompileRequest): Promise<CachedResult | undefined> {
+    for (const entry of (await this.entries.readManifest(directKey)) ?? []) {
       const filesMatch = entry.files.every(
         ([file, digest]) => this.digests.get(path.resolve(req.cwd, file))?.digest === digest,
       );
       const envMatches = (entry.env ?? []).every(([name, digest]) => envDigest(req.env[name]) === digest);
       if (!filesMatch || !envMatches) continue;
-      const result = this.entries.readResult(entry.result);
+      const result = await this.entries.readResult(entry.result);
       if (result) return result;
     }
     return undefined;
@@ -405,7 +405,7 @@ export class RustCompileService {
     this.stats.language(LANGUAGE, 'misses');
     const asked = outputs.find(([kind]) => kind === 'dep-info')?.[1];
     if (asked) {
-      this.store(directKey, run.stdout, run.stderr, outputs, asked, parsed, req, startedMs);
+      await this.store(directKey, run.stdout, run.stderr, outputs, asked, parsed, req, startedMs);
       return response;
     }
     // The call did not ask for dep-info. Adding it to the compile would change the crate's hash
@@ -420,7 +420,7 @@ export class RustCompileService {
         env,
       );
       if (deps.exitCode === 0 && !deps.failure) {
-        this.store(directKey, run.stdout, run.stderr, outputs, own, parsed, req, startedMs);
+        await this.store(directKey, run.stdout, run.stderr, outputs, own, parsed, req, startedMs);
       }
     } finally {
       fs.rmSync(own, { force: true });
@@ -428,7 +428,7 @@ export class RustCompileService {
     return response;
   }
 
-  private store(
+  private async store(
     directKey: string,
     stdout: Buffer,
     stderr: Buffer,
@@ -437,7 +437,7 @@ export class RustCompileService {
     parsed: RustCompile,
     req: CompileRequest,
     startedMs: number,
-  ): void {
+  ): Promise<void> {
     const depInfo = parseRustDepInfo(readOutputFile('/', depInfoFile)?.toString() ?? '');
     const files = depInfo && this.trustedDigests(depInfo.files, req, startedMs);
     if (!depInfo || !files) {
@@ -461,9 +461,9 @@ export class RustCompileService {
     for (const [file, digest] of files) h.add(`file:${file}`, digest);
     for (const [name, digest] of env) h.add(`env:${name}`, digest ?? undefined);
     const resultKey = h.digest();
-    this.entries.putResult(resultKey, stdout, stderr, blobs, { outDir: parsed.outDir });
+    await this.entries.putResult(resultKey, stdout, stderr, blobs, { outDir: parsed.outDir });
     const entry: ManifestEntry = { files, env, result: resultKey };
-    this.entries.addManifestEntry(directKey, entry);
+    await this.entries.addManifestEntry(directKey, entry);
   }
 
   /** Digests of the files rustc read, or undefined when one is unreadable or changed during the compile. */

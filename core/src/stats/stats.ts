@@ -27,8 +27,50 @@ export interface StatsData {
   distRetries: Record<string, number>;
   /** Per language group (C, C++, Rust, CUDA…): hits, misses, failed compiles, calls not cached. */
   languages: Record<string, LanguageCounts>;
+  /** Per remote cache tier, by its label (`redis://host:6379/0`, with the namespace). */
+  tiers: Record<string, TierCounts>;
   since: string;
 }
+
+/** What happened on one remote tier. Every failure ended as a miss (reads) or a skipped write. */
+export interface TierCounts {
+  hits: number;
+  misses: number;
+  /** Entries stored there (a miss compiled here, or a backfill). */
+  writes: number;
+  /** Of those writes, the ones that copied a hit from a later tier to this one. */
+  backfills: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Operations that failed (refused, wrong password, no such bucket…), reads and writes. */
+  errors: number;
+  /** Operations cut at `operation_timeout_ms`. */
+  timeouts: number;
+  /** Entries found damaged (checksum, truncation): misses. */
+  corrupt: number;
+  /** Entries written by another kiln format, or with a codec this Node lacks: misses. */
+  otherFormat: number;
+  /** Operations not tried because the tier was backing off after failures, or disabled. */
+  skipped: number;
+  /** Writes dropped because too many bytes were waiting to be written. */
+  dropped: number;
+}
+export type TierOutcome = keyof TierCounts;
+
+export const emptyTierCounts = (): TierCounts => ({
+  hits: 0,
+  misses: 0,
+  writes: 0,
+  backfills: 0,
+  bytesRead: 0,
+  bytesWritten: 0,
+  errors: 0,
+  timeouts: 0,
+  corrupt: 0,
+  otherFormat: 0,
+  skipped: 0,
+  dropped: 0,
+});
 
 export interface LanguageCounts {
   hits: number;
@@ -51,6 +93,7 @@ export const emptyStats = (): StatsData => ({
   distLocal: {},
   distRetries: {},
   languages: {},
+  tiers: {},
   since: new Date().toISOString(),
 });
 
@@ -73,6 +116,12 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
     target.languages[lang] ??= { hits: 0, misses: 0, failed: 0, uncached: 0 };
     const into = target.languages[lang];
     for (const k of ['hits', 'misses', 'failed', 'uncached'] as const) into[k] += counts[k] ?? 0;
+  }
+  target.tiers ??= {};
+  for (const [label, counts] of Object.entries(delta.tiers ?? {})) {
+    target.tiers[label] ??= emptyTierCounts();
+    const into = target.tiers[label];
+    for (const k of Object.keys(into) as TierOutcome[]) into[k] += counts[k] ?? 0;
   }
   return target;
 }
@@ -122,6 +171,12 @@ export class Stats {
     this.delta.languages[group][outcome]++;
   }
 
+  /** Adds `n` to one counter of the remote tier `label`. */
+  tier(label: string, outcome: TierOutcome, n = 1): void {
+    this.delta.tiers[label] ??= emptyTierCounts();
+    this.delta.tiers[label][outcome] += n;
+  }
+
   dist(field: 'distCompiles' | 'distErrors' | 'distLocal' | 'distRetries', key: string): void {
     this.delta[field][key] = (this.delta[field][key] ?? 0) + 1;
   }
@@ -155,7 +210,12 @@ export class Stats {
 
   /** Adds pending counts to the file. Throws when the cache dir is not writable; counts are kept. */
   flush(): void {
-    if (this.delta.requests === 0 && Object.keys(this.delta.errors).length === 0) return;
+    if (
+      this.delta.requests === 0 &&
+      Object.keys(this.delta.errors).length === 0 &&
+      Object.keys(this.delta.tiers).length === 0
+    )
+      return;
     this.write(addInto(this.readPersisted(), this.delta));
     this.delta = emptyStats();
   }
