@@ -162,14 +162,21 @@ export class KilnSandbox {
     }
   }
 
-  dispose(): void {
+  /**
+   * Stops the daemon and waits for it to exit: it answers "stop" before it finishes its writes to
+   * remote tiers and its last stats flush. The sandbox stays usable (the next call starts a daemon).
+   */
+  stopAndWait(ms = 15_000): void {
     const pid = this.daemonPid();
     this.kiln(['--stop-server']);
-    // The daemon answers "stop" before its last stats flush: wait for it to exit.
-    const end = Date.now() + 3000;
+    const end = Date.now() + ms;
     while (pid && Date.now() < end && fs.existsSync(`/proc/${pid}`)) {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     }
+  }
+
+  dispose(): void {
+    this.stopAndWait();
     removeTree(this.dir);
   }
 }

@@ -3,7 +3,7 @@
  * or `<url>/ac/<sha256>` (layout "bazel", what bazel-remote serves). Any server that stores a PUT
  * body and returns it on GET works: nginx with its dav module, Apache mod_dav, bazel-remote,
  * ccache's http backends. A PUT answered 409 (missing parent collection, plain WebDAV) creates the
- * collections with MKCOL and tries once more. node:http only: no client library to load.
+ * collections with MKCOL and tries once more (nginx answers 500 there). node:http only: no client library to load.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -225,8 +225,9 @@ class HttpBackend implements RemoteBackend {
   async put(name: EntryName, data: Buffer, signal: AbortSignal): Promise<void> {
     const rel = this.pathOf(name);
     let res = await this.request('PUT', rel, signal, data);
-    if (res.status === 409) {
-      // Plain WebDAV: the collections must exist first.
+    if (res.status === 409 || res.status === 500) {
+      // Plain WebDAV: the collections must exist first (RFC 4918 answers 409; nginx without
+      // create_full_put_path answers 500). Made once, then the PUT is tried again.
       const parts = rel.split('/').slice(0, -1);
       for (let i = 1; i <= parts.length; i++) {
         const made = await this.request('MKCOL', `${parts.slice(0, i).join('/')}/`, signal);
