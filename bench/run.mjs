@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeProjects } from './projects.mjs';
+import { SERVERS as REMOTE_SERVERS } from './remote.mjs';
 import { has, median, sh, timed } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -22,7 +23,7 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster,sandbox').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster,sandbox,remote').split(',');
 /** The tools to compare (default: every one installed). */
 const TOOLS = opt('--tools', undefined)?.split(',');
 
@@ -248,6 +249,18 @@ async function main() {
   const sandboxes = ONLY.includes('sandbox')
     ? await (await import('./sandbox.mjs')).benchSandboxes({ runs: RUNS, work, root })
     : undefined;
+  // yaml-cpp's warm rebuild served by one remote tier alone vs the local disk (bench/remote.mjs).
+  const remote = ONLY.includes('remote')
+    ? await (await import('./remote.mjs')).benchRemote({
+        runs: Math.min(RUNS, 3),
+        jobs: JOBS,
+        work,
+        root,
+        baseEnv,
+        project: projects['yaml-cpp'],
+        backends: ['redis', 's3', 'http', 'memcached', 'azure'].filter((b) => b in REMOTE_SERVERS),
+      })
+    : undefined;
   for (const t of list) t.clear();
 
   const col = (s) => String(s).padStart(11);
@@ -303,6 +316,17 @@ async function main() {
       row(`... vs local -j${JOBS}`, `${(p.cluster / p.plain).toFixed(2)}x`);
       row('... first build, packaging (s)', p.first.toFixed(2));
     }
+  }
+  if (remote) {
+    const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
+    for (const [name, r] of Object.entries(remote)) {
+      if (name === 'redisGets') continue;
+      row(`yaml-cpp warm, local disk (s)`, r.local.toFixed(2));
+      row(`yaml-cpp warm, ${name} only (s)`, r.remote.toFixed(2));
+      row(`... ${name} vs local disk`, `${(r.remote / r.local).toFixed(2)}x`);
+      row(`... hit rate from ${name}`, `${r.hitRate.toFixed(1)}%`);
+    }
+    if (remote.redisGets) row('redis small gets/s (16 flying)', remote.redisGets.toFixed(0));
   }
   if (sandboxes) {
     const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
