@@ -50,7 +50,7 @@ describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
     const local = sb.kiln(['gcc', '-c', 'a.c']);
     expect(local.status).toBe(0);
     expect(local.stderr).toBe(
-      `kiln: the daemon could not start: unknown config key "cache_dri" in ${configFile(sb)}:2 (known keys: cache_dir, cache_size, log_level, idle_timeout, direct_mode, depend_mode, umask, dist)\n`,
+      `kiln: the daemon could not start: unknown config key "cache_dri" in ${configFile(sb)}:2 (did you mean "cache_dir"?) (known keys: cache_dir, cache_size, log_level, idle_timeout, direct_mode, depend_mode, umask, cache, dist)\n`,
     );
     expect(fs.existsSync(path.join(sb.work, 'a.o'))).toBe(true);
     for (const cmd of [['-s'], ['-z'], ['-C'], ['-p'], ['--start-server']]) {

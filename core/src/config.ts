@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import { didYouMean } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
 import { parseRemoteEnv, parseRemoteTables, type RemoteTierConfig } from './cache/remote/tier-config.js';
 import { type DistConfig, parseDistTable } from './cluster/client-config.js';
+import { fromSccacheClient } from './cluster/sccache-names.js';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_CONFIG_PARSE, KILN_ERR_CONFIG_UNKNOWN_KEY } from './errors.js';
 import { defaultCacheDir, defaultConfigPath } from './paths.js';
 import { parseSize } from './util/size.js';
@@ -252,6 +254,8 @@ export function loadClientConfig(env: Env): ClientConfig {
     } catch (err) {
       throw KILN_ERR_CONFIG_PARSE(file, tomlErrorDetail(err));
     }
+    // sccache's client names ([cache.disk]) read as kiln's.
+    table = fromSccacheClient(table).table;
     for (const [key, value] of Object.entries(table)) {
       if (key === 'dist') {
         distTable = value;
@@ -265,7 +269,12 @@ export function loadClientConfig(env: Env): ClientConfig {
         continue;
       }
       if (!(key in FIELDS))
-        throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, at(file, text, '', key), [...KEYS, 'cache', 'dist']);
+        throw KILN_ERR_CONFIG_UNKNOWN_KEY(
+          key,
+          at(file, text, '', key),
+          [...KEYS, 'cache', 'dist'],
+          didYouMean(key, [...KEYS, 'cache', 'dist']),
+        );
       values[key as Key] = value;
     }
   }

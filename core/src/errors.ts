@@ -19,8 +19,13 @@ export const KILN_ERR_CONFIG_PARSE = createError(
 );
 export const KILN_ERR_CONFIG_UNKNOWN_KEY = createError(
   'KILN_ERR_CONFIG_UNKNOWN_KEY',
-  (key: string, where: string, known: readonly string[]) =>
-    `unknown config key "${key}" in ${where} (known keys: ${known.join(', ')})`,
+  (key: string, where: string, known: readonly string[], near?: string) =>
+    `unknown config key "${key}" in ${where}${near ? ` (did you mean "${near}"?)` : ''} (known keys: ${known.join(', ')})`,
+);
+export const KILN_ERR_CONFIG_PROBLEMS = createError(
+  'KILN_ERR_CONFIG_PROBLEMS',
+  (where: string, problems: readonly string[]) =>
+    `${problems.length} problems in ${where}:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
 );
 export const KILN_ERR_CONFIG_INVALID = createError(
   'KILN_ERR_CONFIG_INVALID',
@@ -143,6 +148,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_CONFIG_UNKNOWN_KEY,
   KILN_ERR_CONFIG_INVALID,
   KILN_ERR_CONFIG_MISSING,
+  KILN_ERR_CONFIG_PROBLEMS,
   KILN_ERR_PROTOCOL,
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_DAEMON_START,

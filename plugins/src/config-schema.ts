@@ -58,6 +58,9 @@ export interface ObjectSchema {
  * `expected <want>`; it is undefined for a missing required key and an unknown key.
  */
 export class ConfigSchemaError extends Error {
+  /** Every problem found, this one first: a config is checked whole, so a user fixes all at once. */
+  all: readonly ConfigSchemaError[] = [this];
+
   constructor(
     readonly key: string,
     readonly expected: string,
@@ -65,6 +68,32 @@ export class ConfigSchemaError extends Error {
   ) {
     super(key ? `"${key}": ${expected}` : expected);
   }
+}
+
+/** Edit distance, for "did you mean": small strings only (config keys). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The known key closest to `key` when it is close enough to be a typo, else undefined. */
+export function didYouMean(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(key.length / 3)) + 1;
+  for (const k of known) {
+    const d = distance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best;
 }
 
 /** What a size looks like: a number, an optional K/M/G/T unit, an optional "B" or "iB". */
@@ -138,6 +167,14 @@ function checkProperty(schema: PropertySchema, value: unknown, key: string): unk
   }
 }
 
+/** Problems found so far in one validation; checking goes on past each one. */
+let found: ConfigSchemaError[] | undefined;
+
+function report(err: ConfigSchemaError): void {
+  if (!found) throw err;
+  found.push(err);
+}
+
 function validateObject(
   schema: ObjectSchema,
   value: unknown,
@@ -154,24 +191,56 @@ function validateObject(
     if (schema.additionalProperties) out[key] = input[key];
     else {
       const at = prefix ? `${prefix}.${key}` : key;
-      throw new ConfigSchemaError(at, `unknown key (known keys: ${known.join(', ') || 'none'})`);
+      const near = didYouMean(key, known);
+      report(
+        new ConfigSchemaError(
+          at,
+          `unknown key${near ? ` (did you mean "${near}"?)` : ''} (known keys: ${known.join(', ') || 'none'})`,
+        ),
+      );
     }
   }
   for (const [key, prop] of Object.entries(schema.properties)) {
     const at = prefix ? `${prefix}.${key}` : key;
     const v = input[key];
-    if (v === undefined) {
-      if (schema.required?.includes(key)) throw new ConfigSchemaError(at, 'is required');
-      if (prop.type === 'object') out[key] = validateObject(prop, undefined, at);
-      else if (prop.default !== undefined) out[key] = prop.default;
-      continue;
+    try {
+      if (v === undefined) {
+        if (schema.required?.includes(key)) throw new ConfigSchemaError(at, 'is required');
+        if (prop.type === 'object') out[key] = validateObject(prop, undefined, at);
+        else if (prop.default !== undefined) out[key] = prop.default;
+        continue;
+      }
+      out[key] = checkProperty(prop, v, at);
+    } catch (err) {
+      if (!(err instanceof ConfigSchemaError)) throw err;
+      report(err);
     }
-    out[key] = checkProperty(prop, v, at);
   }
   return Object.freeze(out);
 }
 
-/** Checks `value` against `schema`, fills in defaults and freezes the result; throws ConfigSchemaError. */
+/**
+ * Checks `value` against `schema`, fills in defaults and freezes the result. Throws a
+ * ConfigSchemaError for the first problem, whose `all` lists every problem in the config.
+ */
 export function validateConfig<C>(schema: ObjectSchema, value: unknown): C {
-  return validateObject(schema, value, '') as C;
+  const outer = found;
+  found = [];
+  try {
+    const result = validateObject(schema, value, '');
+    const [first] = found;
+    if (first) {
+      first.all = found;
+      throw first;
+    }
+    return result as C;
+  } catch (err) {
+    if (err instanceof ConfigSchemaError && found.length > 0 && !found.includes(err)) {
+      found.unshift(err);
+      err.all = found;
+    }
+    throw err;
+  } finally {
+    found = outer;
+  }
 }

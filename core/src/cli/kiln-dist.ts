@@ -21,8 +21,12 @@ Usage:
       (--config scheduler.toml | --secret-key-file FILE | KILN_DIST_SECRET_KEY in the environment)
   kiln-dist auth rotate-worker-token --worker ID --out FILE [--days N] (--config … as above)
       replaces the token in FILE; a worker whose token_file it is uses it from its next heartbeat
+  kiln-dist migrate-config FILE
+      prints an sccache-dist scheduler.conf or server.conf, or an sccache client config, in
+      kiln's names (kiln also reads those names as they are; this shows what it reads)
 
-Worker tokens expire after ${WORKER_TOKEN_DAYS} days unless --days says otherwise. Changing the
+sccache-dist's \`auth generate-jwt-hs256-server-token --server ADDR\` works too: the worker's id is
+then its address, as an sccache-dist server is named. Worker tokens expire after ${WORKER_TOKEN_DAYS} days unless --days says otherwise. Changing the
 scheduler's secret key revokes every worker token at once. Secrets are never taken from the
 command line (every user of the machine sees it in ps): use files or the environment.
 
@@ -41,6 +45,8 @@ Usage:
       a token for worker ID, for its [scheduler_auth] token_file
   kiln-dist auth rotate-worker-token --worker ID --out FILE [--days N]
       replaces the token in FILE; the worker uses it from its next heartbeat
+  kiln-dist auth generate-jwt-hs256-server-token --server ADDR [--days N] [--out FILE]
+      sccache-dist's name: a worker token for the worker whose id is ADDR (its public_addr)
 
 The worker-token commands need the scheduler's secret key: --config scheduler.toml,
 --secret-key-file FILE, or KILN_DIST_SECRET_KEY in the environment. Tokens expire after
@@ -118,6 +124,7 @@ async function runScheduler(file: string): Promise<number> {
       import('../cluster/http-server.js'),
     ]);
   const config = loadSchedulerConfig(file);
+  for (const note of config.migrated) stderrLog.info(`${file}: sccache-dist's ${note}`);
   checkLogFile(config.log_file, file);
   const { host, port } = parseAddr(config.public_addr, file);
   const tls = await schedulerTls(config, host);
@@ -230,6 +237,7 @@ async function main(args: string[]): Promise<number> {
     // Loaded here so `auth` and `scheduler` never pay for tsyringe and the plugins.
     const { loadWorkerConfig } = await import('../cluster/worker/worker-config.js');
     const config = loadWorkerConfig(file);
+    for (const note of config.migrated ?? []) stderrLog.info(`${file}: sccache-dist's ${note}`);
     const { startWorker } = await import('../cluster/worker/worker-main.js');
     const running = await startWorker(config, path.dirname(path.resolve(file)), version(), stderrLog);
     onSignals(() => running.close());
@@ -255,9 +263,24 @@ async function main(args: string[]): Promise<number> {
     output(args, generateHs256Key());
     return 0;
   }
-  if (cmd === 'auth' && (sub === 'generate-jwt-hs256-worker-token' || sub === 'rotate-worker-token')) {
-    const worker = flag(args, '--worker');
-    if (!worker) throw usage(`${sub} needs --worker ID`);
+  if (cmd === 'migrate-config') {
+    if (!sub || sub.startsWith('-')) throw usage('migrate-config needs the config FILE');
+    const { migrateConfig } = await import('./migrate-config.js');
+    process.stdout.write(migrateConfig(sub));
+    return 0;
+  }
+  if (
+    cmd === 'auth' &&
+    (sub === 'generate-jwt-hs256-worker-token' ||
+      sub === 'rotate-worker-token' ||
+      sub === 'generate-jwt-hs256-server-token')
+  ) {
+    // sccache-dist names a server by its address: --server ADDR is the worker id ADDR.
+    const worker = flag(args, sub === 'generate-jwt-hs256-server-token' ? '--server' : '--worker');
+    if (!worker)
+      throw usage(
+        `${sub} needs ${sub === 'generate-jwt-hs256-server-token' ? '--server ADDR' : '--worker ID'}`,
+      );
     const rotate = sub === 'rotate-worker-token';
     if (rotate && !flag(args, '--out'))
       throw usage('rotate-worker-token needs --out FILE (the token_file of the worker)');

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_TLS_CERT } from '../errors.js';
 import { parseSize } from '../util/size.js';
@@ -23,6 +24,8 @@ export interface DistConfig {
   readonly keep_tiny_local: boolean;
   /** Bytes of packaged toolchains kept on the client. */
   readonly toolchain_cache_size: number;
+  /** Where packaged toolchains are kept (sccache-dist's client `cache_dir`); default `<cache_dir>/toolchains`. */
+  readonly cache_dir?: string | undefined;
   /** Seconds a remote compile may take before the client gives up and compiles locally. */
   readonly job_timeout: number;
   /** Seconds to wait for the scheduler's answer. */
@@ -60,6 +63,7 @@ const schema: ObjectSchema = {
     force_remote_build: { type: 'boolean', default: false },
     keep_tiny_local: { type: 'boolean', default: true },
     toolchain_cache_size: { type: 'size', default: '5G' },
+    cache_dir: { type: 'string', pattern: '^/', format: 'an absolute path' },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     connect_timeout: { type: 'integer', minimum: 1, default: 5 },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
@@ -127,4 +131,9 @@ export function parseDistTable(
     resolver_config: raw.resolver_config ?? {},
     toolchains: raw.toolchains ?? [],
   });
+}
+
+/** Where the client keeps packaged toolchains: `[dist] cache_dir`, else `<cache_dir>/toolchains`. */
+export function toolchainDir(cacheDir: string, dist: DistConfig | undefined): string {
+  return dist?.cache_dir ?? path.join(cacheDir, 'toolchains');
 }

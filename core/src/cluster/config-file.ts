@@ -5,12 +5,23 @@ import {
   KILN_ERR_CONFIG_INVALID,
   KILN_ERR_CONFIG_MISSING,
   KILN_ERR_CONFIG_PARSE,
+  KILN_ERR_CONFIG_PROBLEMS,
   KILN_ERR_CONFIG_UNKNOWN_KEY,
+  type KilnError,
 } from '../errors.js';
 import { tomlErrorDetail } from '../util/toml-error.js';
+import type { Translated } from './sccache-names.js';
 
-/** Reads a TOML file and validates it against `schema`; errors name the file and the key. */
-export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
+/**
+ * Reads a TOML file and validates it against `schema`; errors name the file and the key.
+ * `translate` may rename keys first (sccache-dist's names), pushing what it did to `notes`.
+ */
+export function loadTomlConfig<C>(
+  file: string,
+  schema: ObjectSchema,
+  translate?: (table: Record<string, unknown>, where: string) => Translated,
+  notes?: string[],
+): C {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -23,20 +34,36 @@ export function loadTomlConfig<C>(file: string, schema: ObjectSchema): C {
   } catch (err) {
     throw KILN_ERR_CONFIG_PARSE(file, tomlErrorDetail(err));
   }
+  if (translate) {
+    const done = translate(table as Record<string, unknown>, file);
+    table = done.table;
+    notes?.push(...done.notes);
+  }
   return validateTable<C>(table, schema, file);
 }
 
+/** The KilnError for one schema problem, as kiln words it. */
+function asKilnError(err: ConfigSchemaError, where: string): KilnError {
+  if (err.expected.startsWith('unknown key')) {
+    const known = /\(known keys: (.*)\)$/.exec(err.expected)?.[1]?.split(', ') ?? [];
+    const near = /did you mean "([^"]+)"/.exec(err.expected)?.[1];
+    return KILN_ERR_CONFIG_UNKNOWN_KEY(err.key, where, known, near);
+  }
+  if (err.want === undefined) return KILN_ERR_CONFIG_MISSING(err.key, where);
+  return KILN_ERR_CONFIG_INVALID(err.key, where, err.want);
+}
+
+/** Validates `table`; every problem is reported at once (one per line), not one per run. */
 export function validateTable<C>(table: unknown, schema: ObjectSchema, where: string): C {
   try {
     return validateConfig<C>(schema, table);
   } catch (err) {
     if (!(err instanceof ConfigSchemaError)) throw err;
-    if (err.expected.startsWith('unknown key')) {
-      const known = /\(known keys: (.*)\)$/.exec(err.expected)?.[1]?.split(', ') ?? [];
-      throw KILN_ERR_CONFIG_UNKNOWN_KEY(err.key, where, known);
-    }
-    if (err.want === undefined) throw KILN_ERR_CONFIG_MISSING(err.key, where);
-    throw KILN_ERR_CONFIG_INVALID(err.key, where, err.want);
+    if (err.all.length <= 1) throw asKilnError(err, where);
+    throw KILN_ERR_CONFIG_PROBLEMS(
+      where,
+      err.all.map((e) => asKilnError(e, where).message.replace(` in ${where}`, '')),
+    );
   }
 }
 

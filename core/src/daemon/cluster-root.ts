@@ -17,7 +17,7 @@ import {
   TOOLCHAIN_RESOLVER,
 } from '@kiln/plugins';
 import { container } from 'tsyringe';
-import type { DistConfig } from '../cluster/client-config.js';
+import { type DistConfig, toolchainDir } from '../cluster/client-config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ArchiveResolver } from '../toolchain/archive-resolver.js';
@@ -57,7 +57,7 @@ export async function createRemoteCompiler(ctx: ClusterContext): Promise<RemoteC
     await loadPlugin({ spec, kind: PluginKind.RESOLVER, config, container: scope, baseDir: ctx.configDir });
   }
   // Last: the configured resolvers are asked first for a compiler they handle.
-  const toolchains = new ToolchainCache(path.join(ctx.cacheDir, 'toolchains'), ctx.dist.toolchain_cache_size);
+  const toolchains = new ToolchainCache(toolchainDir(ctx.cacheDir, ctx.dist), ctx.dist.toolchain_cache_size);
   scope.register(TOOLCHAIN_RESOLVER, { useValue: new ArchiveResolver({ cache: toolchains }) });
   return new RemoteCompiler(ctx.dist, scope.resolveAll(TOOLCHAIN_RESOLVER), ctx.stats, ctx.log);
 }

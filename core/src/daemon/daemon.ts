@@ -16,6 +16,7 @@ import {
   type Response,
   umaskOf,
 } from '../client/protocol.js';
+import { toolchainDir } from '../cluster/client-config.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
@@ -319,7 +320,7 @@ export class Daemon {
         const removed = await storage.clear();
         let also = '';
         if (toolchains) {
-          await fs.promises.rm(path.join(config.cacheDir, 'toolchains'), { recursive: true, force: true });
+          await fs.promises.rm(toolchainDir(config.cacheDir, config.dist), { recursive: true, force: true });
           also = ' and the packaged toolchains';
           // The cluster client remembers what it packed: a fresh daemon starts without that.
           if (this.parts.remote) setImmediate(() => void this.stop(true));

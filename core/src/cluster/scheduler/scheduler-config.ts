@@ -4,6 +4,7 @@ import type { ObjectSchema } from '@kiln/plugins';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { ClientAuthConfig } from '../auth.js';
 import { loadTomlConfig } from '../config-file.js';
+import { fromSccacheScheduler } from '../sccache-names.js';
 import { checkBearerToken, relativeTo, secretFrom } from '../secrets.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
 
@@ -31,6 +32,8 @@ export interface SchedulerConfig {
   readonly log_level: 'error' | 'warn' | 'info' | 'debug';
   /** Append the JSON log here instead of writing it to stdout. */
   readonly log_file: string | undefined;
+  /** sccache-dist names read as kiln's (logged at start). */
+  readonly migrated: readonly string[];
 }
 
 export const schedulerSchema: ObjectSchema = {
@@ -71,7 +74,7 @@ export const schedulerSchema: ObjectSchema = {
   required: ['client_auth', 'worker_auth'],
 };
 
-type Raw = Omit<SchedulerConfig, 'state_dir' | 'client_auth' | 'worker_auth'> & {
+type Raw = Omit<SchedulerConfig, 'state_dir' | 'client_auth' | 'worker_auth' | 'migrated'> & {
   state_dir?: string;
   client_auth: ClientAuthConfig & { token_file?: string };
   worker_auth: SchedulerConfig['worker_auth'] & { secret_key?: string; secret_key_file?: string };
@@ -87,7 +90,8 @@ function defaultStateDir(env: NodeJS.ProcessEnv): string {
  * KILN_DIST_SECRET_KEY / KILN_DIST_CLIENT_TOKEN. Paths in it are relative to its directory.
  */
 export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
-  const raw = loadTomlConfig<Raw>(file, schedulerSchema);
+  const migrated: string[] = [];
+  const raw = loadTomlConfig<Raw>(file, schedulerSchema, fromSccacheScheduler, migrated);
   const { token_file, ...clientAuth } = raw.client_auth;
   const token = secretFrom({
     key: 'client_auth.token',
@@ -131,5 +135,6 @@ export function loadSchedulerConfig(file: string, env: NodeJS.ProcessEnv = proce
     tls,
     client_auth: { ...clientAuth, ...(token ? { token } : {}) },
     worker_auth: { ...workerAuth, secret_key: secret },
+    migrated,
   });
 }

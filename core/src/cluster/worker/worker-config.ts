@@ -4,6 +4,7 @@ import { DEFAULT_JOB_LIMITS, type JobLimits, type ObjectSchema } from '@kiln/plu
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { loadTomlConfig } from '../config-file.js';
+import { fromSccacheWorker } from '../sccache-names.js';
 import { checkBearerToken, readSecretFile, relativeTo, secretFrom } from '../secrets.js';
 import { type Fingerprint, pinSetting } from '../tls/pinned-agent.js';
 import { type ServerTlsConfig, serverTlsFiles, serverTlsSchema } from '../tls/server-tls.js';
@@ -61,6 +62,8 @@ export interface WorkerConfig {
   readonly log_file: string | undefined;
   /** The bearer token /metrics wants; without one /metrics is off. */
   readonly metrics_token: string | undefined;
+  /** sccache-dist names read as kiln's (logged at start). */
+  readonly migrated?: readonly string[];
 }
 
 const schema: ObjectSchema = {
@@ -147,7 +150,9 @@ function defaultCacheDir(): string {
 }
 
 export function loadWorkerConfig(file: string, env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  return finishWorkerConfig(file, loadTomlConfig<Raw>(file, schema), env);
+  const migrated: string[] = [];
+  const raw = loadTomlConfig<Raw>(file, schema, fromSccacheWorker, migrated);
+  return Object.freeze({ ...finishWorkerConfig(file, raw, env), migrated });
 }
 
 /** The worker token now: KILN_DIST_WORKER_TOKEN, else the token file (read afresh), else inline. */
