@@ -59,6 +59,8 @@ for (const [dir, extras] of Object.entries(PACKAGES)) {
 }
 fs.copyFileSync(path.join(root, 'LICENSE'), path.join(stage, 'LICENSE'));
 fs.copyFileSync(path.join(root, 'README.md'), path.join(stage, 'README.md'));
+// systemd units, the container recipe and shell completion travel with it.
+fs.cpSync(path.join(root, 'packaging'), path.join(stage, 'packaging'), { recursive: true });
 
 // Until the install builds the native client, `kiln` is the Node client.
 const coreDir = path.join(stage, 'node_modules', '@kiln', 'core');

@@ -50,10 +50,11 @@ for (const pass of ['first (cold cache)', 'second (after make clean)']) {
   run(['make', 'clean'], { stdio: 'ignore' });
   const t = process.hrtime.bigint();
   run(['make', '-j2', `CC=${kiln} gcc`]);
-  console.log(`   took ${Number(process.hrtime.bigint() - t) / 1e6} ms`);
+  console.log(`   took ${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`);
 }
+console.log('\n== ./demo, the program just built, prints:');
 run([path.join(src, 'demo')]);
-console.log('\n== kiln --show-stats');
+console.log('\n== kiln --show-stats (5 misses in the first build, 5 direct hits in the second)');
 run([kiln, '--show-stats']);
 run([kiln, '--stop-server'], { stdio: 'ignore' });
 fs.rmSync(dir, { recursive: true, force: true });
