@@ -167,6 +167,36 @@ describe('RemoteTier deadlines and backoff', () => {
     expect(c.misses).toBe(0);
   });
 
+  it('after the pause, one probe goes to the server; when it answers, the tier is used again', async () => {
+    const calls = { n: 0 };
+    let up = false;
+    const backend: RemoteBackend = {
+      get: async () => {
+        calls.n++;
+        if (!up) throw new Error('connection refused');
+        return undefined;
+      },
+      put: async () => {},
+      exists: async () => false,
+      remove: async () => {},
+      close: async () => {},
+    };
+    const stats = new Stats(dir);
+    const tier = tierWith(backend, stats);
+    await tier.get('r', 'a');
+    up = true;
+    await tier.get('r', 'b');
+    expect(calls.n).toBe(1);
+    await new Promise((r) => setTimeout(r, 1100));
+    // Two lookups at once when the pause is over: one probes, the other is skipped.
+    await Promise.all([tier.get('r', 'c'), tier.get('r', 'd')]);
+    expect(calls.n).toBe(2);
+    for (const k of ['e', 'f', 'g']) await tier.get('r', k);
+    expect(calls.n).toBe(5);
+    const c = stats.pending.tiers[tier.label]!;
+    expect([c.errors, c.skipped, c.misses]).toEqual([1, 2, 4]);
+  });
+
   it('cuts an operation that never settles at operation_timeout_ms, even when the backend ignores the signal', async () => {
     const stats = new Stats(dir);
     const never: RemoteBackend = {

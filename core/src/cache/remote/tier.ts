@@ -63,20 +63,24 @@ export class RemoteTier {
     return this.backend;
   }
 
-  /** Whether an operation may go to the server now; claims the probe when the pause is over. */
-  private admit(): boolean {
-    if (this.disabled) return false;
-    if (this.failures === 0) return true;
-    if (Date.now() < this.pausedUntil || this.probing) return false;
+  /**
+   * Whether an operation may go to the server now: `go` when it is healthy, `probe` for the one
+   * operation that tries it again once the pause is over, `skip` otherwise.
+   */
+  private admit(): 'go' | 'probe' | 'skip' {
+    if (this.disabled) return 'skip';
+    if (this.failures === 0) return 'go';
+    if (Date.now() < this.pausedUntil || this.probing) return 'skip';
     this.probing = true;
-    return true;
+    return 'probe';
   }
 
   private async op<T>(
     what: string,
     fn: (backend: RemoteBackend, signal: AbortSignal) => Promise<T>,
   ): Promise<T | typeof FAILED> {
-    if (!this.admit()) {
+    const admitted = this.admit();
+    if (admitted === 'skip') {
       this.stats.tier(this.label, 'skipped');
       return FAILED;
     }
@@ -108,7 +112,7 @@ export class RemoteTier {
       return FAILED;
     } finally {
       clearTimeout(timer);
-      this.probing = false;
+      if (admitted === 'probe') this.probing = false;
       // The deadline's rejection is handled by the race; keep an unused one quiet.
       deadline.catch(() => {});
     }
