@@ -266,7 +266,7 @@ describe('commands', () => {
     const s = sb.kiln(['--show-stats']);
     expect(s.status).toBe(2);
     expect(s.stderr).toMatch(
-      /^kiln: the daemon could not start: unknown config key "cache_dri" in .*config.toml:1 \(known keys: cache_dir/,
+      /^kiln: the daemon could not start: unknown config key "cache_dri" in .*config.toml:1 \(did you mean "cache_dir"\?\) \(known keys: cache_dir/,
     );
     expect(s.stderr).not.toMatch(/at .*\.js/); // no stack trace
     const bad = sb.kiln(['--start-server'], { env: { ...sb.env, KILN_CACHE_SIZE: 'huge' } });

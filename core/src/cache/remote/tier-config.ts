@@ -86,7 +86,7 @@ export function parseTier(table: Table, where: string, forceReadOnly = false): R
   }
   const known = [...COMMON_KEYS, ...module.keys];
   for (const key of Object.keys(table))
-    if (!known.includes(key)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, where, known);
+    if (!known.includes(key)) throw KILN_ERR_CONFIG_UNKNOWN_KEY(key, where, known, didYouMean(key, known));
 
   const readOnly = table.read_only === undefined ? false : bool(table.read_only);
   if (readOnly === undefined) throw KILN_ERR_CONFIG_INVALID('read_only', where, 'true or false');
