@@ -3,9 +3,10 @@
  * library only in `create`; adding a backend is one file and one line here.
  */
 import type { BackendModule } from './backend.js';
+import { memcachedBackend } from './memcached.js';
 import { redisBackend } from './redis.js';
 
-export const BACKENDS: readonly BackendModule[] = [redisBackend];
+export const BACKENDS: readonly BackendModule[] = [redisBackend, memcachedBackend];
 
 export function backendByType(type: string): BackendModule | undefined {
   return BACKENDS.find((b) => b.type === type);
