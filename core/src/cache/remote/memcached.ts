@@ -249,7 +249,7 @@ class MemcachedBackend implements RemoteBackend {
   readonly #context: BackendContext;
   readonly #what: string;
   #connection: Connection | undefined;
-  #itemSizeMax: number | undefined;
+  #itemSizeMax: Promise<number> | undefined;
   #closed = false;
 
   constructor(options: MemcachedOptions, context: BackendContext) {
@@ -395,11 +395,17 @@ class MemcachedBackend implements RemoteBackend {
   }
 
   /** item_size_max from `stats settings`, asked once; 1 MiB (memcached's default) when it will not say. */
-  async #itemSizeLimit(c: Connection): Promise<number> {
-    if (this.#itemSizeMax === undefined) {
-      const r = await c.request(Op.STAT, 'settings', Buffer.alloc(0), undefined);
-      const m = r.status === Status.OK ? /^item_size_max (\d+)$/m.exec(r.value.toString()) : null;
-      this.#itemSizeMax = m ? Number(m[1]) : DEFAULT_ITEM_SIZE_MAX;
+  #itemSizeLimit(c: Connection): Promise<number> {
+    if (!this.#itemSizeMax) {
+      const asked = c.request(Op.STAT, 'settings', Buffer.alloc(0), undefined).then((r) => {
+        const m = r.status === Status.OK ? /^item_size_max (\d+)$/m.exec(r.value.toString()) : null;
+        return m ? Number(m[1]) : DEFAULT_ITEM_SIZE_MAX;
+      });
+      // Asked again on the next put when the connection failed before the answer.
+      asked.catch(() => {
+        if (this.#itemSizeMax === asked) this.#itemSizeMax = undefined;
+      });
+      this.#itemSizeMax = asked;
     }
     return this.#itemSizeMax;
   }
