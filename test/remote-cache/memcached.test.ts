@@ -49,6 +49,8 @@ describe('memcached options', () => {
       ttl: 86400,
     });
     expect(memcachedBackend.describe('memcached://10.0.0.5:11311/')).toBe('memcached://10.0.0.5:11311');
+    // KILN_REMOTE_STORAGE gives every value as a string.
+    expect(parse('memcached://h', { ttl: '60' })).toMatchObject({ ttl: 60 });
   });
 
   it('names the key and where it is for a bad URL or ttl', () => {

@@ -68,6 +68,8 @@ describe('redis options', () => {
       ttl: 3600,
       passwordEnv: 'REDIS_PW',
     });
+    // KILN_REMOTE_STORAGE gives every value as a string.
+    expect(parse('redis://h', { ttl: '600' })).toMatchObject({ ttl: 600 });
   });
 
   it('names the key and where it is for a bad URL or a bad value', () => {
@@ -85,7 +87,8 @@ describe('redis options', () => {
         'password_env',
         'either a password in the URL or password_env',
       ],
-      ['redis://h', { tls_ca: '/ca.pem' }, 'tls_ca', 'with a rediss:// URL'],
+      ['redis://h', { ca_file: '/etc/hostname' }, 'ca_file', 'with a rediss:// URL'],
+      ['rediss://h', { ca_file: '/nonexistent/ca.pem' }, 'ca_file', 'the path of a PEM file that exists'],
     ];
     for (const [url, table, key, expected] of cases) {
       const err = (() => {
@@ -236,13 +239,22 @@ describe.skipIf(!available)('redis with a password', () => {
     });
   });
 
-  it('no password, or password_env naming an unset variable, is NOAUTH', async () => {
+  it('no password is NOAUTH; password_env naming an unset variable is a config error', async () => {
     const none = await backend(server.url(0, ''));
     const err = await rejection(none.get(entry(hex()), signal()));
     expect(err.code).toBe('KILN_ERR_STORAGE_AUTH');
     expect(err.message).toMatch(/refused kiln's credentials: NOAUTH /);
-    const unset = await backend(server.url(0, ''), { password_env: 'KILN_TEST_REDIS_PW' });
-    const err2 = await rejection(unset.put(entry(hex()), Buffer.from('x'), signal()));
+    const unset = await rejection(backend(server.url(0, ''), { password_env: 'KILN_TEST_REDIS_PW' }));
+    expect(unset.code).toBe('KILN_ERR_CONFIG_INVALID');
+    expect(unset.message).toBe(
+      'invalid value for "password_env" in kiln.toml:3: expected a variable that is set (KILN_TEST_REDIS_PW is empty or unset)',
+    );
+    const wrong = await backend(
+      server.url(0, ''),
+      { password_env: 'KILN_TEST_REDIS_PW' },
+      { KILN_TEST_REDIS_PW: 'no' },
+    );
+    const err2 = await rejection(wrong.put(entry(hex()), Buffer.from('x'), signal()));
     expect(err2.code).toBe('KILN_ERR_STORAGE_AUTH');
     expect(err2.message).toContain('(check the password in environment variable KILN_TEST_REDIS_PW)');
   });
@@ -275,21 +287,20 @@ describe.skipIf(!available)('redis over TLS (rediss://)', () => {
     await server?.stop();
   });
 
-  it('round-trips with tls_ca naming the CA of the self-signed certificate', async () => {
-    const b = await backend(`rediss://127.0.0.1:${server.tlsPort}/0`, { tls_ca: caFile });
+  it('round-trips with ca_file naming the CA of the self-signed certificate', async () => {
+    const b = await backend(`rediss://127.0.0.1:${server.tlsPort}/0`, { ca_file: caFile });
     const data = randomBytes(100_000);
     const key = hex();
     await b.put(entry(key), data, signal());
     expect((await b.get(entry(key), signal()))?.equals(data)).toBe(true);
   });
 
-  it('refuses the server without the CA, and an unreadable tls_ca is KILN_ERR_TLS_CERT', async () => {
+  it('refuses the server without the CA, or with another CA', async () => {
     const b = await backend(`rediss://127.0.0.1:${server.tlsPort}/0`);
     await expect(b.get(entry(hex()), signal())).rejects.toThrow(/self[- ]signed certificate/);
-    const err = await rejection(
-      backend(`rediss://127.0.0.1:${server.tlsPort}/0`, { tls_ca: '/nonexistent/ca.pem' }),
-    );
-    expect(err.code).toBe('KILN_ERR_TLS_CERT');
-    expect(err.message).toContain('tls_ca in kiln.toml:3');
+    const other = path.join(server.dir, 'other.pem');
+    fs.writeFileSync(other, generateSelfSigned('someone else', ['127.0.0.1']).cert);
+    const c = await backend(`rediss://127.0.0.1:${server.tlsPort}/0`, { ca_file: other });
+    await expect(c.get(entry(hex()), signal())).rejects.toThrow(/self[- ]signed certificate/);
   });
 });

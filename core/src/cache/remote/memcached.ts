@@ -51,7 +51,9 @@ function parseOptions(
   ) {
     throw KILN_ERR_CONFIG_INVALID('url', where, 'memcached://host[:port] (one server, no credentials)');
   }
-  const ttl = table.ttl ?? 0;
+  // A TOML integer, or a string from KILN_REMOTE_STORAGE.
+  const raw = table.ttl ?? 0;
+  const ttl = typeof raw === 'string' && /^\d{1,10}$/.test(raw) ? Number(raw) : raw;
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL) {
     throw KILN_ERR_CONFIG_INVALID('ttl', where, `whole seconds from 0 (no expiry) to ${MAX_TTL} (30 days)`);
   }

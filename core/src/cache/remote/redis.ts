@@ -30,9 +30,15 @@ export interface RedisOptions {
   readonly ttl: number;
   /** The environment variable that holds the password, when it is not in the URL. */
   readonly passwordEnv: string | undefined;
-  /** PEM file of the CA that signed the server's certificate (rediss:// only). */
-  readonly tlsCa: string | undefined;
+  /** PEM bundle for a server whose certificate is not from a public CA (rediss:// only). */
+  readonly caFile: string | undefined;
   readonly where: string;
+}
+
+/** A whole number of seconds, as a TOML integer or a KILN_REMOTE_STORAGE string. */
+function seconds(v: unknown): number | undefined {
+  const n = typeof v === 'string' && /^\d{1,10}$/.test(v) ? Number(v) : v;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 const URL_FORMS =
@@ -84,10 +90,9 @@ function parseUrl(url: string, where: string) {
 
 function parseOptions(url: string, table: Readonly<Record<string, unknown>>, where: string): RedisOptions {
   const parsed = parseUrl(url, where);
-  const ttl = table.ttl ?? 0;
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0) {
+  const ttl = seconds(table.ttl ?? 0);
+  if (ttl === undefined)
     throw KILN_ERR_CONFIG_INVALID('ttl', where, 'whole seconds, 0 or more (0: no expiry)');
-  }
   const passwordEnv = table.password_env;
   if (passwordEnv !== undefined && (typeof passwordEnv !== 'string' || !ENV_NAME.test(passwordEnv))) {
     throw KILN_ERR_CONFIG_INVALID(
@@ -103,11 +108,15 @@ function parseOptions(url: string, table: Readonly<Record<string, unknown>>, whe
       'either a password in the URL or password_env, not both',
     );
   }
-  const tlsCa = table.tls_ca;
-  if (tlsCa !== undefined && (typeof tlsCa !== 'string' || tlsCa === '' || !parsed.tls)) {
-    throw KILN_ERR_CONFIG_INVALID('tls_ca', where, 'the path of a PEM file, with a rediss:// URL');
+  const caFile = table.ca_file;
+  if (caFile !== undefined && (typeof caFile !== 'string' || !parsed.tls || !fs.existsSync(caFile))) {
+    throw KILN_ERR_CONFIG_INVALID(
+      'ca_file',
+      where,
+      'the path of a PEM file that exists, with a rediss:// URL',
+    );
   }
-  return Object.freeze({ url, ...parsed, ttl, passwordEnv, tlsCa, where });
+  return Object.freeze({ url, ...parsed, ttl, passwordEnv, caFile, where });
 }
 
 function describe(url: string): string {
@@ -139,12 +148,22 @@ class RedisBackend implements RemoteBackend {
     this.#options = options;
     this.#context = context;
     this.#module = module;
-    this.#password = options.password ?? (options.passwordEnv ? context.env[options.passwordEnv] : undefined);
-    if (options.tlsCa !== undefined) {
+    this.#password = options.password;
+    if (options.passwordEnv !== undefined) {
+      this.#password = context.env[options.passwordEnv];
+      if (!this.#password) {
+        throw KILN_ERR_CONFIG_INVALID(
+          'password_env',
+          options.where,
+          `a variable that is set (${options.passwordEnv} is empty or unset)`,
+        );
+      }
+    }
+    if (options.caFile !== undefined) {
       try {
-        this.#ca = fs.readFileSync(options.tlsCa, 'utf8');
+        this.#ca = fs.readFileSync(options.caFile, 'utf8');
       } catch (err) {
-        throw KILN_ERR_TLS_CERT(`tls_ca in ${options.where}`, (err as Error).message);
+        throw KILN_ERR_TLS_CERT(`ca_file in ${options.where}`, (err as Error).message);
       }
     }
   }
@@ -294,7 +313,7 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void
 export const redisBackend: BackendModule<RedisOptions> = {
   type: 'redis',
   schemes: ['redis', 'rediss', 'redis+unix'],
-  keys: ['ttl', 'password_env', 'tls_ca'],
+  keys: ['ttl', 'password_env', 'ca_file'],
   parseOptions,
   describe,
   async create(options, context) {
