@@ -130,7 +130,7 @@ describe.skipIf(!available)('memcached backend', () => {
     expect(chunks).toEqual([0, 1, 2, 3].map((i) => `kiln:ns/r/${key}#${nonce}#${i}`));
     const first = await server.raw.get(chunks[0] as string);
     expect(first?.flags).toBe(FLAG_CHUNK);
-    expect(first?.data.length).toBe(MiB - 1024);
+    expect(first?.data.length).toBe(MiB - 512);
     const back = await b.get(entry(key), signal());
     expect(back?.length).toBe(data.length);
     expect(back?.equals(data)).toBe(true);
@@ -249,6 +249,29 @@ describe.skipIf(!available)('memcached backend', () => {
     } finally {
       await hung.close();
     }
+  });
+});
+
+describe.skipIf(!available)('a memcached with 1 KiB items', () => {
+  let server: MemcachedServer;
+  beforeAll(async () => {
+    server = await startMemcached({ itemSize: '1k', args: ['-o', 'slab_chunk_max=512'] });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('splits into 512-byte chunks and joins them exactly', async () => {
+    const b = await backend(server.url);
+    const key = hex();
+    const data = randomBytes(10_000);
+    await b.put(entry(key), data, signal());
+    const chunks = (await server.raw.keys()).filter((k) => k.startsWith(`kiln:ns/r/${key}#`));
+    expect(chunks).toHaveLength(20);
+    expect((await b.get(entry(key), signal()))?.equals(data)).toBe(true);
+    const small = hex();
+    await b.put(entry(small), Buffer.from('x'.repeat(512)), signal());
+    expect((await server.raw.get(`kiln:ns/r/${small}`))?.flags).toBe(FLAG_WHOLE);
   });
 });
 

@@ -10,8 +10,10 @@ import { freePort, type ServerProcess, startProcess, waitReady } from './process
 export interface MemcachedServerOptions {
   /** Megabytes of item memory (-m), default 64. */
   readonly memoryMb?: number;
-  /** Item size limit (-I), default "1m". */
+  /** Item size limit (-I), default "1m"; below 1m memcached also needs `-o slab_chunk_max`. */
   readonly itemSize?: string;
+  /** More arguments, e.g. ['-o', 'slab_chunk_max=512']. */
+  readonly args?: readonly string[];
 }
 
 export interface RawMemcached {
@@ -42,7 +44,7 @@ export async function startMemcached(options: MemcachedServerOptions = {}): Prom
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-t', '2'];
-    args.push('-m', String(options.memoryMb ?? 64), '-I', options.itemSize ?? '1m');
+    args.push('-m', String(options.memoryMb ?? 64), '-I', options.itemSize ?? '1m', ...(options.args ?? []));
     // memcached refuses to run as root without being told which user to be.
     if (process.getuid?.() === 0) args.push('-u', 'root');
     const proc: ServerProcess = startProcess('memcached', args);

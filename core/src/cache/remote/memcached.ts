@@ -81,8 +81,11 @@ const STATUS_TEXT: Record<number, string> = {
 /** Item flags, so that an item kiln did not write (or another kind of kiln item) is never taken for an entry. */
 const Flags = { WHOLE: 0x6b6c6e31, HEAD: 0x6b6c6e48, CHUNK: 0x6b6c6e43 } as const;
 const HEADER = 24;
-/** Room in an item for memcached's item header, the key and the CAS, below item_size_max. */
-const ITEM_OVERHEAD = 1024;
+/**
+ * Room kept in an item for memcached's item header (~50 bytes), the key (at most ~100 here) and
+ * the CAS: 512 bytes, or half the item under a tiny `-I`.
+ */
+const itemRoom = (itemSizeMax: number) => itemSizeMax - Math.min(512, Math.floor(itemSizeMax / 2));
 const DEFAULT_ITEM_SIZE_MAX = 1024 * 1024;
 const HEAD_FORM = /^kiln-chunks 1 ([0-9a-f]{16}) (\d{1,6}) (\d{1,15}) ([0-9a-f]{64})$/;
 
@@ -284,7 +287,7 @@ class MemcachedBackend implements RemoteBackend {
   put(name: EntryName, data: Buffer, signal: AbortSignal): Promise<void> {
     return this.#run(signal, async (c) => {
       const key = itemKey(name);
-      const room = (await this.#itemSizeLimit(c)) - ITEM_OVERHEAD;
+      const room = itemRoom(await this.#itemSizeLimit(c));
       if (data.length <= room) return this.#set(c, key, Flags.WHOLE, data);
       const head = { nonce: randomBytes(8).toString('hex'), count: Math.ceil(data.length / room) };
       await Promise.all(
