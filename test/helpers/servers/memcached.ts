@@ -3,6 +3,7 @@
  * limit (`-I`) as asked. `raw` speaks the text protocol to it, to look at or tamper with items
  * behind the backend's back.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { have } from '../prereq.js';
 import { freePort, type ServerProcess, startProcess, waitReady } from './process.js';
@@ -25,6 +26,8 @@ export interface RawMemcached {
   /** Seconds left before the item expires, -1 for never (lru_crawler metadump); undefined when absent. */
   expiry(key: string): Promise<number | undefined>;
   stats(which?: string): Promise<Record<string, string>>;
+  /** Stores `count` items `<prefix><i>` of `bytes` random bytes each, on one connection. */
+  fill(prefix: string, count: number, bytes: number): Promise<void>;
 }
 
 export interface MemcachedServer {
@@ -131,6 +134,19 @@ function rawClient(port: number): RawMemcached {
         }
       }
       return undefined;
+    },
+    async fill(prefix, count, bytes) {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < count; i++) {
+        parts.push(
+          Buffer.from(`set ${prefix}${i} 0 0 ${bytes} noreply\r\n`),
+          randomBytes(bytes),
+          Buffer.from('\r\n'),
+        );
+      }
+      // The meta no-op answers once everything before it is done.
+      parts.push(Buffer.from('mn\r\n'));
+      await exchange(port, Buffer.concat(parts), endsWith('MN\r\n'));
     },
     async stats(which) {
       const answer = (await line(which ? `stats ${which}` : 'stats', endsWith('END\r\n'))).toString();
