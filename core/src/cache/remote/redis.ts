@@ -271,7 +271,11 @@ class RedisBackend implements RemoteBackend {
 
   #drop(client: Client): void {
     if (this.#client?.client === client) this.#client = undefined;
-    client.destroy();
+    try {
+      client.destroy();
+    } catch {
+      // Already closed.
+    }
   }
 
   #explain(err: unknown): unknown {
