@@ -1,5 +1,6 @@
 /** The memcached backend against a real memcached: conformance, then chunking, eviction and tampering. */
 import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EntryName, RemoteBackend } from '../../core/dist/cache/remote/backend.js';
 import { itemKey, type MemcachedOptions, memcachedBackend } from '../../core/dist/cache/remote/memcached.js';
@@ -11,6 +12,9 @@ import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 const available = haveMemcached();
 const made: RemoteBackend[] = [];
+afterAll(async () => {
+  for (const b of made.splice(0)) await b.close();
+});
 const parse = (url: string, table: Record<string, unknown> = {}): MemcachedOptions =>
   memcachedBackend.parseOptions(url, table, 'kiln.toml:7');
 async function backend(url: string, table: Record<string, unknown> = {}) {
@@ -91,7 +95,6 @@ describe.skipIf(!available)('memcached backend', () => {
     silent = await silentServer();
   });
   afterAll(async () => {
-    for (const b of made) await b.close();
     await silent?.close();
     await server?.stop();
   });
@@ -248,6 +251,38 @@ describe.skipIf(!available)('memcached backend', () => {
       expect(hung.accepted()).toBe(3);
     } finally {
       await hung.close();
+    }
+  });
+});
+
+describe('a server that is not memcached', () => {
+  /** A server that answers anything with `answer`. */
+  async function answering(answer: Buffer) {
+    const server = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.write(answer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, url: `memcached://127.0.0.1:${(server.address() as net.AddressInfo).port}` };
+  }
+
+  it('a text-protocol answer, or a claimed 4 GB answer, fails the request instead of being read', async () => {
+    const text = await answering(Buffer.from('ERROR\r\n'.repeat(4)));
+    const huge = Buffer.alloc(24);
+    huge[0] = 0x81;
+    huge.writeUInt32BE(0xffffffff, 8);
+    huge.writeUInt32BE(1, 12);
+    const greedy = await answering(huge);
+    try {
+      await expect((await backend(text.url)).get(entry(hex()), signal())).rejects.toThrow(
+        'not a memcached binary protocol answer (magic 0x45)',
+      );
+      await expect((await backend(greedy.url)).get(entry(hex()), signal())).rejects.toThrow(
+        'an answer of 4294967295 bytes, over the limit of 1073745920',
+      );
+    } finally {
+      text.server.close();
+      greedy.server.close();
     }
   });
 });

@@ -14,6 +14,9 @@ import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 const available = haveRedis();
 const made: RemoteBackend[] = [];
+afterAll(async () => {
+  for (const b of made.splice(0)) await b.close();
+});
 const parse = (url: string, table: Record<string, unknown> = {}): RedisOptions =>
   redisBackend.parseOptions(url, table, 'kiln.toml:3');
 async function backend(url: string, table: Record<string, unknown> = {}, env: Record<string, string> = {}) {
@@ -128,7 +131,6 @@ describe.skipIf(!available)('redis backend', () => {
     silent = await silentServer();
   });
   afterAll(async () => {
-    for (const b of made) await b.close();
     await silent?.close();
     await server?.stop();
   });

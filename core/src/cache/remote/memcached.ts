@@ -81,6 +81,8 @@ const STATUS_TEXT: Record<number, string> = {
 /** Item flags, so that an item kiln did not write (or another kind of kiln item) is never taken for an entry. */
 const Flags = { WHOLE: 0x6b6c6e31, HEAD: 0x6b6c6e48, CHUNK: 0x6b6c6e43 } as const;
 const HEADER = 24;
+/** memcached's largest item (-I 1024m) and a little: a broken server must not make the daemon allocate more. */
+const MAX_BODY = 1024 ** 3 + 4096;
 /**
  * Room kept in an item for memcached's item header (~50 bytes), the key (at most ~100 here) and
  * the CAS: 512 bytes, or half the item under a tiny `-I`.
@@ -183,7 +185,12 @@ class Connection {
           );
           return;
         }
-        this.#body = Buffer.allocUnsafe(this.#head.readUInt32BE(8));
+        const length = this.#head.readUInt32BE(8);
+        if (length > MAX_BODY) {
+          this.fail(new Error(`${this.#what}: an answer of ${length} bytes, over the limit of ${MAX_BODY}`));
+          return;
+        }
+        this.#body = Buffer.allocUnsafe(length);
         this.#bodyFill = 0;
         if (this.#body.length === 0) {
           this.#answer();
