@@ -54,6 +54,10 @@ export const KILN_ERR_STORAGE_CORRUPT = createError(
   'KILN_ERR_STORAGE_CORRUPT',
   (file: string, detail: string) => `corrupt cache entry ${file}: ${detail}`,
 );
+export const KILN_ERR_STORAGE_AUTH = createError(
+  'KILN_ERR_STORAGE_AUTH',
+  (what: string, detail: string) => `the remote cache ${what} refused kiln's credentials: ${detail}`,
+);
 export const KILN_ERR_USAGE = createError(
   'KILN_ERR_USAGE',
   (detail: string, command = 'kiln') => `${detail} (see ${command} --help)`,
@@ -153,6 +157,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_DAEMON_START,
   KILN_ERR_STORAGE_CORRUPT,
+  KILN_ERR_STORAGE_AUTH,
   KILN_ERR_USAGE,
   KILN_ERR_AUTH_INVALID,
   KILN_ERR_AUTH_SECRET,

@@ -4,8 +4,10 @@
  */
 import type { BackendModule } from './backend.js';
 import { httpBackend } from './http.js';
+import { memcachedBackend } from './memcached.js';
+import { redisBackend } from './redis.js';
 
-export const BACKENDS: readonly BackendModule[] = [httpBackend];
+export const BACKENDS: readonly BackendModule[] = [redisBackend, memcachedBackend, httpBackend];
 
 export function backendByType(type: string): BackendModule | undefined {
   return BACKENDS.find((b) => b.type === type);
