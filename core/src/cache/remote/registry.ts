@@ -3,8 +3,9 @@
  * library only in `create`; adding a backend is one file and one line here.
  */
 import type { BackendModule } from './backend.js';
+import { s3Backend } from './s3.js';
 
-export const BACKENDS: readonly BackendModule[] = [];
+export const BACKENDS: readonly BackendModule[] = [s3Backend];
 
 export function backendByType(type: string): BackendModule | undefined {
   return BACKENDS.find((b) => b.type === type);
