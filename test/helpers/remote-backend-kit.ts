@@ -15,7 +15,11 @@ export interface ConformanceOptions {
   largeBytes?: number;
 }
 
-const name = (key: string, kind: 'r' | 'm' = 'r', namespace = 'conf'): EntryName => ({ namespace, kind, key });
+const name = (key: string, kind: 'r' | 'm' = 'r', namespace = 'conf'): EntryName => ({
+  namespace,
+  kind,
+  key,
+});
 const signal = () => AbortSignal.timeout(10_000);
 const hex = () => randomBytes(32).toString('hex');
 
