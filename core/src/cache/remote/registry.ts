@@ -2,10 +2,11 @@
  * The remote cache backends kiln knows, by `type`. Each module is small and imports its client
  * library only in `create`; adding a backend is one file and one line here.
  */
+import { azureBackend } from './azure.js';
 import type { BackendModule } from './backend.js';
 import { s3Backend } from './s3.js';
 
-export const BACKENDS: readonly BackendModule[] = [s3Backend];
+export const BACKENDS: readonly BackendModule[] = [s3Backend, azureBackend];
 
 export function backendByType(type: string): BackendModule | undefined {
   return BACKENDS.find((b) => b.type === type);
