@@ -238,6 +238,31 @@ describe.skipIf(!haveAzurite())('azure backend (azurite)', () => {
     }
   });
 
+  it('a 404 that does not say what is missing asks about the container, once', async () => {
+    // A server (or proxy) that drops x-ms-error-code: the container "gone" is missing, "there" is not.
+    const rec = await recordingServer((req, res) => {
+      const exists = req.url!.startsWith('/acct/there');
+      res.writeHead(req.url!.endsWith('?restype=container') && exists ? 200 : 404);
+      res.end();
+    });
+    try {
+      const there = await make({ account_url: rec.accountUrl, no_credentials: true }, {}, 'azure://there/p');
+      expect(await there.exists(entry('a'), signal())).toBe(false);
+      expect(await there.get(entry('b'), signal())).toBeUndefined();
+      expect(rec.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+        'HEAD /acct/there/p/ns/r/a',
+        'GET /acct/there?restype=container',
+        'GET /acct/there/p/ns/r/b',
+      ]);
+      const gone = await make({ account_url: rec.accountUrl, no_credentials: true }, {}, 'azure://gone/p');
+      await expect(gone.exists(entry('a'), signal())).rejects.toMatchObject({
+        code: 'KILN_ERR_STORAGE_NO_CONTAINER',
+      });
+    } finally {
+      await rec.close();
+    }
+  });
+
   it('a body cut short is an error, not a short entry; a stalled body gives up on abort', async () => {
     const rec = await recordingServer((req, res) => {
       res.writeHead(200, { 'content-length': '1000' });

@@ -245,10 +245,14 @@ function sharedKey(
     .sort()
     .map((name) => `${name}:${headers[name]!.trim()}\n`)
     .join('');
-  const query = [...new Set(url.searchParams.keys())]
-    .map((name) => name.toLowerCase())
+  const params = new Map<string, string[]>();
+  for (const [name, value] of url.searchParams) {
+    const lower = name.toLowerCase();
+    params.set(lower, [...(params.get(lower) ?? []), value]);
+  }
+  const query = [...params.keys()]
     .sort()
-    .map((name) => `\n${name}:${url.searchParams.getAll(name).sort().join(',')}`)
+    .map((name) => `\n${name}:${params.get(name)!.sort().join(',')}`)
     .join('');
   const toSign = [
     method,
