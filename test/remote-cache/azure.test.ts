@@ -23,6 +23,9 @@ import {
 } from '../helpers/servers/azurite.js';
 import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
+// The daemons these tests start inherit process.env: keep the runner's Azure settings out.
+for (const k of Object.keys(process.env)) if (k.startsWith('AZURE_')) delete process.env[k];
+
 const CONTAINER = 'kiln-test';
 const signal = () => AbortSignal.timeout(10_000);
 const entry = (key = randomBytes(32).toString('hex'), namespace = 'ns'): EntryName => ({
