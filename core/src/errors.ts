@@ -58,6 +58,22 @@ export const KILN_ERR_STORAGE_AUTH = createError(
   'KILN_ERR_STORAGE_AUTH',
   (what: string, detail: string) => `the remote cache ${what} refused kiln's credentials: ${detail}`,
 );
+export const KILN_ERR_STORAGE_NO_CONTAINER = createError(
+  'KILN_ERR_STORAGE_NO_CONTAINER',
+  (what: string, remedy: string) => `${what} does not exist: ${remedy}`,
+);
+export const KILN_ERR_STORAGE_DENIED = createError(
+  'KILN_ERR_STORAGE_DENIED',
+  (what: string, detail: string) => `${what} refused the credentials: ${detail}`,
+);
+export const KILN_ERR_STORAGE_CREDENTIALS = createError(
+  'KILN_ERR_STORAGE_CREDENTIALS',
+  (what: string, detail: string) => `no credentials for ${what}: ${detail}`,
+);
+export const KILN_ERR_STORAGE_REMOTE = createError(
+  'KILN_ERR_STORAGE_REMOTE',
+  (what: string, detail: string) => `${what} failed: ${detail}`,
+);
 export const KILN_ERR_USAGE = createError(
   'KILN_ERR_USAGE',
   (detail: string, command = 'kiln') => `${detail} (see ${command} --help)`,
@@ -158,6 +174,10 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DAEMON_START,
   KILN_ERR_STORAGE_CORRUPT,
   KILN_ERR_STORAGE_AUTH,
+  KILN_ERR_STORAGE_NO_CONTAINER,
+  KILN_ERR_STORAGE_DENIED,
+  KILN_ERR_STORAGE_CREDENTIALS,
+  KILN_ERR_STORAGE_REMOTE,
   KILN_ERR_USAGE,
   KILN_ERR_AUTH_INVALID,
   KILN_ERR_AUTH_SECRET,

@@ -1,0 +1,341 @@
+/**
+ * The azure backend against azurite's blob service on 127.0.0.1 (and, for what azurite cannot show,
+ * a small HTTP server that records requests). Azurite checks SharedKey signatures and SAS tokens of
+ * its development account, so wrong keys and read-only tokens are refused as Azure would.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { azureBackend } from '../../core/dist/cache/remote/azure.js';
+import type { EntryName, RemoteBackend } from '../../core/dist/cache/remote/backend.js';
+import { silentLogger } from '../../core/dist/log.js';
+import { backendConformance } from '../helpers/remote-backend-kit.js';
+import {
+  AZURITE_ACCOUNT,
+  AZURITE_KEY,
+  type AzuriteServer,
+  accountSas,
+  azuriteRequest,
+  createContainer,
+  haveAzurite,
+  startAzurite,
+} from '../helpers/servers/azurite.js';
+import { type SilentServer, silentServer } from '../helpers/silent-server.js';
+
+// The daemons these tests start inherit process.env: keep the runner's Azure settings out.
+for (const k of Object.keys(process.env)) if (k.startsWith('AZURE_')) delete process.env[k];
+
+const CONTAINER = 'kiln-test';
+const signal = () => AbortSignal.timeout(10_000);
+const entry = (key = randomBytes(32).toString('hex'), namespace = 'ns'): EntryName => ({
+  namespace,
+  kind: 'r',
+  key,
+});
+/** Another valid key of the same length: a wrong password. */
+const WRONG_KEY = randomBytes(64).toString('base64');
+
+interface Recorded {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: http.IncomingHttpHeaders;
+}
+
+async function recordingServer(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  const requests: Recorded[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ method: req.method!, url: req.url!, headers: req.headers });
+    req.resume();
+    req.on('end', () => handler(req, res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    accountUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/acct`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe.skipIf(!haveAzurite())('azure backend (azurite)', () => {
+  let server: AzuriteServer;
+  let silent: SilentServer;
+  const made: RemoteBackend[] = [];
+
+  beforeAll(async () => {
+    server = await startAzurite();
+    silent = await silentServer();
+    await createContainer(server, CONTAINER);
+    await createContainer(server, 'public-blobs', true);
+  });
+  afterAll(async () => {
+    for (const b of made) await b.close();
+    await server?.stop();
+    await silent?.close();
+  });
+
+  const make = async (
+    table: Record<string, unknown> = {},
+    env: Record<string, string | undefined> = { AZURE_STORAGE_CONNECTION_STRING: server.connectionString },
+    url = `azure://${CONTAINER}/ci`,
+  ) => {
+    const b = await azureBackend.create(azureBackend.parseOptions(url, table, 'test config'), {
+      log: silentLogger,
+      connectTimeoutMs: 2000,
+      env,
+    });
+    made.push(b);
+    return b;
+  };
+  const what = (container = CONTAINER) => `the Azure container "${container}" at ${server.accountUrl}`;
+
+  backendConformance('azure (connection string with the account key)', {
+    make: () => make(),
+    makeHanging: () =>
+      make(
+        { account_url: `http://127.0.0.1:${silent.port}/${AZURITE_ACCOUNT}` },
+        { AZURE_STORAGE_KEY: AZURITE_KEY },
+      ),
+  });
+
+  backendConformance('azure (account url and a SAS token)', {
+    make: () => make({ account_url: server.accountUrl }, { AZURE_STORAGE_SAS_TOKEN: accountSas('racwdl') }),
+    largeBytes: 1024 * 1024,
+  });
+
+  it('stores an entry as the blob PREFIX/namespace/kind/key, byte for byte', async () => {
+    const b = await make({}, undefined, `azure://${CONTAINER}/team/a`);
+    const name = entry();
+    const data = randomBytes(4096);
+    await b.put(name, data, signal());
+    const raw = await azuriteRequest(server, 'GET', `${CONTAINER}/team/a/ns/r/${name.key}`);
+    expect(raw.status).toBe(200);
+    expect(raw.body.equals(data)).toBe(true);
+    expect(raw.headers.get('x-ms-blob-type')).toBe('BlockBlob');
+  });
+
+  it('a container that does not exist is an error that says so, for every operation', async () => {
+    const b = await make({}, undefined, 'azure://no-such-container/ci');
+    const err = {
+      code: 'KILN_ERR_STORAGE_NO_CONTAINER',
+      message: `${what('no-such-container')} does not exist: create the container, or fix the container name in the url (azure://no-such-container/ci)`,
+    };
+    await expect(b.get(entry(), signal())).rejects.toMatchObject(err);
+    await expect(b.exists(entry(), signal())).rejects.toMatchObject(err);
+    await expect(b.put(entry(), Buffer.from('x'), signal())).rejects.toMatchObject(err);
+    await expect(b.remove(entry(), signal())).rejects.toMatchObject(err);
+  });
+
+  it('a wrong account key is refused', async () => {
+    const b = await make(
+      {},
+      { AZURE_STORAGE_CONNECTION_STRING: server.connectionString.replace(AZURITE_KEY, WRONG_KEY) },
+    );
+    const denied = {
+      code: 'KILN_ERR_STORAGE_DENIED',
+      // Azure says AuthenticationFailed, azurite AuthorizationFailure.
+      message: `${what()} refused the credentials: AuthorizationFailure: Server failed to authenticate the request. Make sure the value of the Authorization header is formed correctly including the signature. (HTTP 403)`,
+    };
+    await expect(b.get(entry(), signal())).rejects.toMatchObject(denied);
+    await expect(b.exists(entry(), signal())).rejects.toMatchObject({ code: 'KILN_ERR_STORAGE_DENIED' });
+    await expect(b.put(entry(), Buffer.from('x'), signal())).rejects.toMatchObject(denied);
+    const byUrl = await make({ account_url: server.accountUrl }, { AZURE_STORAGE_KEY: WRONG_KEY });
+    await expect(byUrl.get(entry(), signal())).rejects.toMatchObject(denied);
+  });
+
+  it('a SAS signed with a wrong key is refused; a read-only SAS reads and cannot write', async () => {
+    const forged = await make(
+      { account_url: server.accountUrl },
+      { AZURE_STORAGE_SAS_TOKEN: accountSas('racwdl', WRONG_KEY) },
+    );
+    await expect(forged.get(entry(), signal())).rejects.toMatchObject({ code: 'KILN_ERR_STORAGE_DENIED' });
+
+    const name = entry();
+    await (await make()).put(name, Buffer.from('written with the key'), signal());
+    const readOnly = await make(
+      { account_url: server.accountUrl, sas_token_env: 'CACHE_SAS' },
+      { CACHE_SAS: `?${accountSas('rl')}` },
+    );
+    expect((await readOnly.get(name, signal()))?.toString()).toBe('written with the key');
+    expect(await readOnly.exists(name, signal())).toBe(true);
+    await expect(readOnly.put(entry(), Buffer.from('x'), signal())).rejects.toMatchObject({
+      code: 'KILN_ERR_STORAGE_DENIED',
+      message: expect.stringContaining('AuthorizationPermissionMismatch'),
+    });
+  });
+
+  it('takes the account key from the variable account_key_env names, or AZURE_STORAGE_KEY', async () => {
+    const name = entry();
+    const named = await make(
+      { account_url: server.accountUrl, account_key_env: 'CACHE_KEY' },
+      { CACHE_KEY: AZURITE_KEY, AZURE_STORAGE_KEY: WRONG_KEY },
+    );
+    await named.put(name, Buffer.from('by a named variable'), signal());
+    const byDefault = await make({ account_url: server.accountUrl }, { AZURE_STORAGE_KEY: AZURITE_KEY });
+    expect((await byDefault.get(name, signal()))?.toString()).toBe('by a named variable');
+    const byConnectionVar = await make(
+      { connection_string_env: 'CACHE_CONN' },
+      { CACHE_CONN: server.connectionString },
+    );
+    expect((await byConnectionVar.get(name, signal()))?.toString()).toBe('by a named variable');
+  });
+
+  it('a connection string with a SAS works', async () => {
+    const name = entry();
+    const b = await make(
+      {},
+      {
+        AZURE_STORAGE_CONNECTION_STRING: `BlobEndpoint=${server.accountUrl};SharedAccessSignature=${accountSas('racwdl')}`,
+      },
+    );
+    await b.put(name, Buffer.from('via sas'), signal());
+    expect((await b.get(name, signal()))?.toString()).toBe('via sas');
+  });
+
+  it('no credentials anywhere is an error that says where to put them', async () => {
+    const b = await make({}, {});
+    await expect(b.get(entry(), signal())).rejects.toMatchObject({
+      code: 'KILN_ERR_STORAGE_CREDENTIALS',
+      message: `no credentials for the Azure container "${CONTAINER}": set AZURE_STORAGE_CONNECTION_STRING to a connection string, or give account_url with a SAS token (AZURE_STORAGE_SAS_TOKEN) or the account key (AZURE_STORAGE_KEY)`,
+    });
+    const byUrl = await make({ account_url: server.accountUrl, sas_token_env: 'CACHE_SAS' }, {});
+    await expect(byUrl.put(entry(), Buffer.from('x'), signal())).rejects.toMatchObject({
+      code: 'KILN_ERR_STORAGE_CREDENTIALS',
+      message: `no credentials for ${what()}: set CACHE_SAS in the daemon's environment, or no_credentials = true for a public container`,
+    });
+    const badString = await make({}, { AZURE_STORAGE_CONNECTION_STRING: 'AccountName=x' });
+    await expect(badString.get(entry(), signal())).rejects.toMatchObject({
+      code: 'KILN_ERR_STORAGE_CREDENTIALS',
+      message: `no credentials for the Azure container "${CONTAINER}" at https://x.blob.core.windows.net: the connection string in AZURE_STORAGE_CONNECTION_STRING has neither SharedAccessSignature nor AccountName and AccountKey`,
+    });
+  });
+
+  it('no_credentials sends anonymous requests: a public container reads, and cannot be written', async () => {
+    const name = entry();
+    await (await make({}, undefined, 'azure://public-blobs/ci')).put(name, Buffer.from('public'), signal());
+    const anonymous = await make(
+      { account_url: server.accountUrl, no_credentials: true },
+      {},
+      'azure://public-blobs/ci',
+    );
+    expect((await anonymous.get(name, signal()))?.toString()).toBe('public');
+    expect(await anonymous.get(entry(), signal())).toBeUndefined();
+    await expect(anonymous.put(entry(), Buffer.from('x'), signal())).rejects.toThrow();
+
+    const rec = await recordingServer((_req, res) => {
+      res.writeHead(404, { 'x-ms-error-code': 'BlobNotFound' });
+      res.end();
+    });
+    try {
+      const b = await make({ account_url: rec.accountUrl, no_credentials: true }, {});
+      expect(await b.get(entry('abc'), signal())).toBeUndefined();
+      expect(rec.requests).toHaveLength(1);
+      expect(rec.requests[0]!.url).toBe(`/acct/${CONTAINER}/ci/ns/r/abc`);
+      expect(rec.requests[0]!.headers.authorization).toBeUndefined();
+    } finally {
+      await rec.close();
+    }
+  });
+
+  it('a 404 that does not say what is missing asks about the container, once', async () => {
+    // A server (or proxy) that drops x-ms-error-code: the container "gone" is missing, "there" is not.
+    const rec = await recordingServer((req, res) => {
+      const exists = req.url!.startsWith('/acct/there');
+      res.writeHead(req.url!.endsWith('?restype=container') && exists ? 200 : 404);
+      res.end();
+    });
+    try {
+      const there = await make({ account_url: rec.accountUrl, no_credentials: true }, {}, 'azure://there/p');
+      expect(await there.exists(entry('a'), signal())).toBe(false);
+      expect(await there.get(entry('b'), signal())).toBeUndefined();
+      expect(rec.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+        'HEAD /acct/there/p/ns/r/a',
+        'GET /acct/there?restype=container',
+        'GET /acct/there/p/ns/r/b',
+      ]);
+      const gone = await make({ account_url: rec.accountUrl, no_credentials: true }, {}, 'azure://gone/p');
+      await expect(gone.exists(entry('a'), signal())).rejects.toMatchObject({
+        code: 'KILN_ERR_STORAGE_NO_CONTAINER',
+      });
+    } finally {
+      await rec.close();
+    }
+  });
+
+  it('a body cut short is an error, not a short entry; a stalled body gives up on abort', async () => {
+    const rec = await recordingServer((req, res) => {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write(Buffer.alloc(100, 1));
+      if (req.url!.endsWith('/cut')) res.destroy();
+    });
+    try {
+      const b = await make({ account_url: rec.accountUrl, no_credentials: true }, {});
+      await expect(b.get(entry('cut'), signal())).rejects.toMatchObject({ code: 'KILN_ERR_STORAGE_REMOTE' });
+      const started = Date.now();
+      await expect(b.get(entry('stall'), AbortSignal.timeout(300))).rejects.toMatchObject({
+        code: 'KILN_ERR_STORAGE_REMOTE',
+        message: expect.stringContaining('gave up'),
+      });
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      await rec.close();
+    }
+  });
+});
+
+describe('azure backend options', () => {
+  const parse = (url: string, table: Record<string, unknown> = {}) =>
+    azureBackend.parseOptions(url, table, 'kiln.toml:7');
+
+  it('reads the url and the keys', () => {
+    expect(
+      parse('azure://cache/some/prefix/', {
+        account_url: 'https://acct.blob.core.windows.net/',
+        sas_token_env: 'S',
+      }),
+    ).toEqual({
+      container: 'cache',
+      prefix: 'some/prefix',
+      accountUrl: 'https://acct.blob.core.windows.net',
+      connectionStringEnv: 'AZURE_STORAGE_CONNECTION_STRING',
+      sasTokenEnv: 'S',
+      accountKeyEnv: undefined,
+      noCredentials: false,
+    });
+    expect(parse('azure://cache')).toMatchObject({ container: 'cache', prefix: '', accountUrl: undefined });
+    expect(azureBackend.describe('azure://cache/p')).toBe('azure://cache/p');
+    expect(azureBackend.schemes).toEqual(['azure']);
+  });
+
+  it('rejects bad values, naming the key and where', () => {
+    const url = 'expected azure://CONTAINER or azure://CONTAINER/PREFIX, without credentials, port or query';
+    expect(() => parse('azure://a:b@cache/p')).toThrow(`invalid value for "url" in kiln.toml:7: ${url}`);
+    expect(() => parse('azure://Cache_1')).toThrow(
+      `invalid value for "url" in kiln.toml:7: ${url} (a container name: 3 to 63 lowercase letters, digits and single hyphens)`,
+    );
+    expect(() => parse('azure://cache', { account_url: 'https://a.blob.core.windows.net/?sv=x' })).toThrow(
+      expect.objectContaining({
+        code: 'KILN_ERR_CONFIG_INVALID',
+        message: expect.stringContaining('"account_url"'),
+      }),
+    );
+    expect(() => parse('azure://cache', { sas_token_env: 'S' })).toThrow(
+      'invalid value for "sas_token_env" in kiln.toml:7: expected to come with account_url (a connection string names the account)',
+    );
+    expect(() =>
+      parse('azure://cache', { account_url: 'https://a.blob.core.windows.net', connection_string_env: 'C' }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'KILN_ERR_CONFIG_INVALID',
+        message: expect.stringContaining('"connection_string_env"'),
+      }),
+    );
+    expect(() =>
+      parse('azure://cache', { account_url: 'https://a.blob.core.windows.net', no_credentials: 'maybe' }),
+    ).toThrow('invalid value for "no_credentials" in kiln.toml:7: expected true or false');
+  });
+});
