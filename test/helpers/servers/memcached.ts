@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { have } from '../prereq.js';
-import { freePort, type ServerProcess, startProcess, waitReady } from './process.js';
+import { freePort } from './free-port.js';
+import { type ServerProcess, startProcess, waitReady } from './process.js';
 
 export interface MemcachedServerOptions {
   /** Megabytes of item memory (-m), default 64. */

@@ -1,15 +1,5 @@
-/** What the cache-server fixtures share: a free port on 127.0.0.1 and a child process to wait on and kill. */
+/** What the redis and memcached fixtures share: a child process to wait on and kill. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
-
-/** A port that was free on 127.0.0.1 a moment ago (the server that takes it may still lose a race). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export interface ServerProcess {
   readonly child: ChildProcess;

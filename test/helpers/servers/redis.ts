@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { have } from '../prereq.js';
-import { freePort, type ServerProcess, startProcess, waitReady } from './process.js';
+import { freePort } from './free-port.js';
+import { type ServerProcess, startProcess, waitReady } from './process.js';
 
 export interface RedisServerOptions {
   readonly password?: string;
