@@ -1,13 +1,32 @@
-/** The memcached backend against a real memcached: conformance, then chunking, eviction and tampering. */
+/**
+ * The memcached backend against a real memcached: conformance, then chunking, eviction and
+ * tampering; then two daemons with separate cache dirs sharing results through it, and the faults:
+ * a tampered entry, a read-only tier, a server that never answers, memcached killed mid-build, a
+ * full memcached that evicted chunks.
+ */
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EntryName, RemoteBackend } from '../../core/dist/cache/remote/backend.js';
 import { itemKey, type MemcachedOptions, memcachedBackend } from '../../core/dist/cache/remote/memcached.js';
 import { backendByScheme, backendByType } from '../../core/dist/cache/remote/registry.js';
 import { silentLogger } from '../../core/dist/log.js';
+import { KilnSandbox, removeTree, tmpDir } from '../helpers/kiln.js';
+import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import { haveMemcached, type MemcachedServer, startMemcached } from '../helpers/servers/memcached.js';
+import {
+  buildThroughKiln,
+  expectSameObjects,
+  localEntries,
+  plainObjects,
+  SOURCES,
+  tierCounts,
+  waitForTier,
+  writeProject,
+} from '../helpers/shared-cache.js';
 import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 const available = haveMemcached();
@@ -354,5 +373,193 @@ describe.skipIf(!available)('a full memcached', () => {
     expect(torn).toBeGreaterThan(0);
     expect(Number((await server.raw.stats()).evictions)).toBeGreaterThan(0);
     expect(written.size + failedPuts).toBe(60);
+  });
+});
+
+/** A daemon whose only remote tier is `url` (with extra `|key=value` attributes). */
+function daemonWith(url: string, attrs = ''): KilnSandbox {
+  return new KilnSandbox('native', { KILN_REMOTE_STORAGE: `${url}${attrs}` });
+}
+
+const keysOf = async (server: MemcachedServer, namespace: string): Promise<string[]> =>
+  (await server.raw.keys()).filter((k) => k.startsWith(`kiln:${namespace}/`));
+
+describe.runIf(available && have('gcc'))('two daemons share results through memcached', () => {
+  let server: MemcachedServer;
+  let silent: SilentServer;
+  let dir: string;
+  const made: KilnSandbox[] = [];
+  const sandbox = (url: string, attrs = '') => {
+    const sb = daemonWith(url, attrs);
+    made.push(sb);
+    return sb;
+  };
+  beforeAll(async () => {
+    dir = tmpDir('kiln-memcached-');
+    server = await startMemcached();
+    silent = await silentServer();
+  });
+  afterAll(async () => {
+    for (const sb of made) sb.dispose();
+    await server?.stop();
+    await silent?.close();
+    if (dir) removeTree(dir);
+  });
+
+  it('the second daemon, with an empty local cache, hits every object from memcached; then from its own disk', async () => {
+    const a = sandbox(server.url, '|namespace=share');
+    const b = sandbox(server.url, '|namespace=share');
+    const proj = path.join(dir, 'proj-share');
+    writeProject(proj, 'share');
+    const want = plainObjects(proj);
+
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    const entries = localEntries(a);
+    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
+    expect(aTier.writes).toBe(entries);
+    expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    expect(await keysOf(server, 'share')).toHaveLength(entries);
+
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const bStats = b.stats().stats;
+    expect(bStats.hitsDirect + bStats.hitsPreprocessed).toBe(SOURCES.length);
+    expect(bStats.misses).toBe(0);
+    const bTier = tierCounts(b, 'share');
+    expect(bTier.hits).toBe(2 * SOURCES.length);
+    expect(bTier.writes).toBe(0);
+    expect(bTier.corrupt + bTier.errors + bTier.timeouts).toBe(0);
+
+    await new Promise((r) => setTimeout(r, 200));
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const again = tierCounts(b, 'share');
+    expect(again.hits + again.misses).toBe(bTier.hits + bTier.misses);
+    expect(b.stats().stats.hitsDirect).toBe(2 * SOURCES.length);
+  });
+
+  it('a tampered entry is a counted miss and the object is compiled correctly', async () => {
+    const a = sandbox(server.url, '|namespace=tamper');
+    const proj = path.join(dir, 'proj-tamper');
+    writeProject(proj, 'tamper');
+    const want = plainObjects(proj);
+    buildThroughKiln(a, proj);
+    const entries = localEntries(a);
+    await waitForTier(a, 'tamper', (c) => c.writes === entries);
+    const keys = await keysOf(server, 'tamper');
+    expect(keys).toHaveLength(entries);
+    for (const key of keys) {
+      const item = await server.raw.get(key);
+      const data = Buffer.from(item?.data as Buffer);
+      data[data.length >> 1] ^= 0x40;
+      await server.raw.set(key, item?.flags as number, data);
+    }
+    const b = sandbox(server.url, '|namespace=tamper');
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const c = tierCounts(b, 'tamper');
+    expect(b.stats().stats.misses).toBe(SOURCES.length);
+    expect(c.hits).toBe(0);
+    expect(c.corrupt).toBeGreaterThanOrEqual(SOURCES.length);
+  });
+
+  it('a read-only tier is read but never written', async () => {
+    const before = Number((await server.raw.stats()).total_items);
+    const a = sandbox(server.url, '|read_only=true|namespace=readonly');
+    const proj = path.join(dir, 'proj-ro');
+    writeProject(proj, 'readonly');
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    a.stopAndWait();
+    expect(await keysOf(server, 'readonly')).toEqual([]);
+    expect(Number((await server.raw.stats()).total_items)).toBe(before);
+    const c = tierCounts(a, 'readonly');
+    expect(c.writes).toBe(0);
+    expect(c.hits).toBe(0);
+    // At least a manifest and a result looked up for each object.
+    expect(c.misses).toBeGreaterThanOrEqual(2 * SOURCES.length);
+  });
+
+  it('a server that accepts and never answers costs one deadline, then is skipped while it backs off', async () => {
+    const a = sandbox(`memcached://127.0.0.1:${silent.port}`, '|operation_timeout_ms=400');
+    const proj = path.join(dir, 'proj-silent');
+    writeProject(proj, 'silent');
+    const started = Date.now();
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    const took = Date.now() - started;
+    const c = tierCounts(a, '127.0.0.1');
+    expect(c.timeouts).toBeGreaterThanOrEqual(1);
+    expect(c.skipped).toBeGreaterThanOrEqual(1);
+    expect(c.hits).toBe(0);
+    expect(took).toBeLessThan(SOURCES.length * 800);
+    // The silent server accepts in this process, whose event loop the synchronous builds held.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(silent.accepted()).toBeGreaterThanOrEqual(1);
+  });
+
+  it('memcached killed in the middle of a build: every object is still correct and the errors are counted', async () => {
+    const own = await startMemcached();
+    const a = sandbox(own.url, '|namespace=killed');
+    const proj = path.join(dir, 'proj-killed');
+    writeProject(proj, 'killed');
+    const want = plainObjects(proj);
+    const got = new Map<string, Buffer>();
+    try {
+      for (const [i, name] of SOURCES.entries()) {
+        if (i === 2) await own.kill();
+        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
+        expect(r.status, r.stderr).toBe(0);
+        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
+      }
+      expectSameObjects(got, want);
+      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
+      expect(c.errors).toBeGreaterThan(0);
+      expect(a.stats().stats.misses).toBe(SOURCES.length);
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('a full memcached that evicted chunks: a miss, never a wrong object', async () => {
+    // 1 KiB items, so objects are chunked; 2 MB, so junk in chunk-sized items evicts kiln's chunks
+    // while the small heads stay (another slab class).
+    const tiny = await startMemcached({ memoryMb: 2, itemSize: '1k', args: ['-o', 'slab_chunk_max=512'] });
+    try {
+      const a = sandbox(tiny.url, '|namespace=full|compression=none');
+      const proj = path.join(dir, 'proj-full');
+      writeProject(proj, 'full');
+      const want = plainObjects(proj);
+      expectSameObjects(buildThroughKiln(a, proj), want);
+      const entries = localEntries(a);
+      await waitForTier(a, 'full', (c) => c.writes === entries);
+      /** Heads, and of those the torn ones: a chunk they name is gone. */
+      const heads = async () => {
+        let all = 0;
+        let torn = 0;
+        for (const k of await keysOf(tiny, 'full')) {
+          const head = await tiny.raw.get(k);
+          if (head?.flags !== FLAG_HEAD) continue;
+          all++;
+          const [, , nonce, count] = head.data.toString().split(' ');
+          for (let i = 0; i < Number(count); i++) {
+            if (!(await tiny.raw.get(`${k}#${nonce}#${i}`))) {
+              torn++;
+              break;
+            }
+          }
+        }
+        return { all, torn };
+      };
+      expect(await heads()).toEqual({ all: SOURCES.length, torn: 0 });
+      await tiny.raw.fill('junk', 8000, 500);
+      expect(Number((await tiny.raw.stats()).evictions)).toBeGreaterThan(0);
+      // The heads (small items, another slab class) outlived chunks of theirs.
+      const after = await heads();
+      expect(after.torn).toBeGreaterThan(0);
+      const b = sandbox(tiny.url, '|namespace=full|compression=none');
+      expectSameObjects(buildThroughKiln(b, proj), want);
+      const c = tierCounts(b, 'full');
+      expect(c.misses).toBeGreaterThanOrEqual(after.torn);
+      expect(c.corrupt + c.otherFormat).toBe(0);
+    } finally {
+      await tiny.stop();
+    }
   });
 });

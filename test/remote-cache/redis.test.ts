@@ -1,4 +1,8 @@
-/** The redis backend against a real redis-server: conformance, then what is redis's own. */
+/**
+ * The redis backend against a real redis-server: conformance, then what is redis's own; then two
+ * daemons with separate cache dirs sharing results through it, and the faults: a tampered entry,
+ * a read-only tier, a wrong password, a server that never answers, redis killed mid-build.
+ */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,8 +12,20 @@ import { type RedisOptions, redisBackend } from '../../core/dist/cache/remote/re
 import { backendByScheme, backendByType } from '../../core/dist/cache/remote/registry.js';
 import { generateSelfSigned } from '../../core/dist/cluster/tls/self-signed.js';
 import { silentLogger } from '../../core/dist/log.js';
+import { KilnSandbox, removeTree, tmpDir } from '../helpers/kiln.js';
+import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import { haveRedis, type RedisServer, startRedis } from '../helpers/servers/redis.js';
+import {
+  buildThroughKiln,
+  expectSameObjects,
+  localEntries,
+  plainObjects,
+  SOURCES,
+  tierCounts,
+  waitForTier,
+  writeProject,
+} from '../helpers/shared-cache.js';
 import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 const available = haveRedis();
@@ -309,5 +325,172 @@ describe.skipIf(!available)('redis over TLS (rediss://)', () => {
     fs.writeFileSync(other, generateSelfSigned('someone else', ['127.0.0.1']).cert);
     const c = await backend(`rediss://127.0.0.1:${server.tlsPort}/0`, { ca_file: other });
     await expect(c.get(entry(hex()), signal())).rejects.toThrow(/self[- ]signed certificate/);
+  });
+});
+
+/** A daemon whose only remote tier is `url` (with extra `|key=value` attributes). */
+function daemonWith(url: string, attrs = ''): KilnSandbox {
+  return new KilnSandbox('native', { KILN_REMOTE_STORAGE: `${url}${attrs}` });
+}
+
+/** The keys under `kiln:<namespace>/` in database 0. */
+const keysOf = (server: RedisServer, namespace: string): string[] =>
+  server
+    .cli(['--raw', 'KEYS', `kiln:${namespace}/*`])
+    .toString()
+    .split('\n')
+    .filter(Boolean);
+
+describe.runIf(available && have('gcc'))('two daemons share results through redis', () => {
+  let server: RedisServer;
+  let locked: RedisServer;
+  let silent: SilentServer;
+  let dir: string;
+  const made: KilnSandbox[] = [];
+  const sandbox = (url: string, attrs = '') => {
+    const sb = daemonWith(url, attrs);
+    made.push(sb);
+    return sb;
+  };
+  beforeAll(async () => {
+    dir = tmpDir('kiln-redis-');
+    server = await startRedis();
+    locked = await startRedis({ password: 'the right one' });
+    silent = await silentServer();
+  });
+  afterAll(async () => {
+    for (const sb of made) sb.dispose();
+    await server?.stop();
+    await locked?.stop();
+    await silent?.close();
+    if (dir) removeTree(dir);
+  });
+
+  it('the second daemon, with an empty local cache, hits every object from redis; then from its own disk', async () => {
+    const a = sandbox(server.url(0), '|namespace=share');
+    const b = sandbox(server.url(0), '|namespace=share');
+    const proj = path.join(dir, 'proj-share');
+    writeProject(proj, 'share');
+    const want = plainObjects(proj);
+
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    const entries = localEntries(a);
+    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
+    expect(aTier.writes).toBe(entries);
+    expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    expect(keysOf(server, 'share')).toHaveLength(entries);
+
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const bStats = b.stats().stats;
+    expect(bStats.hitsDirect + bStats.hitsPreprocessed).toBe(SOURCES.length);
+    expect(bStats.misses).toBe(0);
+    const bTier = tierCounts(b, 'share');
+    // A manifest and a result for each object.
+    expect(bTier.hits).toBe(2 * SOURCES.length);
+    expect(bTier.writes).toBe(0);
+    expect(bTier.corrupt + bTier.errors + bTier.timeouts).toBe(0);
+
+    // Backfilled: the next build is served by b's own disk and asks redis nothing.
+    await new Promise((r) => setTimeout(r, 200));
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const again = tierCounts(b, 'share');
+    expect(again.hits + again.misses).toBe(bTier.hits + bTier.misses);
+    expect(b.stats().stats.hitsDirect).toBe(2 * SOURCES.length);
+  });
+
+  it('a tampered entry is a counted miss and the object is compiled correctly', async () => {
+    const a = sandbox(server.url(0), '|namespace=tamper');
+    const proj = path.join(dir, 'proj-tamper');
+    writeProject(proj, 'tamper');
+    const want = plainObjects(proj);
+    buildThroughKiln(a, proj);
+    const entries = localEntries(a);
+    await waitForTier(a, 'tamper', (c) => c.writes === entries);
+    // Flip one byte in the middle of every stored entry, behind kiln's back.
+    const keys = keysOf(server, 'tamper');
+    expect(keys).toHaveLength(entries);
+    for (const key of keys) {
+      const data = server.cli(['--raw', 'GET', key]).subarray(0, -1);
+      data[data.length >> 1] ^= 0x40;
+      server.cli(['-x', 'SET', key], { input: data });
+      expect(server.cli(['--raw', 'GET', key]).subarray(0, -1).equals(data)).toBe(true);
+    }
+    const b = sandbox(server.url(0), '|namespace=tamper');
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const c = tierCounts(b, 'tamper');
+    expect(b.stats().stats.misses).toBe(SOURCES.length);
+    expect(c.hits).toBe(0);
+    expect(c.corrupt).toBeGreaterThanOrEqual(SOURCES.length);
+  });
+
+  it('a read-only tier is read but never written', async () => {
+    const before = Number(server.cli(['DBSIZE']).toString());
+    const a = sandbox(server.url(0), '|read_only=true|namespace=readonly');
+    const proj = path.join(dir, 'proj-ro');
+    writeProject(proj, 'readonly');
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    a.stopAndWait();
+    expect(keysOf(server, 'readonly')).toEqual([]);
+    expect(Number(server.cli(['DBSIZE']).toString())).toBe(before);
+    const c = tierCounts(a, 'readonly');
+    expect(c.writes).toBe(0);
+    expect(c.hits).toBe(0);
+    // At least a manifest and a result looked up for each object.
+    expect(c.misses).toBeGreaterThanOrEqual(2 * SOURCES.length);
+  });
+
+  it('a wrong password: every compile succeeds locally, the errors are counted, nothing is written', async () => {
+    const a = sandbox(locked.url(0, 'wrong'), '|namespace=pw');
+    const proj = path.join(dir, 'proj-pw');
+    writeProject(proj, 'password');
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    const c = await waitForTier(a, 'pw', (x) => x.errors > 0);
+    expect(c.errors).toBeGreaterThan(0);
+    expect(c.hits + c.writes).toBe(0);
+    expect(locked.cli(['DBSIZE']).toString()).toBe('0\n');
+    expect(a.log()).toContain("refused kiln's credentials: WRONGPASS");
+    // The label never shows the password.
+    expect(JSON.stringify(a.stats())).not.toContain('wrong');
+  });
+
+  it('a server that accepts and never answers costs one deadline, then is skipped while it backs off', async () => {
+    const a = sandbox(`redis://127.0.0.1:${silent.port}/0`, '|operation_timeout_ms=400');
+    const proj = path.join(dir, 'proj-silent');
+    writeProject(proj, 'silent');
+    const started = Date.now();
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    const took = Date.now() - started;
+    const c = tierCounts(a, '127.0.0.1');
+    expect(c.timeouts).toBeGreaterThanOrEqual(1);
+    expect(c.skipped).toBeGreaterThanOrEqual(1);
+    expect(c.hits).toBe(0);
+    expect(took).toBeLessThan(SOURCES.length * 800);
+    // The silent server accepts in this process, whose event loop the synchronous builds held.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(silent.accepted()).toBeGreaterThanOrEqual(1);
+  });
+
+  it('redis killed in the middle of a build: every object is still correct and the errors are counted', async () => {
+    const own = await startRedis();
+    const a = sandbox(own.url(0), '|namespace=killed');
+    const proj = path.join(dir, 'proj-killed');
+    writeProject(proj, 'killed');
+    const want = plainObjects(proj);
+    const got = new Map<string, Buffer>();
+    try {
+      for (const [i, name] of SOURCES.entries()) {
+        if (i === 2) await own.kill();
+        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
+        expect(r.status, r.stderr).toBe(0);
+        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
+      }
+      expectSameObjects(got, want);
+      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
+      expect(c.errors).toBeGreaterThan(0);
+      expect(a.stats().stats.misses).toBe(SOURCES.length);
+    } finally {
+      await own.stop();
+    }
   });
 });

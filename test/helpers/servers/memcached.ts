@@ -22,9 +22,9 @@ export interface RawMemcached {
   get(key: string): Promise<{ flags: number; data: Buffer } | undefined>;
   set(key: string, flags: number, data: Buffer): Promise<void>;
   delete(key: string): Promise<void>;
-  /** Every key the server holds (lru_crawler metadump). */
+  /** Every key the server holds (`lru_crawler metadump hash`: the hash table, so items the LRU maintainer moves meanwhile are not missed, as with `metadump all`). */
   keys(): Promise<string[]>;
-  /** Seconds left before the item expires, -1 for never (lru_crawler metadump); undefined when absent. */
+  /** Seconds left before the item expires, -1 for never (metadump); undefined when absent. */
   expiry(key: string): Promise<number | undefined>;
   stats(which?: string): Promise<Record<string, string>>;
   /** Stores `count` items `<prefix><i>` of `bytes` random bytes each, on one connection. */
@@ -123,11 +123,11 @@ function rawClient(port: number): RawMemcached {
         throw new Error(`memcached delete ${key}: ${answer.trim()}`);
     },
     async keys() {
-      const answer = (await line('lru_crawler metadump all', endsWith('END\r\n'))).toString();
+      const answer = (await line('lru_crawler metadump hash', endsWith('END\r\n'))).toString();
       return [...answer.matchAll(/^key=(\S+)/gm)].map((m) => decodeURIComponent(m[1] as string));
     },
     async expiry(key) {
-      const answer = (await line(`lru_crawler metadump all`, endsWith('END\r\n'))).toString();
+      const answer = (await line(`lru_crawler metadump hash`, endsWith('END\r\n'))).toString();
       for (const m of answer.matchAll(/^key=(\S+) exp=(-?\d+)/gm)) {
         if (decodeURIComponent(m[1] as string) === key) {
           const exp = Number(m[2]);
