@@ -419,6 +419,13 @@ describe.runIf(available && have('gcc'))('two daemons share results through memc
     const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
     expect(aTier.writes).toBe(entries);
     expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    // --show-stats lists the tier by its label, with the size the server reports.
+    const listed = (a.stats() as unknown as { tiers: { label: string; readOnly: boolean; size?: number }[] })
+      .tiers;
+    expect(listed.map((t) => [t.label, t.readOnly])).toEqual([
+      [`memcached://127.0.0.1:${server.port} (namespace share)`, false],
+    ]);
+    expect(listed[0]?.size).toBeGreaterThan(0);
     expect(await keysOf(server, 'share')).toHaveLength(entries);
 
     expectSameObjects(buildThroughKiln(b, proj), want);
