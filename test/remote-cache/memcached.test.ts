@@ -484,6 +484,26 @@ describe.runIf(available && have('gcc'))('two daemons share results through memc
     expect(c.misses).toBeGreaterThanOrEqual(2 * SOURCES.length);
   });
 
+  it('a [[cache.remote]] table with the ttl key', async () => {
+    const a = new KilnSandbox('native');
+    made.push(a);
+    a.writeConfig(
+      ['[[cache.remote]]', `url = "${server.url}"`, 'namespace = "toml"', 'ttl = 600', ''].join('\n'),
+    );
+    const proj = path.join(dir, 'proj-toml');
+    writeProject(proj, 'toml');
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    const entries = localEntries(a);
+    expect((await waitForTier(a, 'toml', (x) => x.writes === entries)).writes).toBe(entries);
+    const keys = await keysOf(server, 'toml');
+    expect(keys).toHaveLength(entries);
+    for (const key of keys) {
+      const left = await server.raw.expiry(key);
+      expect(left).toBeGreaterThan(550);
+      expect(left).toBeLessThanOrEqual(601);
+    }
+  });
+
   it('a server that accepts and never answers costs one deadline, then is skipped while it backs off', async () => {
     const a = sandbox(`memcached://127.0.0.1:${silent.port}`, '|operation_timeout_ms=400');
     const proj = path.join(dir, 'proj-silent');

@@ -461,6 +461,38 @@ describe.runIf(available && have('gcc'))('two daemons share results through redi
     expect(JSON.stringify(a.stats())).not.toContain('wrong');
   });
 
+  it('a [[cache.remote]] table with the backend keys: database, ttl and a password from password_env', async () => {
+    const a = new KilnSandbox('native', { KILN_TEST_REDIS_PW: 'the right one' });
+    made.push(a);
+    a.writeConfig(
+      [
+        '[[cache.remote]]',
+        `url = "redis://127.0.0.1:${locked.port}/4"`,
+        'namespace = "toml"',
+        'ttl = 300',
+        'password_env = "KILN_TEST_REDIS_PW"',
+        '',
+      ].join('\n'),
+    );
+    const proj = path.join(dir, 'proj-toml');
+    writeProject(proj, 'toml');
+    expectSameObjects(buildThroughKiln(a, proj), plainObjects(proj));
+    const entries = localEntries(a);
+    const c = await waitForTier(a, 'toml', (x) => x.writes === entries);
+    expect(c.writes).toBe(entries);
+    const keys = locked
+      .cli(['--raw', 'KEYS', 'kiln:toml/*'], { db: 4 })
+      .toString()
+      .split('\n')
+      .filter(Boolean);
+    expect(keys).toHaveLength(entries);
+    for (const key of keys) {
+      const ttl = Number(locked.cli(['TTL', key], { db: 4 }).toString());
+      expect(ttl).toBeGreaterThan(250);
+      expect(ttl).toBeLessThanOrEqual(300);
+    }
+  });
+
   it('a server that accepts and never answers costs one deadline, then is skipped while it backs off', async () => {
     const a = sandbox(`redis://127.0.0.1:${silent.port}/0`, '|operation_timeout_ms=400');
     const proj = path.join(dir, 'proj-silent');
