@@ -67,6 +67,7 @@ http { access_log off; client_body_temp_path ${dir}/tmp;
     return { url: `http://127.0.0.1:${port}/cache/`, stop };
   },
   async redis(dir) {
+    fs.mkdirSync(dir, { recursive: true });
     const port = await freePort();
     const stop = background(
       ['redis-server', '--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'],
@@ -76,6 +77,7 @@ http { access_log off; client_body_temp_path ${dir}/tmp;
     return { url: `redis://127.0.0.1:${port}/0`, stop };
   },
   async s3(dir, root) {
+    fs.mkdirSync(dir, { recursive: true });
     const bin = path.join(root, 'node_modules', '.bin', 's3rver');
     if (!fs.existsSync(bin)) throw new Error('s3rver is not installed (npm ci)');
     const port = await freePort();
@@ -88,6 +90,8 @@ http { access_log off; client_body_temp_path ${dir}/tmp;
         String(port),
         '--directory',
         dir,
+        '--silent',
+        '--no-vhost-buckets',
         '--configure-bucket',
         'kiln',
       ],

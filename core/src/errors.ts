@@ -54,10 +54,6 @@ export const KILN_ERR_STORAGE_CORRUPT = createError(
   'KILN_ERR_STORAGE_CORRUPT',
   (file: string, detail: string) => `corrupt cache entry ${file}: ${detail}`,
 );
-export const KILN_ERR_STORAGE_AUTH = createError(
-  'KILN_ERR_STORAGE_AUTH',
-  (what: string, detail: string) => `the remote cache ${what} refused kiln's credentials: ${detail}`,
-);
 export const KILN_ERR_STORAGE_NO_CONTAINER = createError(
   'KILN_ERR_STORAGE_NO_CONTAINER',
   (what: string, remedy: string) => `${what} does not exist: ${remedy}`,
@@ -173,7 +169,6 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DAEMON_UNREACHABLE,
   KILN_ERR_DAEMON_START,
   KILN_ERR_STORAGE_CORRUPT,
-  KILN_ERR_STORAGE_AUTH,
   KILN_ERR_STORAGE_NO_CONTAINER,
   KILN_ERR_STORAGE_DENIED,
   KILN_ERR_STORAGE_CREDENTIALS,

@@ -245,28 +245,28 @@ describe.skipIf(!available)('redis with a password', () => {
     await server?.stop();
   });
 
-  it('a wrong password is a KILN_ERR_STORAGE_AUTH error that says what to check, every time, at once', async () => {
+  it('a wrong password is a KILN_ERR_STORAGE_DENIED error that says what to check, every time, at once', async () => {
     const b = await backend(server.url(0, 'wrong'));
     for (let i = 0; i < 2; i++) {
       const started = Date.now();
       const err = await rejection(b.get(entry(hex()), signal()));
-      expect(err.code).toBe('KILN_ERR_STORAGE_AUTH');
+      expect(err.code).toBe('KILN_ERR_STORAGE_DENIED');
       expect(err.message).toBe(
-        `the remote cache redis://127.0.0.1:${server.port}/0 refused kiln's credentials: ` +
+        `the remote cache redis://127.0.0.1:${server.port}/0 refused the credentials: ` +
           'WRONGPASS invalid username-password pair or user is disabled. (check the user and password in the URL)',
       );
       expect(Date.now() - started).toBeLessThan(1000);
     }
     await expect(b.put(entry(hex()), Buffer.from('x'), signal())).rejects.toMatchObject({
-      code: 'KILN_ERR_STORAGE_AUTH',
+      code: 'KILN_ERR_STORAGE_DENIED',
     });
   });
 
   it('no password is NOAUTH; password_env naming an unset variable is a config error', async () => {
     const none = await backend(server.url(0, ''));
     const err = await rejection(none.get(entry(hex()), signal()));
-    expect(err.code).toBe('KILN_ERR_STORAGE_AUTH');
-    expect(err.message).toMatch(/refused kiln's credentials: NOAUTH /);
+    expect(err.code).toBe('KILN_ERR_STORAGE_DENIED');
+    expect(err.message).toMatch(/refused the credentials: NOAUTH /);
     const unset = await rejection(backend(server.url(0, ''), { password_env: 'KILN_TEST_REDIS_PW' }));
     expect(unset.code).toBe('KILN_ERR_CONFIG_INVALID');
     expect(unset.message).toBe(
@@ -278,7 +278,7 @@ describe.skipIf(!available)('redis with a password', () => {
       { KILN_TEST_REDIS_PW: 'no' },
     );
     const err2 = await rejection(wrong.put(entry(hex()), Buffer.from('x'), signal()));
-    expect(err2.code).toBe('KILN_ERR_STORAGE_AUTH');
+    expect(err2.code).toBe('KILN_ERR_STORAGE_DENIED');
     expect(err2.message).toContain('(check the password in environment variable KILN_TEST_REDIS_PW)');
   });
 

@@ -79,6 +79,26 @@ export class DiskStorage implements Storage {
     if (this.bytes > this.limit) void this.evict();
   }
 
+  /**
+   * The same as putSync through the thread pool: for copies made in the background (a remote
+   * tier's hit backfilled here), which must not hold up the daemon's other requests.
+   */
+  async putInBackground(kind: EntryKind, key: string, data: Buffer): Promise<void> {
+    const file = this.pathOf(kind, key);
+    await fs.promises.mkdir(this.tmpDir, { recursive: true });
+    const tmp = path.join(this.tmpDir, `${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    try {
+      await fs.promises.writeFile(tmp, data);
+      await fs.promises.mkdir(path.dirname(file), { recursive: true });
+      await fs.promises.rename(tmp, file);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
+    this.bytes += data.length;
+    if (this.bytes > this.limit) void this.evict();
+  }
+
   async exists(kind: EntryKind, key: string): Promise<boolean> {
     return fs.existsSync(this.pathOf(kind, key));
   }

@@ -20,6 +20,8 @@ export interface TierSize {
 
 export class TieredStorage implements Storage {
   readonly remotes: readonly RemoteTier[];
+  /** Backfills to the local disk still being written. */
+  private readonly copies = new Set<Promise<void>>();
 
   constructor(
     readonly local: DiskStorage,
@@ -39,11 +41,13 @@ export class TieredStorage implements Storage {
       if (!data) continue;
       // Copied to the faster tiers after the answer, so the hit is not delayed by it.
       setImmediate(() => {
-        try {
-          this.local.putSync(kind, key, data);
-        } catch (err) {
-          this.log.warn(`cannot copy ${kind}/${key} to the local cache: ${(err as Error).message}`);
-        }
+        const copy = this.local
+          .putInBackground(kind, key, data)
+          .catch((err: Error) =>
+            this.log.warn(`cannot copy ${kind}/${key} to the local cache: ${err.message}`),
+          )
+          .finally(() => this.copies.delete(copy));
+        this.copies.add(copy);
         for (const earlier of this.remotes.slice(0, i)) earlier.put(kind, key, data, true);
       });
       return data;
@@ -76,6 +80,8 @@ export class TieredStorage implements Storage {
 
   /** Waits up to `ms` for background writes to the remote tiers; true when all are done. */
   async flush(ms: number): Promise<boolean> {
+    await new Promise((r) => setImmediate(r));
+    await Promise.allSettled([...this.copies]);
     const done = await Promise.all(this.remotes.map((t) => t.flush(ms)));
     return done.every(Boolean);
   }

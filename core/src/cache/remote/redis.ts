@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import { isIP } from 'node:net';
 import type { RedisClientType } from '@redis/client';
-import { KILN_ERR_CONFIG_INVALID, KILN_ERR_STORAGE_AUTH, KILN_ERR_TLS_CERT } from '../../errors.js';
+import { KILN_ERR_CONFIG_INVALID, KILN_ERR_STORAGE_DENIED, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
 
@@ -284,7 +284,10 @@ class RedisBackend implements RemoteBackend {
       const how = this.#options.passwordEnv
         ? `the password in environment variable ${this.#options.passwordEnv}`
         : 'the user and password in the URL';
-      return KILN_ERR_STORAGE_AUTH(describe(this.#options.url), `${message} (check ${how})`);
+      return KILN_ERR_STORAGE_DENIED(
+        `the remote cache ${describe(this.#options.url)}`,
+        `${message} (check ${how})`,
+      );
     }
     return err;
   }
