@@ -456,7 +456,7 @@ describe.runIf(available && have('gcc'))('two daemons share results through redi
     expect(c.errors).toBeGreaterThan(0);
     expect(c.hits + c.writes).toBe(0);
     expect(locked.cli(['DBSIZE']).toString()).toBe('0\n');
-    expect(a.log()).toContain("refused kiln's credentials: WRONGPASS");
+    expect(a.log()).toContain('refused the credentials: WRONGPASS');
     // The label never shows the password.
     expect(JSON.stringify(a.stats())).not.toContain('wrong');
   });
