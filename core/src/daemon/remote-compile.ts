@@ -181,6 +181,8 @@ export class RemoteCompiler {
     { spec, archive }: PackagedToolchain,
     again = false,
   ): Promise<void> {
+    // A toolchain named by version is never sent: the worker's resolver finds it when the job runs.
+    if (!archive) return Promise.resolve();
     const key = sentKey(worker.id, spec.digest);
     if (again) this.sent.delete(key);
     if (this.sent.has(key)) return Promise.resolve();
@@ -266,11 +268,18 @@ export class RemoteCompiler {
       if (alloc.status !== 'assigned') return { kind: 'local', reason: 'no capacity', noWorker: true };
       const { worker, jobId, jobToken } = alloc;
       workerId = worker.id;
-      if (!alloc.hasToolchain && !this.sent.has(sentKey(worker.id, spec.digest))) uploaded = true;
+      if (!alloc.hasToolchain && toolchain.archive && !this.sent.has(sentKey(worker.id, spec.digest)))
+        uploaded = true;
       if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
       const remoteJob = plan.job(spec);
       const header = {
-        toolchain: { kind: spec.kind, digest: spec.digest, compiler: spec.compiler },
+        toolchain: {
+          kind: spec.kind,
+          digest: spec.digest,
+          compiler: spec.compiler,
+          ...(spec.version ? { version: spec.version } : {}),
+          ...(spec.version && spec.targetTriple ? { targetTriple: spec.targetTriple } : {}),
+        },
         cwd: remoteJob.cwd,
         argv: [...remoteJob.argv],
         env: remoteJob.env,
