@@ -104,7 +104,7 @@ export function cRemotePlan(
   const compileArgs = parsed.remote.compileArgs;
   return {
     program,
-    keepLocal: path.basename(parsed.input).startsWith('conftest') ? 'configure test' : undefined,
+    localUnlessForced: path.basename(parsed.input).startsWith('conftest') ? 'configure test' : undefined,
     speed: {
       key: codegenKey(program, parsed.language, compileArgs),
       bytes: preprocessed.length,

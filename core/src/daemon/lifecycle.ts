@@ -40,12 +40,14 @@ export type Lookup =
   /** The family answered the call itself (compiled and stored it, or will not cache it). */
   | { readonly response: Response };
 
-/** How a family's compile runs on the cluster. */
-export interface RemoteStep {
-  readonly plan: RemotePlan;
-  /** Writes the remote outputs where the compiler would have; undefined: compile locally instead. */
-  accept(outcome: RemoteOutcome): CompileRun | undefined;
-}
+/** How a family's compile runs on the cluster, or why it stays local (counted under distLocal). */
+export type RemoteStep =
+  | {
+      readonly plan: RemotePlan;
+      /** Writes the remote outputs where the compiler would have; undefined: compile locally instead. */
+      accept(outcome: RemoteOutcome): CompileRun | undefined;
+    }
+  | { readonly local: string };
 
 /** What a compiler family provides for one call; every method says what it does on failure. */
 export interface FamilyCompile {
@@ -60,8 +62,8 @@ export interface FamilyCompile {
   refuseReplay?(result: CachedResult): Response | undefined;
   /** Writes a hit's outputs; undefined when one cannot be written (the lifecycle compiles). */
   replay(result: CachedResult): Response | undefined;
-  /** The cluster plan for a miss; undefined: this call compiles locally. */
-  remote?(): RemoteStep | undefined;
+  /** The cluster plan for a miss; undefined: this call compiles locally, uncounted. */
+  remote?(): RemoteStep | undefined | Promise<RemoteStep | undefined>;
   /** The real compile on this machine. Never rejects for a compiler failure: that is its `response`. */
   local(): Promise<CompileRun>;
   /** Stores a successful compile's outputs and what leads to them; failures are counted, never thrown. */
@@ -90,11 +92,14 @@ export async function getCachedOrCompile(
     await found.onHit?.();
     return response;
   }
-  const step = remote && family.remote?.();
+  const step = remote && (await family.remote?.());
   let run: CompileRun | undefined;
   if (step && remote) {
-    const outcome = await remote.run(step.plan);
-    if (outcome) run = step.accept(outcome);
+    if ('local' in step) remote.keepLocal(step.local);
+    else {
+      const outcome = await remote.run(step.plan);
+      if (outcome) run = step.accept(outcome);
+    }
   }
   run ??= await family.local();
   if (run.response) return run.response;

@@ -39,7 +39,7 @@ export interface RemotePlan {
   /** The compiler whose toolchain the resolvers package (or name by version). */
   readonly program: string;
   /** Why this compile stays local unless force_remote_build is set (a configure test). */
-  readonly keepLocal?: string;
+  readonly localUnlessForced?: string;
   /** For keep_tiny_local: the kind of code generation and the input's size. */
   readonly speed?: { readonly key: string; readonly bytes: number; readonly label: string };
   /** The job for the toolchain the worker will hold (`spec.compiler` is the compiler's path there). */
@@ -108,7 +108,8 @@ export class RemoteCompiler {
       );
   }
 
-  private local(reason: string): undefined {
+  /** Counts a compile that stays local for `reason` (distLocal). */
+  keepLocal(reason: string): undefined {
     this.stats.dist('distLocal', reason);
     this.log.debug(`compiling locally: ${reason}`);
     return undefined;
@@ -200,20 +201,20 @@ export class RemoteCompiler {
   /** Runs a family's plan on the cluster; undefined (the reason counted) when it must compile locally. */
   async run(plan: RemotePlan): Promise<RemoteOutcome | undefined> {
     const force = this.config.force_remote_build;
-    if (!force && plan.keepLocal) return this.local(plan.keepLocal);
+    if (!force && plan.localUnlessForced) return this.keepLocal(plan.localUnlessForced);
     if (!force && this.config.keep_tiny_local && plan.speed) {
       const e = this.tiny.estimate(plan.speed.key, plan.speed.bytes);
       if (e)
         this.log.debug(
           `${plan.speed.label}: ~${e.compileMs.toFixed(1)} ms to compile, ~${e.overheadMs.toFixed(1)} ms of cluster overhead`,
         );
-      if (e && e.compileMs < e.overheadMs) return this.local('tiny compile (faster locally)');
+      if (e && e.compileMs < e.overheadMs) return this.keepLocal('tiny compile (faster locally)');
     }
     const program = plan.program;
     const toolchain = await this.toolchain(program);
-    if (!toolchain) return this.local('toolchain being packaged');
+    if (!toolchain) return this.keepLocal('toolchain being packaged');
     if (toolchain instanceof Error)
-      return this.local(
+      return this.keepLocal(
         (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
           ? 'no_dist toolchain'
           : 'toolchain cannot be packaged',
@@ -232,7 +233,7 @@ export class RemoteCompiler {
 
   /** Counts how a compile's remote part ended; the object, or undefined to compile locally. */
   private settle(attempt: Attempt): RemoteOutcome | undefined {
-    if (attempt.kind === 'local') return this.local(attempt.reason);
+    if (attempt.kind === 'local') return this.keepLocal(attempt.reason);
     if (attempt.kind === 'failed') return this.failed(attempt.reason, attempt.detail);
     this.stats.dist('distCompiles', attempt.outcome.workerId);
     return attempt.outcome;
@@ -313,8 +314,12 @@ export class RemoteCompiler {
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
         return failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
       }
-      if (exitCode !== 0 || !plan.acceptStderr(result.stderr))
+      if (exitCode !== 0 || !plan.acceptStderr(result.stderr)) {
+        this.log.debug(
+          `job ${jobId} on ${worker.id}: exit ${exitCode}, diagnostics: ${result.stderr.toString().slice(0, 2000)}`,
+        );
         return { kind: 'local', reason: 'diagnostics (rerun locally)' };
+      }
       const outputs = new Map<string, Buffer>();
       for (const name of remoteJob.outputs) {
         const data = result.outputs.get(name);

@@ -24,11 +24,13 @@ import { Action, type Response } from '../client/protocol.js';
 import { parseRustDepInfo } from '../compiler/depfile.js';
 import { runCaptured } from '../compiler/run.js';
 import { parseRustcArgs, type RustCompile, rustOutputs, withoutEmit } from '../compiler/rustc-args.js';
+import { noDist } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-request.js';
 import { type CompileRun, type CompileSuccess, getCachedOrCompile, type Lookup } from './lifecycle.js';
-import type { RemoteCompiler } from './remote-compile.js';
+import type { RemoteCompiler, RemoteOutcome } from './remote-compile.js';
+import { rustRemotePlan } from './rust-remote-plan.js';
 import { scratchFile } from './scratch.js';
 
 /** Bump when the key recipe or entry layout changes. */
@@ -73,6 +75,7 @@ export function keyEnvironment(env: Readonly<Record<string, string>>): [string, 
 interface RustcIdentity {
   readonly digest: string;
   readonly host: string;
+  readonly sysroot: string;
 }
 
 /** A file kiln names in a manifest, as rustc's dep-info gave it, with its digest. */
@@ -213,6 +216,23 @@ export class RustCompileService {
         language: LANGUAGE,
         lookup,
         replay: (result) => this.replay(result, outputs, parsed, req.umask),
+        remote: async () => {
+          if (!this.remote || noDist(req.env)) return undefined;
+          const planned = await rustRemotePlan({
+            rustc,
+            sysroot: identity.sysroot,
+            parsed,
+            outputs,
+            req,
+            env: withoutFdJobserver(req.env),
+            keyEnv: keyEnvironment(req.env),
+          });
+          if ('local' in planned) return planned;
+          return {
+            plan: planned.plan,
+            accept: (outcome) => this.acceptRemote(outcome, planned.base, outputs, req.umask),
+          };
+        },
         local: () => this.compile(rustc, parsed, req),
         store: (run) => this.storeRun(rustc, run, outputs, directKey, parsed, req, startedMs),
       },
@@ -273,7 +293,7 @@ export class RustCompileService {
     for (const triple of fs.existsSync(rustlib) ? fs.readdirSync(rustlib).sort() : []) {
       h.add(`rustlib:${triple}`, listing(path.join(rustlib, triple, 'lib')));
     }
-    return { digest: h.digest(), host };
+    return { digest: h.digest(), host, sysroot };
   }
 
   /** The direct key, or why there is none (an input kiln cannot read or hash). */
@@ -382,6 +402,27 @@ export class RustCompileService {
       stdout: result.stdout,
       stderr: relocate(result.stderr, storedDir, parsed.outDir, jsonEscape),
     };
+  }
+
+  /** Writes a crate a worker compiled (outputs named relative to `base`); undefined: compile locally. */
+  private acceptRemote(
+    outcome: RemoteOutcome,
+    base: string,
+    outputs: [string, string][],
+    umask: number | undefined,
+  ): CompileRun | undefined {
+    try {
+      for (const [kind, file] of outputs) {
+        const data = outcome.outputs.get(path.relative(base, file))!;
+        writeOutputFile('/', file, data, { mode: kind === 'proc-macro' ? 0o777 : 0o666, umask });
+      }
+    } catch (err) {
+      this.stats.error('output write');
+      this.log.info(`cannot write rustc outputs: ${(err as Error).message}`);
+      return undefined;
+    }
+    const { stdout, stderr } = outcome;
+    return { stdout, stderr, success: { action: Action.RESULT, exitCode: 0, stdout, stderr } };
   }
 
   /** The real compile on this machine. */
