@@ -78,7 +78,7 @@ function startServer(kilnDist, args, env) {
 export async function startCluster({ root, dir, env, workerExtra = '' }) {
   const kilnDist = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
   const { generateHs256Key, secretKeyFrom, workerToken } = await import(
-    pathToFileURL(path.join(root, 'core', 'dist', 'dist', 'auth.js')).href
+    pathToFileURL(path.join(root, 'core', 'dist', 'cluster', 'auth.js')).href
   );
   const secret = generateHs256Key();
   fs.writeFileSync(path.join(dir, 'secret.key'), `${secret}\n`, { mode: 0o600 });

@@ -226,6 +226,7 @@ export class RustCompileService {
             req,
             env: withoutFdJobserver(req.env),
             keyEnv: keyEnvironment(req.env),
+            log: this.log,
           });
           if ('local' in planned) return planned;
           return {

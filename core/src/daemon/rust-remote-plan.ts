@@ -14,6 +14,7 @@ import { readOutputFile } from '../cache/outputs.js';
 import { parseRustDepInfo } from '../compiler/depfile.js';
 import { runCaptured } from '../compiler/run.js';
 import { type RustCompile, withoutEmit } from '../compiler/rustc-args.js';
+import type { Logger } from '../log.js';
 import type { CompileRequest } from './compile-request.js';
 import type { RemoteJob, RemotePlan } from './remote-compile.js';
 import { scratchFile } from './scratch.js';
@@ -63,6 +64,7 @@ export interface RustPlanContext {
   readonly outputs: readonly (readonly [string, string])[];
   readonly req: CompileRequest;
   readonly env: Readonly<Record<string, string>>;
+  readonly log?: Logger;
   /** The variables that make up the crate's key (cargo's and rustc's), see keyEnvironment. */
   readonly keyEnv: readonly (readonly [string, string | undefined])[];
 }
@@ -123,6 +125,7 @@ async function readFiles(
 ): Promise<{ list: [string, Buffer][]; envNames: string[] } | { local: string }> {
   const { parsed, req } = ctx;
   const own = scratchFile('rust');
+  const startedMs = performance.now();
   try {
     const run = await runCaptured(
       ctx.rustc,
@@ -149,6 +152,9 @@ async function readFiles(
       }
       list.push([abs, data]);
     }
+    ctx.log?.debug(
+      `${parsed.crateName}: dep-info run ${(performance.now() - startedMs).toFixed(0)} ms, ${list.length} files to send`,
+    );
     return { list, envNames: info.env.map(([name]) => name) };
   } finally {
     fs.rmSync(own, { force: true });

@@ -25,6 +25,8 @@ interface Entry {
 }
 
 const META = 'meta.json';
+/** How long a refused toolchain named by version is answered from memory (an install may follow). */
+const REFUSAL_MEMORY_MS = 30_000;
 
 function treeBytes(dir: string): number {
   let total = 0;
@@ -37,6 +39,8 @@ function treeBytes(dir: string): number {
 export class ToolchainStore {
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<void>>();
+  /** Toolchains named by version that the resolver refused lately, with its answer. */
+  private readonly refusals = new Map<string, { error: Error; untilMs: number }>();
   private readonly archives: string;
   private readonly roots: string;
   private readonly tmp: string;
@@ -173,6 +177,9 @@ export class ToolchainStore {
       throw KILN_ERR_DIST_BAD_REQUEST(
         `this worker has no "${kind}" resolver that names toolchains by version (it has ${[...this.resolvers.keys()].join(', ')})`,
       );
+    // A refusal is remembered for a while: every crate of a build would ask rustup again.
+    const refused = this.refusals.get(digest);
+    if (refused && refused.untilMs > Date.now()) throw refused.error;
     let running = this.pending.get(digest);
     if (!running) {
       const tmpRoot = path.join(this.tmp, `${digest}.${randomBytes(6).toString('hex')}.root`);
@@ -191,9 +198,10 @@ export class ToolchainStore {
         })
         .catch((err: Error) => {
           fs.rmSync(tmpRoot, { recursive: true, force: true });
-          throw err instanceof KilnError && err.code.startsWith('KILN_ERR_RESOLVER')
-            ? KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE(err.message)
-            : err;
+          if (!(err instanceof KilnError && err.code.startsWith('KILN_ERR_RESOLVER'))) throw err;
+          const error = KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE(err.message);
+          this.refusals.set(digest, { error, untilMs: Date.now() + REFUSAL_MEMORY_MS });
+          throw error;
         })
         .finally(() => this.pending.delete(digest));
       this.pending.set(digest, running);
