@@ -2,11 +2,13 @@
  * The rustup resolver beyond the conformance kit: which toolchain it picks, what it refuses, and the
  * rustup command lines of the install path.
  *
- * rustup cannot download here (no internet, and no distribution tree is served locally), so the
- * install path is tested with a recording exec: the `rustup toolchain install` and `rustup target
- * add` calls are recorded and asserted exactly, and after the "install" the real installed toolchain
- * stands in for the new one. Everything else (the toolchain list, `rustup which`, `rustc -vV`, ldd,
- * the root) is the real thing. A hung rustup is a real script that sleeps.
+ * Here the install path's branches (a nightly's dated names, a target to add, an install that
+ * brings another commit) are driven with a recording exec: the `rustup toolchain install` and
+ * `rustup target add` calls are recorded and asserted exactly, and after the "install" the real
+ * installed toolchain stands in for the new one. Everything else (the toolchain list, `rustup
+ * which`, `rustc -vV`, ldd, the root) is the real thing. A hung rustup is a real script that sleeps.
+ * The real `rustup toolchain install`, from a distribution tree served on 127.0.0.1, is tested in
+ * test/rustup-install.test.ts.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
