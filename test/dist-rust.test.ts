@@ -4,7 +4,9 @@
  * bubblewrap worker with the rustup resolver, which finds this machine's installed rustup toolchain
  * by commit. Library crates compile on the worker; proc-macros and build scripts stay local; the
  * rlibs and rmeta are byte-identical to a plain local `cargo build`. A worker whose rustup has no
- * such toolchain (and may not install it) sends every crate back to local compiles, counted.
+ * such toolchain (and may not install it) sends every crate back to local compiles, counted; one
+ * that may install it does so, for real, from a rustup distribution tree served on 127.0.0.1
+ * (test/helpers/rustup-dist.ts), and then compiles every crate.
  *
  * The registry is a copy of Debian's under the test's directory, where a user's ~/.cargo registry
  * would be: crates under /usr/share/cargo/registry share no directory with a build in /tmp and are
@@ -14,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { hostTriple } from '@kiln/plugins';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cargoEnv,
@@ -24,6 +27,7 @@ import {
 } from './helpers/cargo.js';
 import { have } from './helpers/prereq.js';
 import { ResolverCluster, sum } from './helpers/resolver-cluster.js';
+import { serveRustupDist } from './helpers/rustup-dist.js';
 
 const CRATES = ['regex-1.7.1', 'serde-1.0.152', 'serde_derive-1.0.152', 'serde_json-1.0.87'];
 const haveAll =
@@ -36,6 +40,8 @@ if (process.env.CI === 'true' && !haveAll)
 
 const RUSTUP = spawnSync('sh', ['-c', 'command -v rustup'], { encoding: 'utf8' }).stdout.trim();
 const RUSTUP_HOME = process.env.RUSTUP_HOME ?? path.join(os.homedir(), '.rustup');
+const RUSTC = RUSTUP ? spawnSync(RUSTUP, ['which', 'rustc'], { encoding: 'utf8' }).stdout.trim() : '';
+const HOST = hostTriple();
 
 /** A binary crate using regex, serde (derive) and serde_json. */
 function writeProject(dir: string, registry: string): string {
@@ -136,7 +142,49 @@ describe.skipIf(!haveAll)('distributed rustc through a loopback cluster', () => 
     expect(s.misses).toBe(libraries + procMacros);
   });
 
-  it('a worker whose rustup lacks the toolchain (install = false): every crate compiles locally, counted', async () => {
+  it('a worker whose rustup home is empty installs the toolchain (install = true) from a mirror, then compiles every library crate', {
+    timeout: 600_000,
+  }, async () => {
+    // The mirror is a rustup distribution tree built from this machine's toolchain, on 127.0.0.1.
+    const dist = await serveRustupDist(
+      path.dirname(path.dirname(RUSTC)),
+      path.join(cluster.sb.dir, 'mirror'),
+    );
+    const fresh = new ResolverCluster();
+    try {
+      const home = path.join(fresh.sb.dir, 'rustup-home');
+      fs.mkdirSync(home);
+      await fresh.start(
+        `resolvers = ["rustup"]\n[resolver_config.rustup]\nrustup = "${RUSTUP}"\nrustup_home = "${home}"\ninstall = true\ndist_server = "${dist.url}"\n`,
+      );
+      fresh.useClientConfig('resolvers = ["rustup"]');
+      fs.rmSync(path.join(project, 'target'), { recursive: true, force: true });
+      // Asynchronously: the mirror answers from this process.
+      const r = await fresh.sb.runAsync(['cargo', 'build', '-j2'], project, {
+        ...env,
+        ...fresh.sb.env,
+        ...cargoEnv(cluster.sb.dir),
+        RUSTC_WRAPPER: fresh.sb.client,
+        CARGO_INCREMENTAL: '0',
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const ours = depsArtifacts(path.join(project, 'target'));
+      for (const [name, data] of local) expect(ours.get(name)?.equals(data), name).toBe(true);
+      const s = fresh.stats();
+      expect(sum(s.distCompiles)).toBe(12);
+      expect(s.distErrors).toEqual({});
+      // Installed once, by the first job; the others waited for it or found it.
+      expect(dist.served.filter((p) => p.endsWith('.tar.gz')).length).toBe(3);
+      expect(fs.readdirSync(path.join(home, 'toolchains'))).toEqual([`${dist.release}-${HOST}`]);
+    } finally {
+      await fresh.stop();
+      await dist.close();
+    }
+  });
+
+  it('a worker whose rustup lacks the toolchain (install = false): every crate compiles locally, counted', {
+    timeout: 600_000,
+  }, async () => {
     // A second cluster's worker with an empty RUSTUP_HOME: no toolchain installed, none may be.
     const empty = new ResolverCluster();
     try {
