@@ -142,6 +142,25 @@ describe.skipIf(!haveAll)('distributed rustc through a loopback cluster', () => 
     expect(s.misses).toBe(libraries + procMacros);
   });
 
+  it('a client without the rustup resolver keeps every crate local before any dep-info run, counted', () => {
+    cluster.useClientConfig('');
+    fs.rmSync(path.join(project, 'target'), { recursive: true, force: true });
+    const logBefore = cluster.sb.log().length;
+    cargoBuild();
+    const s = cluster.stats();
+    expect(sum(s.distCompiles)).toBe(0);
+    const { 'crate type proc-macro (compiled locally)': procMacro, ...why } = s.distLocal;
+    expect(procMacro).toBe(1);
+    // The built-in archive resolver does not package rustc: "being packaged" while it finds that out.
+    expect(
+      Object.keys(why).filter((k) => !/^toolchain (being packaged|cannot be packaged)$/.test(k)),
+    ).toEqual([]);
+    expect(sum(why)).toBe(12);
+    expect(cluster.sb.log().slice(logBefore)).not.toContain('dep-info run');
+    const ours = depsArtifacts(path.join(project, 'target'));
+    for (const [name, data] of local) expect(ours.get(name)?.equals(data), name).toBe(true);
+  });
+
   it('a worker whose rustup home is empty installs the toolchain (install = true) from a mirror, then compiles every library crate', {
     timeout: 600_000,
   }, async () => {

@@ -57,6 +57,15 @@ const INFRA_FAILURE =
 
 const sentKey = (workerId: string, digest: string) => `${workerId}\0${digest}`;
 
+/** Why a toolchain lookup's answer keeps a compile local; undefined when it can be distributed. */
+function unavailable(toolchain: PackagedToolchain | Error | undefined): string | undefined {
+  if (!toolchain) return 'toolchain being packaged';
+  if (!(toolchain instanceof Error)) return undefined;
+  return (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
+    ? 'no_dist toolchain'
+    : 'toolchain cannot be packaged';
+}
+
 /** One distributable compile, as tried on a worker (twice at most). */
 interface Job {
   readonly toolchain: PackagedToolchain;
@@ -198,6 +207,15 @@ export class RemoteCompiler {
     return p;
   }
 
+  /**
+   * Why `program` cannot go to the cluster now (no resolver names it, it is being packaged, it is
+   * no_dist), or undefined when it can: for a family whose plan costs work to make (rustc's dep-info
+   * run), asked first. The caller counts the reason (keepLocal).
+   */
+  async toolchainUnavailable(program: string): Promise<string | undefined> {
+    return unavailable(await this.toolchain(program));
+  }
+
   /** Runs a family's plan on the cluster; undefined (the reason counted) when it must compile locally. */
   async run(plan: RemotePlan): Promise<RemoteOutcome | undefined> {
     const force = this.config.force_remote_build;
@@ -210,15 +228,10 @@ export class RemoteCompiler {
         );
       if (e && e.compileMs < e.overheadMs) return this.keepLocal('tiny compile (faster locally)');
     }
-    const program = plan.program;
-    const toolchain = await this.toolchain(program);
-    if (!toolchain) return this.keepLocal('toolchain being packaged');
-    if (toolchain instanceof Error)
-      return this.keepLocal(
-        (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
-          ? 'no_dist toolchain'
-          : 'toolchain cannot be packaged',
-      );
+    const toolchain = await this.toolchain(plan.program);
+    const why = unavailable(toolchain);
+    if (why || !toolchain || toolchain instanceof Error)
+      return this.keepLocal(why ?? 'toolchain being packaged');
     const job: Job = { toolchain, plan };
     const first = await this.attempt(job, []);
     if (first.kind !== 'failed' || !first.lostWorker) return this.settle(first);

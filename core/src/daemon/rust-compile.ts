@@ -30,7 +30,7 @@ import type { Stats } from '../stats/stats.js';
 import type { CompileRequest } from './compile-request.js';
 import { type CompileRun, type CompileSuccess, getCachedOrCompile, type Lookup } from './lifecycle.js';
 import type { RemoteCompiler, RemoteOutcome } from './remote-compile.js';
-import { rustRemotePlan } from './rust-remote-plan.js';
+import { rustKeptLocal, rustRemotePlan } from './rust-remote-plan.js';
 import { scratchFile } from './scratch.js';
 
 /** Bump when the key recipe or entry layout changes. */
@@ -218,6 +218,9 @@ export class RustCompileService {
         replay: (result) => this.replay(result, outputs, parsed, req.umask),
         remote: async () => {
           if (!this.remote || noDist(req.env)) return undefined;
+          // Before the dep-info run: a rustc no resolver names (no rustup resolver) stays local at once.
+          const why = rustKeptLocal(parsed) ?? (await this.remote.toolchainUnavailable(rustc));
+          if (why) return { local: why };
           const planned = await rustRemotePlan({
             rustc,
             sysroot: identity.sysroot,

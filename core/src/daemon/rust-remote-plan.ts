@@ -27,7 +27,7 @@ const ENV_PROGRAM = '/usr/bin/env';
  * Directories the job's files cannot sit below: the sandbox mounts the job directory over the
  * common directory of its files, which must not hide the toolchain root's own (/usr, /lib, /rust).
  */
-const SYSTEM_DIRS = /^\/(usr|lib|lib32|lib64|libx32|bin|sbin|etc|rust|proc|dev|sys|run|opt)(\/|$)/;
+const SYSTEM_DIRS = /^\/(usr|lib|lib32|lib64|libx32|bin|sbin|etc|rust|proc|dev|sys|run)(\/|$)/;
 /** Variables the compile may read besides the ones its dep-info names and cargo's. */
 const JOB_ENV = ['OUT_DIR', 'RUSTC_BOOTSTRAP', 'RUSTC_FORCE_RUSTC_VERSION', 'SOURCE_DATE_EPOCH'];
 
@@ -56,6 +56,16 @@ export function onlyArtifactNotifications(stderr: Buffer): boolean {
   return true;
 }
 
+/** Why a crate compiles locally whatever the cluster holds (judged from its arguments alone). */
+export function rustKeptLocal(parsed: RustCompile): string | undefined {
+  const foreign = parsed.crateTypes.find((t) => !REMOTE_CRATE_TYPES.has(t));
+  if (foreign) return `crate type ${foreign} (compiled locally)`;
+  if (parsed.args.some((a) => a.startsWith('-l')) || parsed.searchDirs.some((d) => d.kind !== 'crate'))
+    return 'native libraries';
+  if (parsed.target?.endsWith('.json')) return 'custom target spec';
+  return undefined;
+}
+
 export interface RustPlanContext {
   readonly rustc: string;
   readonly sysroot: string;
@@ -77,11 +87,8 @@ export async function rustRemotePlan(
   ctx: RustPlanContext,
 ): Promise<{ plan: RemotePlan; base: string } | { local: string }> {
   const { parsed, req } = ctx;
-  const foreign = parsed.crateTypes.find((t) => !REMOTE_CRATE_TYPES.has(t));
-  if (foreign) return { local: `crate type ${foreign} (compiled locally)` };
-  if (parsed.args.some((a) => a.startsWith('-l')) || parsed.searchDirs.some((d) => d.kind !== 'crate'))
-    return { local: 'native libraries' };
-  if (parsed.target?.endsWith('.json')) return { local: 'custom target spec' };
+  const kept = rustKeptLocal(parsed);
+  if (kept) return { local: kept };
   const files = await readFiles(ctx);
   if ('local' in files) return files;
   const outputs = ctx.outputs.map(([, file]) => file);
