@@ -75,10 +75,10 @@ function startServer(kilnDist, args, env) {
 }
 
 /** Writes the configs and starts the scheduler and the workers; `stop()` ends every one of them. */
-export async function startCluster({ root, dir, env }) {
+export async function startCluster({ root, dir, env, workerExtra = '' }) {
   const kilnDist = path.join(root, 'core', 'dist', 'cli', 'kiln-dist.js');
   const { generateHs256Key, secretKeyFrom, workerToken } = await import(
-    pathToFileURL(path.join(root, 'core', 'dist', 'dist', 'auth.js')).href
+    pathToFileURL(path.join(root, 'core', 'dist', 'cluster', 'auth.js')).href
   );
   const secret = generateHs256Key();
   fs.writeFileSync(path.join(dir, 'secret.key'), `${secret}\n`, { mode: 0o600 });
@@ -110,7 +110,7 @@ export async function startCluster({ root, dir, env }) {
         `id = "${id}"\npublic_addr = "127.0.0.1:0"\nscheduler_url = "${schedulerUrl}"\n` +
           `scheduler_cert_sha256 = "${pin}"\n` +
           // log_level info: fastify logs every request, which is how uploads are counted.
-          `cache_dir = "${path.join(dir, id)}"\nsandbox = "bwrap"\nlog_level = "info"\n` +
+          `cache_dir = "${path.join(dir, id)}"\nsandbox = "bwrap"\nlog_level = "info"\n${workerExtra}` +
           `[scheduler_auth]\ntype = "jwt_token"\ntoken = "${await workerToken(secretKeyFrom(secret), id)}"\n`,
       );
       const worker = startServer(kilnDist, ['worker', '--config', toml], env);
@@ -282,6 +282,92 @@ export async function benchCluster({ runs, jobs, work, root, baseEnv, projects: 
   }
 }
 
+/**
+ * `cargo build` (serde with derive, serde_json, regex: bench/rust-cuda.mjs's project) at -j<jobs>
+ * from a cold cache: plain cargo, kiln alone, and kiln with the loopback cluster, whose workers name
+ * the machine's rustup toolchain by version (@kiln/resolver-rustup; nothing is uploaded). The crates
+ * come from a copy of Debian's registry beside the build, as a user's ~/.cargo registry would be:
+ * crates under /usr share no directory with the build and would stay local. After each cluster
+ * build it checks that every library crate ran on the cluster (proc-macros stay local).
+ */
+export async function benchCargoCluster({ runs, jobs, work, root, baseEnv }) {
+  const { writeCargoProject } = await import('./rust-cuda.mjs');
+  const dir = path.join(work, 'cargo-cluster');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const registry = path.join(dir, 'registry');
+  fs.cpSync('/usr/share/cargo/registry', registry, { recursive: true, dereference: true });
+  const rustup = spawnSync('sh', ['-c', 'command -v rustup'], { encoding: 'utf8' }).stdout.trim();
+  const rustupHome = process.env.RUSTUP_HOME ?? path.join(os.homedir(), '.rustup');
+  const cluster = await startCluster({
+    root,
+    dir,
+    env: baseEnv,
+    workerExtra: `resolvers = ["rustup"]\n[resolver_config.rustup]\nrustup = "${rustup}"\nrustup_home = "${rustupHome}"\n`,
+  });
+  const noDist = path.join(dir, 'no-dist.toml');
+  fs.writeFileSync(noDist, '');
+  const local = kilnClient(root, dir, 'local', noDist, baseEnv);
+  const remote = kilnClient(root, dir, 'remote', cluster.clientConfig('resolvers = ["rustup"]'), baseEnv);
+  const kiln = path.join(root, 'core', 'bin', 'kiln');
+  const setups = { plain: undefined, local, cluster: remote };
+  const dirs = {};
+  for (const name of Object.keys(setups)) {
+    dirs[name] = path.join(dir, `app-${name}`);
+    writeCargoProject(dirs[name], registry);
+  }
+  const cargoEnv = (client) => ({
+    ...(client ? client.env : baseEnv),
+    CARGO_HOME: path.join(dir, 'cargo-home'),
+    CARGO_TERM_COLOR: 'never',
+    ...(client && { RUSTC_WRAPPER: kiln }),
+  });
+  const build = (name) => {
+    const env = cargoEnv(setups[name]);
+    sh('cargo', ['clean'], { cwd: dirs[name], env });
+    const t = process.hrtime.bigint();
+    sh('cargo', ['build', `-j${jobs}`], { cwd: dirs[name], env });
+    return Number(process.hrtime.bigint() - t) / 1e9;
+  };
+  try {
+    const times = { plain: [], local: [], cluster: [] };
+    const distributed = [];
+    for (let i = 0; i < runs; i++) {
+      times.plain.push(build('plain'));
+      local.cold();
+      local.start();
+      times.local.push(build('local'));
+      remote.cold();
+      remote.start();
+      times.cluster.push(build('cluster'));
+      const s = remote.stats();
+      const libraries = fs
+        .readdirSync(path.join(dirs.cluster, 'target', 'debug', 'deps'))
+        .filter((f) => f.endsWith('.rlib')).length;
+      const remoteCrates = sum(s.distCompiles);
+      if (remoteCrates !== libraries || sum(s.distErrors))
+        throw new Error(
+          `not every library crate was distributed: ${remoteCrates} of ${libraries}, local ${JSON.stringify(s.distLocal)}, errors ${JSON.stringify(s.distErrors)}`,
+        );
+      distributed.push(remoteCrates);
+      process.stderr.write(
+        `  cargo cluster run ${i + 1}: plain ${times.plain.at(-1).toFixed(2)} s, kiln ${times.local.at(-1).toFixed(2)} s, cluster ${times.cluster.at(-1).toFixed(2)} s (${remoteCrates} of ${libraries} library crates remote)\n`,
+      );
+    }
+    return {
+      jobs,
+      plain: median(times.plain),
+      local: median(times.local),
+      cluster: median(times.cluster),
+      distributed: median(distributed),
+    };
+  } finally {
+    local.stop();
+    remote.stop();
+    await cluster.stop();
+  }
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const arg = (n, d) => {
     const i = process.argv.indexOf(n);
@@ -292,6 +378,21 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const jobs = Number(arg('--jobs', os.cpus().length));
   const work = path.join(here, '.work');
   const projects = arg('--projects', 'zlib,leveldb').split(',');
+  if (projects.includes('cargo')) {
+    const c = await benchCargoCluster({
+      runs: Number(arg('--runs', 3)),
+      jobs,
+      work,
+      root: path.resolve(here, '..'),
+      baseEnv,
+    });
+    console.log(
+      `cargo build -j${jobs}, cold, medians: plain ${c.plain.toFixed(2)} s, kiln local ${c.local.toFixed(2)} s, ` +
+        `loopback cluster ${c.cluster.toFixed(2)} s (${(c.cluster / c.plain).toFixed(2)}x plain); ${c.distributed} library crates on the cluster per build`,
+    );
+    projects.splice(projects.indexOf('cargo'), 1);
+    if (projects.length === 0) process.exit(0);
+  }
   sh('bash', [path.join(here, 'fetch-sources.sh'), ...projects], { stdio: 'inherit' });
   const r = await benchCluster({
     runs: Number(arg('--runs', 3)),

@@ -245,6 +245,18 @@ async function main() {
         projects: ['zlib', 'leveldb'],
       })
     : undefined;
+  // cargo build through the loopback cluster (rustup resolver) against local cargo (bench/cluster.mjs).
+  const { cargoPrerequisites: cargoMissing } = await import('./rust-cuda.mjs');
+  const cargoCluster =
+    ONLY.includes('cluster') && has('cargo') && has('rustup') && has('bwrap') && !cargoMissing()
+      ? await (await import('./cluster.mjs')).benchCargoCluster({
+          runs: Math.min(RUNS, 3),
+          jobs: JOBS,
+          work,
+          root,
+          baseEnv,
+        })
+      : undefined;
   // Per-job cost of bwrap and Docker on one small compile (bench/sandbox.mjs).
   const sandboxes = ONLY.includes('sandbox')
     ? await (await import('./sandbox.mjs')).benchSandboxes({ runs: RUNS, work, root })
@@ -316,6 +328,14 @@ async function main() {
       row(`... vs local -j${JOBS}`, `${(p.cluster / p.plain).toFixed(2)}x`);
       row('... first build, packaging (s)', p.first.toFixed(2));
     }
+  }
+  if (cargoCluster) {
+    const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);
+    row(`cargo local -j${JOBS} (s)`, cargoCluster.plain.toFixed(2));
+    row('cargo kiln, no cluster (s)', cargoCluster.local.toFixed(2));
+    row('cargo loopback cluster (s)', cargoCluster.cluster.toFixed(2));
+    row(`... vs local -j${JOBS}`, `${(cargoCluster.cluster / cargoCluster.plain).toFixed(2)}x`);
+    row('... library crates remote', String(cargoCluster.distributed));
   }
   if (remote) {
     const row = (label, value) => lines.push(`${label.padEnd(30)}${col(value)}`);

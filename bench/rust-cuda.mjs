@@ -20,7 +20,7 @@ export function cargoPrerequisites() {
     : undefined;
 }
 
-function writeCargoProject(dir) {
+export function writeCargoProject(dir, registry = REGISTRY) {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
   fs.mkdirSync(path.join(dir, '.cargo'));
@@ -31,7 +31,7 @@ function writeCargoProject(dir) {
   );
   fs.writeFileSync(
     path.join(dir, '.cargo', 'config.toml'),
-    `[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "${REGISTRY}"\n[net]\noffline = true\n`,
+    `[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "${registry}"\n[net]\noffline = true\n`,
   );
   fs.writeFileSync(
     path.join(dir, 'src', 'main.rs'),

@@ -134,6 +134,11 @@ export const KILN_ERR_DIST_TOOLCHAIN_MISSING = createError(
   (digest: string) => `toolchain ${digest} is not on this worker: upload it first`,
   409,
 );
+export const KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE = createError(
+  'KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE',
+  (detail: string) => `this worker cannot provide the toolchain: ${detail}`,
+  422,
+);
 export const KILN_ERR_DIST_UNAVAILABLE = createError(
   'KILN_ERR_DIST_UNAVAILABLE',
   (detail: string) => `distributed compilation unavailable: ${detail}`,
@@ -186,6 +191,7 @@ export const ALL_ERROR_CODES = [
   KILN_ERR_DIST_RATE_LIMITED,
   KILN_ERR_DIST_TOOLCHAIN_DIGEST,
   KILN_ERR_DIST_TOOLCHAIN_MISSING,
+  KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE,
   KILN_ERR_DIST_UNAVAILABLE,
   KILN_ERR_DIST_LISTEN,
   KILN_ERR_TOOLCHAIN_NOT_FOUND,

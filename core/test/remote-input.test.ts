@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stripBuiltinDefines } from '../src/daemon/remote-compile.js';
+import { stripBuiltinDefines } from '../src/daemon/c-remote-plan.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-strip-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -9,6 +9,9 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { ToolchainResolver } from '@kiln/plugins';
+import { hostTriple, versionDigest } from '@kiln/plugins';
+import { RustupResolver } from '@kiln/resolver-rustup';
 import { BwrapSandbox } from '@kiln/sandbox-bwrap';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { have } from '../../test/helpers/prereq.js';
@@ -163,8 +166,25 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
       storeDir,
       64 * 1024 * 1024,
       MAX_TOOLCHAIN,
-      new Map([['archive', new ArchiveResolver()]]),
+      new Map<string, ToolchainResolver>([
+        ['archive', new ArchiveResolver()],
+        // The real rustup resolver over an empty rustup home: it refuses every toolchain.
+        [
+          'rustup',
+          new RustupResolver({
+            config: {
+              rustup: 'rustup',
+              rustup_home: path.join(tmp, 'empty-rustup-home'),
+              install: false,
+              install_timeout: 60,
+              hosts: [],
+            },
+            hostTriple: hostTriple(),
+          }),
+        ],
+      ]),
     );
+    fs.mkdirSync(path.join(tmp, 'empty-rustup-home'));
     worker = createWorkerApp({
       id: W,
       hostTriple: 'x86_64-unknown-linux-gnu',
@@ -424,6 +444,50 @@ describe.skipIf(!have('bwrap'))('worker HTTP API against a hostile client', () =
     await noLeftovers();
     await expectServes();
   });
+
+  it.skipIf(!have('rustup'))(
+    'a toolchain named by version: 400 for a digest that is not its version, 422 when the resolver refuses (token spent, slot freed)',
+    async () => {
+      const version = {
+        release: '1.95.0',
+        commit: 'e'.repeat(40),
+        commit_date: '2026-04-14',
+        target: 'x86_64-unknown-linux-gnu',
+      };
+      const frame = (d: string) =>
+        jobFrame({
+          toolchain: {
+            kind: 'rustup',
+            digest: d,
+            compiler: '/rust/bin/rustc',
+            version,
+            targetTriple: version.target,
+          },
+        });
+      // A client claiming another toolchain's digest for this version.
+      const forged = 'a'.repeat(64);
+      let jobId = newJob();
+      let r = await run(jobId, await token(jobId, { toolchain: forged }), frame(forged));
+      expect(r.status).toBe(400);
+      expect(r.json?.code).toBe('KILN_ERR_DIST_TOOLCHAIN_DIGEST');
+      // That job is over too: its slot is freed at once rather than held until it expires.
+      expect(done).toEqual([[jobId, true]]);
+      done = [];
+      // The right digest: rustup has no such toolchain and may not install one.
+      const d = versionDigest('rustup', version);
+      jobId = newJob();
+      const t = await token(jobId, { toolchain: d });
+      r = await run(jobId, t, frame(d));
+      expect(r.status).toBe(422);
+      expect(r.json?.code).toBe('KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE');
+      expect(r.json?.message).toContain('set install = true');
+      expect(done).toEqual([[jobId, true]]);
+      // The job is over: its token does not run again.
+      expect((await run(jobId, t, frame(d))).status).toBe(403);
+      await noLeftovers();
+      await expectServes();
+    },
+  );
 
   it('refuses oversize bodies with 413 and leaves no temp file or open descriptor', async () => {
     // Declared too big: refused before a byte is read.

@@ -13,3 +13,4 @@ export type * from './resolver.js';
 export * from './safe-extract.js';
 export type * from './sandbox.js';
 export * from './tokens.js';
+export * from './version-digest.js';

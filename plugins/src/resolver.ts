@@ -11,12 +11,21 @@ export interface ToolchainSpec {
   readonly targetTriple?: string;
   /** The compiler's absolute path inside the materialised root. */
   readonly compiler: string;
+  /**
+   * Set for a toolchain named by version instead of shipped (rustup: `release`, `commit`): what
+   * the worker's `resolveVersion` needs to find or install the same toolchain for its own host. Such a
+   * spec comes without an archive, and `digest` is a digest of these fields and the kind.
+   */
+  readonly version?: Readonly<Record<string, string>>;
 }
 
 export interface PackagedToolchain {
   readonly spec: ToolchainSpec;
-  /** A file holding the archive that workers receive. */
-  readonly archive: string;
+  /**
+   * A file holding the archive that workers receive. Absent when the spec is named by version
+   * (`spec.version`): nothing is uploaded, the worker resolver's `resolveVersion` finds it.
+   */
+  readonly archive?: string;
 }
 
 export interface MaterialisedToolchain {
@@ -47,4 +56,12 @@ export interface ToolchainResolver {
    * Rejects with a KilnError, leaving nothing behind, when the archive is unsafe or unreadable.
    */
   materialise(spec: ToolchainSpec, archive: string, dest: string): Promise<MaterialisedToolchain>;
+  /**
+   * Worker side, for a spec named by version (`spec.version`, no archive): find the toolchain it
+   * names for this worker's host (or install it, when the resolver's config allows) and make a
+   * directory under `dest` (which does not exist yet) that a sandbox can use as its root, holding
+   * `spec.compiler`. Never approximates: a toolchain that is missing and may not be installed, or
+   * whose version differs (another commit), rejects with a KilnError, leaving nothing behind.
+   */
+  resolveVersion?(spec: ToolchainSpec, dest: string): Promise<MaterialisedToolchain>;
 }

@@ -5,8 +5,11 @@ import path from 'node:path';
 /** Debian's `librust-*-dev` packages put crate sources here; cargo builds from it offline. */
 export const DEBIAN_REGISTRY = '/usr/share/cargo/registry';
 
-/** Writes `.cargo/config.toml` that replaces crates.io by Debian's registry directory, offline. */
-export function offlineCargoConfig(projectDir: string): void {
+/**
+ * Writes `.cargo/config.toml` that replaces crates.io by a registry directory (Debian's, or a copy
+ * of it placed elsewhere, as `vendorRegistry` makes), offline.
+ */
+export function offlineCargoConfig(projectDir: string, registry = DEBIAN_REGISTRY): void {
   fs.mkdirSync(path.join(projectDir, '.cargo'), { recursive: true });
   fs.writeFileSync(
     path.join(projectDir, '.cargo', 'config.toml'),
@@ -14,12 +17,23 @@ export function offlineCargoConfig(projectDir: string): void {
       '[source.crates-io]',
       'replace-with = "debian"',
       '[source.debian]',
-      `directory = "${DEBIAN_REGISTRY}"`,
+      `directory = "${registry}"`,
       '[net]',
       'offline = true',
       '',
     ].join('\n'),
   );
+}
+
+/**
+ * A copy of Debian's registry under `dir`, where a user's registry would be (~/.cargo): crates
+ * from a directory tree shared with the build can be compiled on a cluster, crates under /usr
+ * cannot (see rust-remote-plan.ts).
+ */
+export function vendorRegistry(dir: string): string {
+  const dest = path.join(dir, 'registry');
+  fs.cpSync(DEBIAN_REGISTRY, dest, { recursive: true, dereference: true });
+  return dest;
 }
 
 /**

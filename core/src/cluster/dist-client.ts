@@ -258,6 +258,12 @@ export class DistClient {
         toolchainMissing: true,
         status: 409,
       });
+    // A worker that cannot find or install a toolchain named by version: another one may have it.
+    if (res.status === 422)
+      throw new DistError('toolchain unavailable on worker', answered(res), {
+        status: 422,
+        workerLost: true,
+      });
     if (res.status !== 200) {
       let code = '';
       try {

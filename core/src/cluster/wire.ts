@@ -100,7 +100,15 @@ export function decodeFrame<H>(body: Buffer): { header: H; blobs: Buffer[] } {
 
 /** What a client sends to run a compile on a worker (blobs: one per input, in order). */
 export interface JobRequestHeader {
-  readonly toolchain: { readonly kind: string; readonly digest: string; readonly compiler: string };
+  readonly toolchain: {
+    readonly kind: string;
+    readonly digest: string;
+    readonly compiler: string;
+    /** A toolchain named by version (rustup): the worker resolves it instead of receiving an archive. */
+    readonly version?: Readonly<Record<string, string>>;
+    /** With `version`: the triple the client compiles for. */
+    readonly targetTriple?: string;
+  };
   /** The client's working directory, reproduced inside the sandbox. */
   readonly cwd: string;
   readonly argv: readonly string[];
@@ -124,12 +132,18 @@ export const jobRequestSchema = {
         kind: { type: 'string', maxLength: 100 },
         digest: { type: 'string', pattern: '^[0-9a-f]{64}$' },
         compiler: { type: 'string', pattern: '^/', maxLength: 4096 },
+        version: {
+          type: 'object',
+          maxProperties: 16,
+          additionalProperties: { type: 'string', maxLength: 200 },
+        },
+        targetTriple: { type: 'string', pattern: '^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+$', maxLength: 100 },
       },
     },
     cwd: { type: 'string', pattern: '^/', maxLength: 4096 },
     argv: { type: 'array', minItems: 1, maxItems: 10_000, items: { type: 'string', maxLength: 65_536 } },
     env: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 65_536 } },
-    inputs: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 4096 } },
+    inputs: { type: 'array', maxItems: 4096, items: { type: 'string', maxLength: 4096 } },
     outputs: { type: 'array', minItems: 1, maxItems: 16, items: { type: 'string', maxLength: 4096 } },
     timeoutMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
     blobSizes: { type: 'array', items: { type: 'integer' } },

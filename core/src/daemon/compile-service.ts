@@ -32,7 +32,16 @@ import { runCaptured } from '../compiler/run.js';
 import { type ClientConfig, noDist } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
-import type { RemoteCompiler } from './remote-compile.js';
+import { C_OUTPUT_NAME, cRemotePlan } from './c-remote-plan.js';
+import type { CompileRequest } from './compile-request.js';
+import {
+  type CompileRun,
+  countMiss,
+  type FamilyCompile,
+  getCachedOrCompile,
+  type Lookup,
+} from './lifecycle.js';
+import type { RemoteCompiler, RemoteOutcome } from './remote-compile.js';
 import { RustCompileService } from './rust-compile.js';
 import { scratchFile } from './scratch.js';
 
@@ -79,19 +88,7 @@ const LOGGING_ENV = [
 /** nvcc adds these to its command line or uses them to pick the host compiler. */
 const NVCC_KEY_ENV = ['NVCC_PREPEND_FLAGS', 'NVCC_APPEND_FLAGS', 'NVCC_CCBIN'];
 
-export interface CompileRequest {
-  readonly cwd: string;
-  /** [compiler as typed, ...args] */
-  readonly argv: readonly string[];
-  readonly env: Readonly<Record<string, string>>;
-  /** Real paths that are kiln itself and must never be taken for the compiler. */
-  readonly skip: ReadonlySet<string>;
-  readonly stderrTty: boolean;
-  /** gcc sizes quoted source lines to a terminal on stdin. */
-  readonly stdinTty?: boolean;
-  /** The caller's umask, for the modes of the outputs kiln writes. */
-  readonly umask?: number;
-}
+export type { CompileRequest } from './compile-request.js';
 
 interface CompilerIdentity {
   readonly signature: string;
@@ -100,11 +97,6 @@ interface CompilerIdentity {
   /** A script or other non-ELF program: what it runs can change while the file stays the same. */
   readonly wrapper: boolean;
 }
-
-/** A finished compile: `response` alone when there is nothing to store (a crash or a failed compile). */
-type CompileRun =
-  | { response: Response; stdout?: never; stderr?: never; success?: never }
-  | { response?: never; stdout: Buffer; stderr: Buffer; success: Response };
 
 const group = (parsed: CacheableCompile) => languageGroup(parsed.language);
 
@@ -174,7 +166,7 @@ export class CompileService {
     private readonly remote?: RemoteCompiler,
   ) {
     this.entries = new CacheEntries(storage, stats, log);
-    this.rust = new RustCompileService(this.entries, stats, digests, log);
+    this.rust = new RustCompileService(this.entries, stats, digests, log, remote);
     this.tools = new DriverTools(digests);
   }
 
@@ -426,95 +418,111 @@ export class CompileService {
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
     // KILN_NO_DIST=1 in the caller's environment keeps one build local (the daemon is shared).
     const distributable = this.remote !== undefined && parsed.remote.ok && !noDist(req.env);
-    let manifestKnown = false;
-    if (directKey) {
-      const lookup = await this.lookupManifest(directKey, req.cwd, dirs);
-      manifestKnown = lookup.known;
-      if (lookup.result) {
-        const response = this.replayHit(lookup.result, parsed, req, asTyped, 'hitsDirect');
-        if (response) return response;
-      }
-      // Never compiled with these arguments and this source: nothing for the preprocessor to find
-      // either, so skip it and learn the headers from a depfile (ccache's "depend mode"). Not when
-      // the object records its command line: kiln's own -MD -MF would show in it.
-      const depend =
-        parsed.dependModeOnly ||
-        (!manifestKnown && this.config.dependMode && !(await this.entries.readManifest(seenKey!)));
-      const ownDepfileShows = parsed.depListing === 'none' && parsed.recordsCommandLine;
-      if (depend && parsed.depListing !== 'partial' && !distributable && !ownDepfileShows) {
-        const response = await this.compileDependMode(
-          program,
-          args,
-          common,
-          directKey,
-          seenKey!,
-          dirs,
-          parsed,
-          req,
-          asTyped,
-          startedMs,
-        );
-        if (response) return response;
-      }
-    }
-
-    if (parsed.dependModeOnly) {
-      // No preprocessor mode to fall back on: compile, store nothing.
-      const run = await this.compile(program, args, [], parsed, req, asTyped);
-      return run.response ?? run.success;
-    }
-
-    let resultKey: string;
+    let resultKey = '';
     let headers: Headers = { files: [], system: new Set() };
     /** Every file the key was made from, with its digest then: an edit during the compile shows as a change. */
     const keyed = new Map<string, string | undefined>([[parsed.input, source.digest]]);
     let preprocessed: Buffer | undefined;
-    if (parsed.needsPreprocessor) {
-      const cpp = await this.preprocess(program, parsed, distributable, req);
-      if (!cpp) return this.uncached('preprocessor error', asTyped);
-      if (hasAsmInclude(cpp.stdout)) {
-        return this.uncached('assembler .incbin/.include', asTyped);
+    const record = () =>
+      this.recordManifest(directKey!, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
+    const self = this;
+
+    /** Direct mode, then depend mode on a cold miss, then preprocessor mode. */
+    async function* lookup(): AsyncGenerator<Lookup> {
+      if (directKey) {
+        const found = await self.lookupManifest(directKey, req.cwd, dirs);
+        if (found.result) yield { result: found.result, counter: 'hitsDirect' };
+        // Never compiled with these arguments and this source: nothing for the preprocessor to find
+        // either, so skip it and learn the headers from a depfile (ccache's "depend mode"). Not when
+        // the object records its command line: kiln's own -MD -MF would show in it.
+        const depend =
+          parsed.dependModeOnly ||
+          (!found.known && self.config.dependMode && !(await self.entries.readManifest(seenKey!)));
+        const ownDepfileShows = parsed.depListing === 'none' && parsed.recordsCommandLine;
+        if (depend && parsed.depListing !== 'partial' && !distributable && !ownDepfileShows) {
+          const response = await self.compileDependMode(
+            program,
+            args,
+            common,
+            directKey,
+            seenKey!,
+            dirs,
+            parsed,
+            req,
+            asTyped,
+            startedMs,
+          );
+          if (response) {
+            yield { response };
+            return;
+          }
+        }
       }
-      preprocessed = cpp.stdout;
-      headers = cpp.headers;
-      const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
-      resultKey = this.preprocessorKey(common, mode, cpp, req.cwd, keyed);
-    } else {
-      resultKey = new KeyHasher()
-        .add('common', common)
-        .add('mode', 'preprocessed-input')
-        .add('input', parsed.input)
-        .add('source', source.digest)
-        .digest();
+      if (parsed.dependModeOnly) {
+        // No preprocessor mode to fall back on: compile, store nothing.
+        const run = await self.compile(program, args, [], parsed, req, asTyped);
+        if (!run.response && run.miss !== false) countMiss(self.stats, group(parsed));
+        yield { response: run.response ?? run.success };
+        return;
+      }
+      if (parsed.needsPreprocessor) {
+        const cpp = await self.preprocess(program, parsed, distributable, req);
+        if (!cpp) {
+          yield { response: self.uncached('preprocessor error', asTyped) };
+          return;
+        }
+        if (hasAsmInclude(cpp.stdout)) {
+          yield { response: self.uncached('assembler .incbin/.include', asTyped) };
+          return;
+        }
+        preprocessed = cpp.stdout;
+        headers = cpp.headers;
+        const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
+        resultKey = self.preprocessorKey(common, mode, cpp, req.cwd, keyed);
+      } else {
+        resultKey = new KeyHasher()
+          .add('common', common)
+          .add('mode', 'preprocessed-input')
+          .add('input', parsed.input)
+          .add('source', source!.digest)
+          .digest();
+      }
+      self.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
+      const cached = await self.entries.readResult(resultKey);
+      self.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
+      if (cached)
+        yield { result: cached, counter: 'hitsPreprocessed', onHit: directKey ? record : undefined };
     }
 
-    this.log.debug(`${parsed.input}: direct key ${directKey ?? '-'}, result key ${resultKey}`);
-    const cached = await this.entries.readResult(resultKey);
-    this.log.debug(`result ${resultKey}: ${cached ? 'found' : 'absent'}`);
-    if (cached) {
-      const response = this.replayHit(cached, parsed, req, asTyped, 'hitsPreprocessed');
-      if (response) {
-        if (directKey)
-          await this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
-        return response;
-      }
-    }
-
-    const run =
-      (distributable && preprocessed && (await this.compileRemote(program, parsed, preprocessed, req))) ||
-      (await this.compile(program, args, [], parsed, req, asTyped));
-    if (run.response) return run.response;
-    // A file saved while the compiler ran may have been read in its new state: the key is the old one.
-    for (const [file, digest] of keyed) {
-      if (this.digests.get(atCwd(req.cwd, file))?.digest !== digest) {
-        this.log.debug(`not storing ${resultKey}: ${file} changed during the compile`);
-        return run.success;
-      }
-    }
-    await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
-    if (directKey)
-      await this.recordManifest(directKey, seenKey!, resultKey, headers, dirs, parsed, req, startedMs);
-    return run.success;
+    const family: FamilyCompile = {
+      language: group(parsed),
+      lookup,
+      refuseReplay: (result) =>
+        this.terminalDiagnostics(result.stderr, req)
+          ? this.uncached('diagnostics for a terminal', asTyped)
+          : undefined,
+      replay: (result) => this.replay(result, parsed, req),
+      remote: () =>
+        distributable && preprocessed
+          ? {
+              plan: cRemotePlan(program, parsed, preprocessed, req.cwd, req.env),
+              accept: (outcome) => this.acceptRemote(outcome, parsed, req),
+            }
+          : undefined,
+      local: () => this.compile(program, args, [], parsed, req, asTyped),
+      store: async (run) => {
+        // A file saved while the compiler ran may have been read in its new state: the key is the old one.
+        for (const [file, digest] of keyed) {
+          if (this.digests.get(atCwd(req.cwd, file))?.digest !== digest) {
+            this.log.debug(`not storing ${resultKey}: ${file} changed during the compile`);
+            return;
+          }
+        }
+        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+        if (directKey) await record();
+      },
+    };
+    return getCachedOrCompile(family, this.stats, this.remote);
   }
 
   /**
@@ -608,10 +616,9 @@ export class CompileService {
         stdout: run.stdout,
         stderr: run.stderr,
         success: this.uncached('diagnostics for a terminal', asTyped),
+        miss: false,
       };
     }
-    this.stats.count('misses');
-    this.stats.language(group(parsed), 'misses');
     return {
       stdout: run.stdout,
       stderr: run.stderr,
@@ -628,30 +635,21 @@ export class CompileService {
     return stderr.length > 0 && (req.stderrTty || req.stdinTty === true);
   }
 
-  /** A compile on the cluster; undefined when it did not work out and the caller must compile locally. */
-  private async compileRemote(
-    program: string,
+  /** Writes the object a worker compiled; undefined when it cannot be written (the caller compiles). */
+  private acceptRemote(
+    outcome: RemoteOutcome,
     parsed: CacheableCompile,
-    preprocessed: Buffer,
     req: CompileRequest,
-  ): Promise<CompileRun | undefined> {
-    const outcome = await this.remote!.compile(program, parsed, preprocessed, req.cwd, req.env);
-    if (!outcome) return undefined;
+  ): CompileRun | undefined {
     try {
-      this.writeOutput(req, parsed, 'object', parsed.output, outcome.object);
+      this.writeOutput(req, parsed, 'object', parsed.output, outcome.outputs.get(C_OUTPUT_NAME)!);
     } catch (err) {
       this.stats.error('output write');
       this.log.info(`cannot write ${parsed.output}: ${(err as Error).message}`);
       return undefined;
     }
-    this.stats.count('misses');
-    this.stats.language(group(parsed), 'misses');
-    const stderr = Buffer.alloc(0);
-    return {
-      stdout: outcome.stdout,
-      stderr,
-      success: { action: Action.RESULT, exitCode: 0, stdout: outcome.stdout, stderr },
-    };
+    const { stdout, stderr } = outcome;
+    return { stdout, stderr, success: { action: Action.RESULT, exitCode: 0, stdout, stderr } };
   }
 
   /**
@@ -693,6 +691,7 @@ export class CompileService {
         }
         return run.response;
       }
+      if (run.miss !== false) countMiss(this.stats, group(parsed));
       const depText = readOutputFile(req.cwd, ownDepFile ?? parsed.depFile!)?.toString();
       const listed = depText === undefined ? undefined : parseDepfile(depText);
       const trust = listed
@@ -798,24 +797,6 @@ export class CompileService {
       }
     }
     await this.entries.putResult(key, stdout, stderr, files);
-  }
-
-  /** Replays a hit and counts it; undefined when its files cannot be written (the caller compiles). */
-  private replayHit(
-    result: CachedResult,
-    parsed: CacheableCompile,
-    req: CompileRequest,
-    asTyped: Response,
-    counter: 'hitsDirect' | 'hitsPreprocessed',
-  ): Response | undefined {
-    if (this.terminalDiagnostics(result.stderr, req))
-      return this.uncached('diagnostics for a terminal', asTyped);
-    const response = this.replay(result, parsed, req);
-    if (response) {
-      this.stats.count(counter);
-      this.stats.language(group(parsed), 'hits');
-    }
-    return response;
   }
 
   /** Writes a cached result's files; undefined when they cannot be written (the caller compiles). */

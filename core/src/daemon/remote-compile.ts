@@ -1,118 +1,75 @@
 /**
- * Sends one preprocessed compile to the cluster. Anything that goes wrong on the way answers
+ * Sends one compile to the cluster, whatever its family: the family's RemotePlan says what the job
+ * is (c-remote-plan.ts, rust-remote-plan.ts), this file finds its toolchain, a worker and runs it. Anything that goes wrong on the way answers
  * `undefined` (with the reason counted), and the caller compiles locally: the cluster can make a
  * build faster, never break it.
  */
-import path from 'node:path';
-import { KILN_ERR_RESOLVER_NO_DIST, type PackagedToolchain, type ToolchainResolver } from '@kiln/plugins';
+import {
+  KILN_ERR_RESOLVER_NO_DIST,
+  type PackagedToolchain,
+  type ToolchainResolver,
+  type ToolchainSpec,
+} from '@kiln/plugins';
 import type { DistConfig } from '../cluster/client-config.js';
 import { DistClient, DistError } from '../cluster/dist-client.js';
-import { type CacheableCompile, Languages } from '../compiler/gcc-args.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
-import { codegenKey, TinyCompiles } from './tiny-compiles.js';
+import { TinyCompiles } from './tiny-compiles.js';
 
-/** A successful remote compile that printed no diagnostics. */
+/** A successful remote compile whose diagnostics the family accepted. */
 export interface RemoteOutcome {
   readonly stdout: Buffer;
-  readonly object: Buffer;
+  readonly stderr: Buffer;
+  /** Every declared output, by the path the plan's job named it. */
+  readonly outputs: ReadonlyMap<string, Buffer>;
   readonly workerId: string;
+}
+
+/** One job as a worker runs it: paths of inputs and outputs are relative to `cwd`. */
+export interface RemoteJob {
+  readonly cwd: string;
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly inputs: readonly { readonly path: string; readonly data: Buffer }[];
+  readonly outputs: readonly string[];
+}
+
+/** What a compiler family hands the cluster for one compile (see c-remote-plan.ts, rust-remote-plan.ts). */
+export interface RemotePlan {
+  /** The compiler whose toolchain the resolvers package (or name by version). */
+  readonly program: string;
+  /** Why this compile stays local unless force_remote_build is set (a configure test). */
+  readonly localUnlessForced?: string;
+  /** For keep_tiny_local: the kind of code generation and the input's size. */
+  readonly speed?: { readonly key: string; readonly bytes: number; readonly label: string };
+  /** The job for the toolchain the worker will hold (`spec.compiler` is the compiler's path there). */
+  job(spec: ToolchainSpec): RemoteJob;
+  /**
+   * Whether a successful job's stderr may be replayed as it is; false sends the compile back to the
+   * local compiler, which prints the diagnostics the user expects.
+   */
+  acceptStderr(stderr: Buffer): boolean;
 }
 
 /** Signs that a failure came from the toolchain in the sandbox, not from the user's code. */
 const INFRA_FAILURE =
   /error while loading shared libraries|cannot execute|installation problem|No such file or directory\s*$|cannot find (as|ld)\b/m;
-const INPUT_NAME = 'kiln-input';
-const OUTPUT_NAME = 'kiln-output.o';
-/** Environment passed into the sandbox when the client has it: what gcc/clang read. */
-const JOB_ENV = ['SOURCE_DATE_EPOCH', 'GCC_COLORS', 'CCC_OVERRIDE_OPTIONS'];
-
-const BUILTIN_MARKER = Buffer.from('# 0 "<built-in>"\n');
-const DEFINE = Buffer.from('#define ');
-
-/**
- * gcc's -fdirectives-only output starts with its built-in macros (`# 0 "<built-in>"` blocks before
- * the first other line marker); the remote compiler defines them itself, and defining them twice
- * is an error for some. Only that leading part is scanned: the rest, which is nearly all of it, is
- * passed on as it is.
- */
-export function stripBuiltinDefines(text: Buffer): Buffer {
-  const kept: Buffer[] = [];
-  let pos = 0;
-  let builtin = false;
-  let markers = 0;
-  while (pos < text.length) {
-    const nl = text.indexOf(10, pos);
-    const end = nl < 0 ? text.length : nl + 1;
-    if (text[pos] === 0x23 && text[pos + 1] === 0x20) {
-      // "# …": a line marker. The file's name and, with -g, the working directory come first; the
-      // first other marker after the built-in block ends the scan (so does a third one before any).
-      const isBuiltin = text.subarray(pos, end).equals(BUILTIN_MARKER);
-      if (!isBuiltin && (builtin || ++markers > 2)) break;
-      builtin = isBuiltin;
-      kept.push(text.subarray(pos, end));
-    } else if (!(builtin && text.subarray(pos, pos + DEFINE.length).equals(DEFINE))) {
-      kept.push(text.subarray(pos, end));
-    }
-    pos = end;
-  }
-  kept.push(text.subarray(pos));
-  return Buffer.concat(kept);
-}
-
-/**
- * Where the remote input goes and how the compile names it. Directives-only output is compiled
- * as source at the path the user typed, so debug info names the same file; inputs outside the
- * working directory sit below it and -fdebug-prefix-map (not recorded in the object) maps them back.
- */
-function remoteInput(parsed: CacheableCompile, cwd: string, preprocessed: Buffer) {
-  if (!parsed.remote.ok || parsed.remote.style === 'preprocessed') {
-    const lang = Languages[parsed.language].preprocessed!;
-    const name = `${INPUT_NAME}.${lang === 'c++-cpp-output' ? 'ii' : 'i'}`;
-    return { inputs: [{ path: name, data: preprocessed }], inputArg: name, mapArgs: [], lang };
-  }
-  const data = stripBuiltinDefines(preprocessed);
-  // Everything is inlined already; -nostdinc (not recorded in the object) stops gcc looking for
-  // stdc-predef.h in a root that has no headers.
-  const common = ['-nostdinc'];
-  const typed = parsed.input;
-  if (path.isAbsolute(typed)) {
-    const base = path.join(cwd, '.kiln-abs');
-    return {
-      inputs: [{ path: path.join(base, typed), data }],
-      inputArg: path.join(base, typed),
-      mapArgs: [...common, `-fdebug-prefix-map=${base}=`],
-      lang: parsed.language,
-    };
-  }
-  const ups = /^(\.\.\/)+/.exec(path.posix.normalize(typed))?.[0].length ?? 0;
-  if (ups === 0)
-    return { inputs: [{ path: typed, data }], inputArg: typed, mapArgs: common, lang: parsed.language };
-  // "../src/a.c" becomes ".kiln-up/1/../src/a.c": the same name once the prefix is mapped away.
-  const depth = ups / 3;
-  const stem = `.kiln-up/${Array.from({ length: depth }, (_, i) => i + 1).join('/')}/`;
-  const real = path.posix.normalize(stem + typed);
-  return {
-    inputs: [
-      { path: real, data },
-      { path: `${stem}.keep`, data: Buffer.alloc(0) },
-    ],
-    inputArg: stem + typed,
-    mapArgs: [...common, `-fdebug-prefix-map=${stem}=`],
-    lang: parsed.language,
-  };
-}
 
 const sentKey = (workerId: string, digest: string) => `${workerId}\0${digest}`;
+
+/** Why a toolchain lookup's answer keeps a compile local; undefined when it can be distributed. */
+function unavailable(toolchain: PackagedToolchain | Error | undefined): string | undefined {
+  if (!toolchain) return 'toolchain being packaged';
+  if (!(toolchain instanceof Error)) return undefined;
+  return (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
+    ? 'no_dist toolchain'
+    : 'toolchain cannot be packaged';
+}
 
 /** One distributable compile, as tried on a worker (twice at most). */
 interface Job {
   readonly toolchain: PackagedToolchain;
-  readonly parsed: CacheableCompile;
-  readonly preprocessed: Buffer;
-  readonly cwd: string;
-  readonly env: Readonly<Record<string, string>>;
-  readonly speedKey: string;
+  readonly plan: RemotePlan;
 }
 
 /** How one try on one worker ended. */
@@ -160,7 +117,8 @@ export class RemoteCompiler {
       );
   }
 
-  private local(reason: string): undefined {
+  /** Counts a compile that stays local for `reason` (distLocal). */
+  keepLocal(reason: string): undefined {
     this.stats.dist('distLocal', reason);
     this.log.debug(`compiling locally: ${reason}`);
     return undefined;
@@ -233,6 +191,8 @@ export class RemoteCompiler {
     { spec, archive }: PackagedToolchain,
     again = false,
   ): Promise<void> {
+    // A toolchain named by version is never sent: the worker's resolver finds it when the job runs.
+    if (!archive) return Promise.resolve();
     const key = sentKey(worker.id, spec.digest);
     if (again) this.sent.delete(key);
     if (this.sent.has(key)) return Promise.resolve();
@@ -247,34 +207,32 @@ export class RemoteCompiler {
     return p;
   }
 
-  async compile(
-    program: string,
-    parsed: CacheableCompile,
-    preprocessed: Buffer,
-    cwd: string,
-    env: Readonly<Record<string, string>>,
-  ): Promise<RemoteOutcome | undefined> {
-    if (!parsed.remote.ok) return this.local(parsed.remote.reason);
-    if (!this.config.force_remote_build && path.basename(parsed.input).startsWith('conftest'))
-      return this.local('configure test');
-    const speedKey = codegenKey(program, parsed.language, parsed.remote.compileArgs);
-    if (!this.config.force_remote_build && this.config.keep_tiny_local) {
-      const e = this.tiny.estimate(speedKey, preprocessed.length);
+  /**
+   * Why `program` cannot go to the cluster now (no resolver names it, it is being packaged, it is
+   * no_dist), or undefined when it can: for a family whose plan costs work to make (rustc's dep-info
+   * run), asked first. The caller counts the reason (keepLocal).
+   */
+  async toolchainUnavailable(program: string): Promise<string | undefined> {
+    return unavailable(await this.toolchain(program));
+  }
+
+  /** Runs a family's plan on the cluster; undefined (the reason counted) when it must compile locally. */
+  async run(plan: RemotePlan): Promise<RemoteOutcome | undefined> {
+    const force = this.config.force_remote_build;
+    if (!force && plan.localUnlessForced) return this.keepLocal(plan.localUnlessForced);
+    if (!force && this.config.keep_tiny_local && plan.speed) {
+      const e = this.tiny.estimate(plan.speed.key, plan.speed.bytes);
       if (e)
         this.log.debug(
-          `${parsed.input}: ~${e.compileMs.toFixed(1)} ms to compile, ~${e.overheadMs.toFixed(1)} ms of cluster overhead`,
+          `${plan.speed.label}: ~${e.compileMs.toFixed(1)} ms to compile, ~${e.overheadMs.toFixed(1)} ms of cluster overhead`,
         );
-      if (e && e.compileMs < e.overheadMs) return this.local('tiny compile (faster locally)');
+      if (e && e.compileMs < e.overheadMs) return this.keepLocal('tiny compile (faster locally)');
     }
-    const toolchain = await this.toolchain(program);
-    if (!toolchain) return this.local('toolchain being packaged');
-    if (toolchain instanceof Error)
-      return this.local(
-        (toolchain as { code?: string }).code === KILN_ERR_RESOLVER_NO_DIST.code
-          ? 'no_dist toolchain'
-          : 'toolchain cannot be packaged',
-      );
-    const job: Job = { toolchain, parsed, preprocessed, cwd, env, speedKey };
+    const toolchain = await this.toolchain(plan.program);
+    const why = unavailable(toolchain);
+    if (why || !toolchain || toolchain instanceof Error)
+      return this.keepLocal(why ?? 'toolchain being packaged');
+    const job: Job = { toolchain, plan };
     const first = await this.attempt(job, []);
     if (first.kind !== 'failed' || !first.lostWorker) return this.settle(first);
     // The worker died or broke under the job (sccache#2277): once more on another one, then locally.
@@ -288,7 +246,7 @@ export class RemoteCompiler {
 
   /** Counts how a compile's remote part ended; the object, or undefined to compile locally. */
   private settle(attempt: Attempt): RemoteOutcome | undefined {
-    if (attempt.kind === 'local') return this.local(attempt.reason);
+    if (attempt.kind === 'local') return this.keepLocal(attempt.reason);
     if (attempt.kind === 'failed') return this.failed(attempt.reason, attempt.detail);
     this.stats.dist('distCompiles', attempt.outcome.workerId);
     return attempt.outcome;
@@ -313,8 +271,7 @@ export class RemoteCompiler {
 
   /** One try on one worker: allocate, upload the toolchain if it lacks it, run. Never throws. */
   private async attempt(job: Job, exclude: readonly string[]): Promise<Attempt> {
-    const { toolchain, parsed, preprocessed, cwd, env, speedKey } = job;
-    if (!parsed.remote.ok) return { kind: 'local', reason: parsed.remote.reason };
+    const { toolchain, plan } = job;
     const { spec } = toolchain;
     const startedMs = performance.now();
     let uploaded = false;
@@ -325,32 +282,26 @@ export class RemoteCompiler {
       if (alloc.status !== 'assigned') return { kind: 'local', reason: 'no capacity', noWorker: true };
       const { worker, jobId, jobToken } = alloc;
       workerId = worker.id;
-      if (!alloc.hasToolchain && !this.sent.has(sentKey(worker.id, spec.digest))) uploaded = true;
+      if (!alloc.hasToolchain && toolchain.archive && !this.sent.has(sentKey(worker.id, spec.digest)))
+        uploaded = true;
       if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
-      const { inputs, inputArg, mapArgs, lang } = remoteInput(parsed, cwd, preprocessed);
-      const jobEnv: Record<string, string> = { PATH: '/usr/bin:/bin' };
-      for (const name of JOB_ENV) if (env[name] !== undefined) jobEnv[name] = env[name];
-      // Only the C.UTF-8 locale travels with a toolchain: it keeps gcc's UTF-8 quotes in messages.
-      if (/utf-?8/i.test(env.LC_ALL || env.LC_MESSAGES || env.LANG || '')) jobEnv.LC_ALL = 'C.UTF-8';
+      const remoteJob = plan.job(spec);
       const header = {
-        toolchain: { kind: spec.kind, digest: spec.digest, compiler: spec.compiler },
-        cwd,
-        argv: [
-          spec.compiler,
-          ...parsed.remote.compileArgs,
-          ...mapArgs,
-          '-x',
-          lang,
-          inputArg,
-          '-o',
-          OUTPUT_NAME,
-        ],
-        env: jobEnv,
-        inputs: inputs.map((i) => i.path),
-        outputs: [OUTPUT_NAME],
+        toolchain: {
+          kind: spec.kind,
+          digest: spec.digest,
+          compiler: spec.compiler,
+          ...(spec.version ? { version: spec.version } : {}),
+          ...(spec.version && spec.targetTriple ? { targetTriple: spec.targetTriple } : {}),
+        },
+        cwd: remoteJob.cwd,
+        argv: [...remoteJob.argv],
+        env: remoteJob.env,
+        inputs: remoteJob.inputs.map((i) => i.path),
+        outputs: [...remoteJob.outputs],
         timeoutMs: this.config.job_timeout * 1000,
       };
-      const blobs = inputs.map((i) => i.data);
+      const blobs = remoteJob.inputs.map((i) => i.data);
       let result: Awaited<ReturnType<DistClient['run']>>;
       try {
         result = await this.client.run(worker.url, jobToken, jobId, header, blobs);
@@ -362,9 +313,9 @@ export class RemoteCompiler {
       }
       // What this job teaches about tiny compiles; a toolchain upload is no part of the usual overhead.
       const { elapsedMs } = result.header;
-      if (typeof elapsedMs === 'number' && !uploaded && result.header.exitCode === 0) {
+      if (typeof elapsedMs === 'number' && !uploaded && result.header.exitCode === 0 && plan.speed) {
         const totalMs = performance.now() - startedMs;
-        this.tiny.record(speedKey, preprocessed.length, elapsedMs, Math.max(0, totalMs - elapsedMs));
+        this.tiny.record(plan.speed.key, plan.speed.bytes, elapsedMs, Math.max(0, totalMs - elapsedMs));
       }
       // The job ran and failed: another worker would fail it the same way.
       const { exitCode, timedOut, signal, limitExceeded } = result.header;
@@ -376,13 +327,22 @@ export class RemoteCompiler {
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
         return failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
       }
-      // Diagnostics from the remote input would quote the wrong source lines (all headers are
-      // inlined into one file): the local compiler produces the exact ones the user expects.
-      if (exitCode !== 0 || result.stderr.length > 0)
+      if (exitCode !== 0 || !plan.acceptStderr(result.stderr)) {
+        this.log.debug(
+          `job ${jobId} on ${worker.id}: exit ${exitCode}, diagnostics: ${result.stderr.toString().slice(0, 2000)}`,
+        );
         return { kind: 'local', reason: 'diagnostics (rerun locally)' };
-      const object = result.outputs.get(OUTPUT_NAME);
-      if (!object) return failed('missing output', `worker ${worker.id} returned no object`);
-      return { kind: 'done', outcome: { stdout: result.stdout, object, workerId: worker.id } };
+      }
+      const outputs = new Map<string, Buffer>();
+      for (const name of remoteJob.outputs) {
+        const data = result.outputs.get(name);
+        if (!data) return failed('missing output', `worker ${worker.id} returned no ${name}`);
+        outputs.set(name, data);
+      }
+      return {
+        kind: 'done',
+        outcome: { stdout: result.stdout, stderr: result.stderr, outputs, workerId: worker.id },
+      };
     } catch (err) {
       if (!(err instanceof DistError)) return failed('internal', (err as Error).stack ?? String(err));
       const lost = err.workerLost && workerId !== undefined ? { lostWorker: workerId } : {};

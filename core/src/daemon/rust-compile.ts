@@ -24,9 +24,13 @@ import { Action, type Response } from '../client/protocol.js';
 import { parseRustDepInfo } from '../compiler/depfile.js';
 import { runCaptured } from '../compiler/run.js';
 import { parseRustcArgs, type RustCompile, rustOutputs, withoutEmit } from '../compiler/rustc-args.js';
+import { noDist } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
-import type { CompileRequest } from './compile-service.js';
+import type { CompileRequest } from './compile-request.js';
+import { type CompileRun, type CompileSuccess, getCachedOrCompile, type Lookup } from './lifecycle.js';
+import type { RemoteCompiler, RemoteOutcome } from './remote-compile.js';
+import { rustKeptLocal, rustRemotePlan } from './rust-remote-plan.js';
 import { scratchFile } from './scratch.js';
 
 /** Bump when the key recipe or entry layout changes. */
@@ -71,6 +75,7 @@ export function keyEnvironment(env: Readonly<Record<string, string>>): [string, 
 interface RustcIdentity {
   readonly digest: string;
   readonly host: string;
+  readonly sysroot: string;
 }
 
 /** A file kiln names in a manifest, as rustc's dep-info gave it, with its digest. */
@@ -177,6 +182,7 @@ export class RustCompileService {
     private readonly stats: Stats,
     private readonly digests: FileDigestCache,
     private readonly log: Logger,
+    private readonly remote?: RemoteCompiler,
   ) {}
 
   /** Undefined when `program` is not rustc: the caller runs it unchanged. */
@@ -200,16 +206,43 @@ export class RustCompileService {
     if ('reason' in keyed) return uncached(keyed.reason);
     const directKey = keyed.key;
 
-    const hit = await this.lookup(directKey, req);
-    if (hit) {
-      const response = this.replay(hit, outputs, parsed, req.umask);
-      if (response) {
-        this.stats.count('hitsDirect');
-        this.stats.language(LANGUAGE, 'hits');
-        return response;
-      }
+    const self = this;
+    async function* lookup(): AsyncGenerator<Lookup> {
+      const hit = await self.lookup(directKey, req);
+      if (hit) yield { result: hit, counter: 'hitsDirect' };
     }
-    return this.compile(rustc, parsed, outputs, directKey, req, startedMs);
+    return getCachedOrCompile(
+      {
+        language: LANGUAGE,
+        lookup,
+        replay: (result) => this.replay(result, outputs, parsed, req.umask),
+        remote: async () => {
+          if (!this.remote || noDist(req.env)) return undefined;
+          // Before the dep-info run: a rustc no resolver names (no rustup resolver) stays local at once.
+          const why = rustKeptLocal(parsed) ?? (await this.remote.toolchainUnavailable(rustc));
+          if (why) return { local: why };
+          const planned = await rustRemotePlan({
+            rustc,
+            sysroot: identity.sysroot,
+            parsed,
+            outputs,
+            req,
+            env: withoutFdJobserver(req.env),
+            keyEnv: keyEnvironment(req.env),
+            log: this.log,
+          });
+          if ('local' in planned) return planned;
+          return {
+            plan: planned.plan,
+            accept: (outcome) => this.acceptRemote(outcome, planned.base, outputs, req.umask),
+          };
+        },
+        local: () => this.compile(rustc, parsed, req),
+        store: (run) => this.storeRun(rustc, run, outputs, directKey, parsed, req, startedMs),
+      },
+      this.stats,
+      this.remote,
+    );
   }
 
   /**
@@ -264,7 +297,7 @@ export class RustCompileService {
     for (const triple of fs.existsSync(rustlib) ? fs.readdirSync(rustlib).sort() : []) {
       h.add(`rustlib:${triple}`, listing(path.join(rustlib, triple, 'lib')));
     }
-    return { digest: h.digest(), host };
+    return { digest: h.digest(), host, sysroot };
   }
 
   /** The direct key, or why there is none (an input kiln cannot read or hash). */
@@ -375,20 +408,34 @@ export class RustCompileService {
     };
   }
 
-  /** A miss: compile, then store the outputs and a manifest entry from rustc's dep-info. */
-  private async compile(
-    program: string,
-    parsed: RustCompile,
+  /** Writes a crate a worker compiled (outputs named relative to `base`); undefined: compile locally. */
+  private acceptRemote(
+    outcome: RemoteOutcome,
+    base: string,
     outputs: [string, string][],
-    directKey: string,
-    req: CompileRequest,
-    startedMs: number,
-  ): Promise<Response> {
+    umask: number | undefined,
+  ): CompileRun | undefined {
+    try {
+      for (const [kind, file] of outputs) {
+        const data = outcome.outputs.get(path.relative(base, file))!;
+        writeOutputFile('/', file, data, { mode: kind === 'proc-macro' ? 0o777 : 0o666, umask });
+      }
+    } catch (err) {
+      this.stats.error('output write');
+      this.log.info(`cannot write rustc outputs: ${(err as Error).message}`);
+      return undefined;
+    }
+    const { stdout, stderr } = outcome;
+    return { stdout, stderr, success: { action: Action.RESULT, exitCode: 0, stdout, stderr } };
+  }
+
+  /** The real compile on this machine. */
+  private async compile(program: string, parsed: RustCompile, req: CompileRequest): Promise<CompileRun> {
     const env = withoutFdJobserver(req.env);
     const run = await runCaptured(program, program, parsed.args, req.cwd, env, req.umask);
     if (run.failure) {
       this.stats.error('compiler crashed');
-      return { action: Action.EXEC, program, argv: [program, ...parsed.args] };
+      return { response: { action: Action.EXEC, program, argv: [program, ...parsed.args] } };
     }
     const response: Response = {
       action: Action.RESULT,
@@ -399,14 +446,25 @@ export class RustCompileService {
     if (run.exitCode !== 0) {
       this.stats.count('compileFailed');
       this.stats.language(LANGUAGE, 'failed');
-      return response;
+      return { response };
     }
-    this.stats.count('misses');
-    this.stats.language(LANGUAGE, 'misses');
+    return { stdout: run.stdout, stderr: run.stderr, success: response };
+  }
+
+  /** Stores the outputs and a manifest entry from rustc's dep-info. */
+  private async storeRun(
+    program: string,
+    run: CompileSuccess,
+    outputs: [string, string][],
+    directKey: string,
+    parsed: RustCompile,
+    req: CompileRequest,
+    startedMs: number,
+  ): Promise<void> {
     const asked = outputs.find(([kind]) => kind === 'dep-info')?.[1];
     if (asked) {
       await this.store(directKey, run.stdout, run.stderr, outputs, asked, parsed, req, startedMs);
-      return response;
+      return;
     }
     // The call did not ask for dep-info. Adding it to the compile would change the crate's hash
     // (rustc hashes the set of emitted kinds), so a second, dep-info-only run lists the inputs.
@@ -417,7 +475,7 @@ export class RustCompileService {
         program,
         [...withoutEmit(parsed.args), `--emit=dep-info=${own}`],
         req.cwd,
-        env,
+        withoutFdJobserver(req.env),
       );
       if (deps.exitCode === 0 && !deps.failure) {
         await this.store(directKey, run.stdout, run.stderr, outputs, own, parsed, req, startedMs);
@@ -425,7 +483,6 @@ export class RustCompileService {
     } finally {
       fs.rmSync(own, { force: true });
     }
-    return response;
   }
 
   private async store(

@@ -41,6 +41,12 @@ export interface ResolverConformanceOptions {
    * of every kiln resolver so far; a resolver with another format maps the entries onto its own.
    */
   readonly writeArchive?: (entries: readonly ConformanceTarEntry[], file: string) => Promise<void>;
+  /**
+   * For a resolver that names toolchains by version (`spec.version`, no archive; rustup): the kit
+   * then checks `resolveVersion` instead of archives. `unavailable` turns the packaged spec into one that
+   * names a toolchain the worker must refuse (another commit of the same release).
+   */
+  readonly byVersion?: { readonly unavailable: (spec: ToolchainSpec) => ToolchainSpec };
 }
 
 const TIMEOUT = 120_000;
@@ -96,16 +102,13 @@ export function resolverConformance(options: ResolverConformanceOptions): void {
       expect(own.spec.kind).toBe(resolver.kind);
     });
 
-    it('packages a compiler it handles: digest is the archive sha256, host triples known', async (ctx) => {
-      if (!resolver.package) ctx.skip();
-      const { spec, archive } = own;
+    const hostTriplesKnown = (spec: ToolchainSpec) => {
       expect(spec.digest).toMatch(/^[0-9a-f]{64}$/);
-      expect(await sha256File(archive)).toBe(spec.digest);
       expect(Array.isArray(spec.hostTriples)).toBe(true);
       expect(spec.hostTriples.length).toBeGreaterThan(0);
       for (const t of spec.hostTriples) expect(t).toMatch(/^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+$/);
       expect(path.isAbsolute(spec.compiler), spec.compiler).toBe(true);
-    });
+    };
 
     it('resolves undefined for a compiler it does not handle', { timeout: TIMEOUT }, async (ctx) => {
       if (!resolver.package) ctx.skip();
@@ -117,9 +120,82 @@ export function resolverConformance(options: ResolverConformanceOptions): void {
       await expect(resolver.package!(foreign)).resolves.toBeUndefined();
     });
 
+    if (options.byVersion) {
+      const { unavailable } = options.byVersion;
+      it('names a compiler it handles by version: no archive, a digest, host triples', async () => {
+        hostTriplesKnown(own.spec);
+        expect(own.archive).toBeUndefined();
+        expect(own.spec.version && Object.keys(own.spec.version).length).toBeGreaterThan(0);
+        // The same toolchain gets the same name every time.
+        expect((await resolver.package?.(options.compiler!))?.spec.digest).toBe(own.spec.digest);
+      });
+
+      it('resolves its own spec into a root holding the compiler', { timeout: TIMEOUT }, async () => {
+        expect(resolver.resolveVersion, 'a by-version resolver has resolveVersion()').toBeTypeOf('function');
+        const { dest } = await freshDest();
+        const { root } = await resolver.resolveVersion!(own.spec, dest);
+        expect(root === dest || root.startsWith(`${dest}/`), `${root} is under ${dest}`).toBe(true);
+        const compiler = path.join(root, own.spec.compiler);
+        const st = await fs.stat(compiler);
+        expect(st.isFile(), `${own.spec.compiler} in the root`).toBe(true);
+        expect(st.mode & 0o111, 'the compiler is executable').not.toBe(0);
+      });
+
+      /** resolve must reject with a KilnError and leave the parent of `dest` as it was: empty. */
+      it('refuses a spec it cannot provide exactly, leaving nothing behind', {
+        timeout: TIMEOUT,
+      }, async () => {
+        const { parent, dest } = await freshDest();
+        const err = await resolver.resolveVersion!(unavailable(own.spec), dest).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, 'resolve rejects').toBeInstanceOf(Error);
+        expect((err as { code?: unknown }).code, String(err)).toMatch(/^KILN_ERR_/);
+        expect(await hostEntries(parent), 'nothing left behind').toEqual([]);
+      });
+
+      it('refuses an archive for a by-version kind, leaving nothing behind', {
+        timeout: TIMEOUT,
+      }, async () => {
+        const archive = path.join(tmp, `archive-${++cases}.tar.gz`);
+        await writeTarGz([{ type: 'file', path: 'bin/rustc', data: '#!/bin/sh\n' }], archive);
+        const { parent, dest } = await freshDest();
+        const err = await resolver
+          .materialise({ ...own.spec, digest: await sha256File(archive) }, archive, dest)
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect((err as { code?: unknown })?.code, String(err)).toMatch(/^KILN_ERR_/);
+        expect(await hostEntries(parent)).toEqual([]);
+      });
+
+      it('refuses a dest that already exists, and leaves it alone', { timeout: TIMEOUT }, async () => {
+        const { dest } = await freshDest();
+        await fs.mkdir(dest);
+        await fs.writeFile(path.join(dest, 'marker'), mark);
+        const err = await resolver.resolveVersion!(own.spec, dest).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect((err as { code?: unknown })?.code, String(err)).toMatch(/^KILN_ERR_/);
+        expect(await hostEntries(dest)).toEqual(['marker']);
+      });
+      return;
+    }
+
+    it('packages a compiler it handles: digest is the archive sha256, host triples known', async (ctx) => {
+      if (!resolver.package) ctx.skip();
+      const { spec, archive } = own;
+      hostTriplesKnown(spec);
+      expect(archive, 'an archive-based resolver packages an archive').toBeTypeOf('string');
+      expect(await sha256File(archive!)).toBe(spec.digest);
+    });
+
     it('materialises its own archive into a root holding the compiler', { timeout: TIMEOUT }, async () => {
       const { dest } = await freshDest();
-      const { root } = await resolver.materialise(own.spec, own.archive, dest);
+      const { root } = await resolver.materialise(own.spec, own.archive!, dest);
       expect(root === dest || root.startsWith(`${dest}/`), `${root} is under ${dest}`).toBe(true);
       const compiler = path.join(root, own.spec.compiler);
       const st = await fs.stat(compiler);
@@ -143,9 +219,9 @@ export function resolverConformance(options: ResolverConformanceOptions): void {
     };
 
     it('refuses an archive whose digest is not the spec', { timeout: TIMEOUT }, async () => {
-      await refuses({ ...own.spec, digest: '0'.repeat(64) }, own.archive);
+      await refuses({ ...own.spec, digest: '0'.repeat(64) }, own.archive!);
       const changed = path.join(tmp, 'changed-archive');
-      await fs.copyFile(own.archive, changed);
+      await fs.copyFile(own.archive!, changed);
       await fs.appendFile(changed, Buffer.from([0]));
       await refuses(own.spec, changed);
     });
@@ -193,7 +269,7 @@ export function resolverConformance(options: ResolverConformanceOptions): void {
       const { dest } = await freshDest();
       await fs.mkdir(dest);
       await fs.writeFile(path.join(dest, 'marker'), mark);
-      const err = await resolver.materialise(own.spec, own.archive, dest).then(
+      const err = await resolver.materialise(own.spec, own.archive!, dest).then(
         () => undefined,
         (e: unknown) => e,
       );

@@ -8,12 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ToolchainResolver } from '@kiln/plugins';
+import { KilnError, type ToolchainResolver, type ToolchainSpec, versionDigest } from '@kiln/plugins';
 import {
   KILN_ERR_DIST_BAD_REQUEST,
   KILN_ERR_DIST_TOO_LARGE,
   KILN_ERR_DIST_TOOLCHAIN_DIGEST,
   KILN_ERR_DIST_TOOLCHAIN_MISSING,
+  KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE,
 } from '../../errors.js';
 
 interface Entry {
@@ -24,6 +25,8 @@ interface Entry {
 }
 
 const META = 'meta.json';
+/** How long a refused toolchain named by version is answered from memory (an install may follow). */
+const REFUSAL_MEMORY_MS = 30_000;
 
 function treeBytes(dir: string): number {
   let total = 0;
@@ -36,6 +39,8 @@ function treeBytes(dir: string): number {
 export class ToolchainStore {
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Map<string, Promise<void>>();
+  /** Toolchains named by version that the resolver refused lately, with its answer. */
+  private readonly refusals = new Map<string, { error: Error; untilMs: number }>();
   private readonly archives: string;
   private readonly roots: string;
   private readonly tmp: string;
@@ -60,7 +65,7 @@ export class ToolchainStore {
       const root = path.join(this.roots, digest);
       try {
         const meta = JSON.parse(fs.readFileSync(path.join(root, '..', `${digest}.${META}`), 'utf8'));
-        const st = fs.statSync(path.join(this.archives, digest));
+        const st = fs.statSync(meta.byVersion ? root : path.join(this.archives, digest));
         this.entries.set(digest, { kind: meta.kind, bytes: meta.bytes, lastUsedMs: st.atimeMs, users: 0 });
       } catch {
         fs.rmSync(root, { recursive: true, force: true });
@@ -154,6 +159,54 @@ export class ToolchainStore {
       fs.rmSync(tmpArchive, { force: true });
       fs.rmSync(tmpRoot, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Makes the root of a toolchain named by version (`spec.version`, no archive) with its kind's
+   * resolver, once: concurrent jobs share the work. The digest must be the version's own. A resolver
+   * that cannot provide it exactly answers KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE (422): the client
+   * tries another worker, then compiles locally.
+   */
+  async resolveVersion(spec: ToolchainSpec): Promise<void> {
+    const { kind, digest, version } = spec;
+    if (this.entries.has(digest)) return;
+    if (!version || versionDigest(kind, version) !== digest)
+      throw KILN_ERR_DIST_TOOLCHAIN_DIGEST(digest, version ? versionDigest(kind, version) : 'no version');
+    const resolver = this.resolvers.get(kind);
+    if (!resolver?.resolveVersion)
+      throw KILN_ERR_DIST_BAD_REQUEST(
+        `this worker has no "${kind}" resolver that names toolchains by version (it has ${[...this.resolvers.keys()].join(', ')})`,
+      );
+    // A refusal is remembered for a while: every crate of a build would ask rustup again.
+    const refused = this.refusals.get(digest);
+    if (refused && refused.untilMs > Date.now()) throw refused.error;
+    let running = this.pending.get(digest);
+    if (!running) {
+      const tmpRoot = path.join(this.tmp, `${digest}.${randomBytes(6).toString('hex')}.root`);
+      running = resolver
+        .resolveVersion(spec, tmpRoot)
+        .then(({ root }) => {
+          if (root !== tmpRoot) throw new Error(`the ${kind} resolver made its root outside ${tmpRoot}`);
+          const total = treeBytes(tmpRoot);
+          this.makeRoom(total);
+          fs.writeFileSync(
+            path.join(this.roots, `${digest}.${META}`),
+            JSON.stringify({ kind, bytes: total, byVersion: true }),
+          );
+          fs.renameSync(tmpRoot, path.join(this.roots, digest));
+          this.entries.set(digest, { kind, bytes: total, lastUsedMs: Date.now(), users: 0 });
+        })
+        .catch((err: Error) => {
+          fs.rmSync(tmpRoot, { recursive: true, force: true });
+          if (!(err instanceof KilnError && err.code.startsWith('KILN_ERR_RESOLVER'))) throw err;
+          const error = KILN_ERR_DIST_TOOLCHAIN_UNAVAILABLE(err.message);
+          this.refusals.set(digest, { error, untilMs: Date.now() + REFUSAL_MEMORY_MS });
+          throw error;
+        })
+        .finally(() => this.pending.delete(digest));
+      this.pending.set(digest, running);
+    }
+    await running;
   }
 
   /** The root of a stored toolchain, held until `release` is called. */

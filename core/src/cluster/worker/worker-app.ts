@@ -249,6 +249,21 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
         throw KILN_ERR_DIST_BAD_REQUEST('one blob per input is required');
       if (header.toolchain.digest !== grant.toolchain)
         throw KILN_ERR_AUTH_FORBIDDEN('the job token is for another toolchain');
+      // A toolchain named by version is found (or installed) here, on its first job.
+      const { version, targetTriple } = header.toolchain;
+      if (version && !opts.store.has(header.toolchain.digest)) {
+        try {
+          await opts.store.resolveVersion({
+            ...header.toolchain,
+            hostTriples: [opts.hostTriple],
+            targetTriple,
+          });
+        } catch (err) {
+          // The job ends here (no upload can help): its token is spent and the scheduler frees its slot.
+          if (grants.spend(grant.jobId)) opts.onJobDone?.(grant.jobId, true);
+          throw err;
+        }
+      }
       // A job the worker lacks the toolchain for does not spend the token: the client uploads, then runs.
       const toolchain = opts.store.acquire(header.toolchain.digest);
       if (!grants.spend(grant.jobId)) {
