@@ -89,7 +89,10 @@ write_errors = "disable"
       /"operation_timeout_ms".*milliseconds/,
     ],
     ['[[cache.remote]]\nurl = "http://x/"\nwrite_errors = "fail"\n', /"write_errors".*"ignore" or "disable"/],
-    ['[[cache.remote]]\ntype = "ftp"\nurl = "http://x/"\n', /"type".*one of redis, memcached, http, s3, azure/],
+    [
+      '[[cache.remote]]\ntype = "ftp"\nurl = "http://x/"\n',
+      /"type".*one of redis, memcached, http, s3, azure/,
+    ],
     ['[cache]\nremotes = []\n', /unknown config key "remotes".*known keys: remote/],
     ['[[cache.remote]]\nurl = "http://x/"\nlayout = "flat"\n', /"layout".*"kiln" or "bazel"/],
   ])('refuses %j with a message naming the key', (text, message) => {
