@@ -266,6 +266,34 @@ describe.skipIf(!haveAzurite())('azure backend (azurite)', () => {
     }
   });
 
+  it('a kept-alive connection the server closes as it is reused: the request goes again on a new one', async () => {
+    const perSocket = new Map<unknown, number>();
+    const rec = await recordingServer((req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      // The second request on a connection finds it closing, as after a server's idle timeout.
+      if (n === 2) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(404, { 'x-ms-error-code': 'BlobNotFound', 'content-length': '0' });
+      res.end();
+    });
+    try {
+      const b = await make({ account_url: rec.accountUrl, no_credentials: true }, {});
+      expect(await b.get(entry('one'), signal())).toBeUndefined();
+      expect(await b.get(entry('two'), signal())).toBeUndefined();
+      expect(rec.requests.map((r) => r.url)).toEqual([
+        `/acct/${CONTAINER}/ci/ns/r/one`,
+        `/acct/${CONTAINER}/ci/ns/r/two`,
+        `/acct/${CONTAINER}/ci/ns/r/two`,
+      ]);
+      expect(perSocket.size).toBe(2);
+    } finally {
+      await rec.close();
+    }
+  });
+
   it('a body cut short is an error, not a short entry; a stalled body gives up on abort', async () => {
     const rec = await recordingServer((req, res) => {
       res.writeHead(200, { 'content-length': '1000' });
