@@ -90,9 +90,10 @@ describe.skipIf(!haveS3rver())('s3 backend (s3rver)', () => {
   let server: S3Server;
   let silent: SilentServer;
   const made: RemoteBackend[] = [];
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-s3-test-'));
+  let tmp: string;
 
   beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-s3-test-'));
     server = await startS3rver([BUCKET]);
     silent = await silentServer();
   });
@@ -100,7 +101,7 @@ describe.skipIf(!haveS3rver())('s3 backend (s3rver)', () => {
     for (const b of made) await b.close();
     await server?.stop();
     await silent?.close();
-    fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   /** A backend for `url` with `table` over the defaults (s3rver's endpoint, path style). */
