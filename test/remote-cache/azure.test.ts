@@ -2,14 +2,21 @@
  * The azure backend against azurite's blob service on 127.0.0.1 (and, for what azurite cannot show,
  * a small HTTP server that records requests). Azurite checks SharedKey signatures and SAS tokens of
  * its development account, so wrong keys and read-only tokens are refused as Azure would.
+ * Then kiln daemons with separate cache dirs sharing results through it, and the faults: a
+ * container that does not exist, a wrong key, tampered blobs, a read-only tier (by kiln's setting
+ * and by a read-only SAS), azurite killed mid-build.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { azureBackend } from '../../core/dist/cache/remote/azure.js';
 import type { EntryName, RemoteBackend } from '../../core/dist/cache/remote/backend.js';
 import { silentLogger } from '../../core/dist/log.js';
+import { KilnSandbox, removeTree, tmpDir } from '../helpers/kiln.js';
+import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import {
   AZURITE_ACCOUNT,
@@ -21,6 +28,16 @@ import {
   haveAzurite,
   startAzurite,
 } from '../helpers/servers/azurite.js';
+import {
+  buildThroughKiln,
+  expectSameObjects,
+  localEntries,
+  plainObjects,
+  SOURCES,
+  tierCounts,
+  waitForTier,
+  writeProject,
+} from '../helpers/shared-cache.js';
 import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 // The daemons these tests start inherit process.env: keep the runner's Azure settings out.
@@ -266,6 +283,34 @@ describe.skipIf(!haveAzurite())('azure backend (azurite)', () => {
     }
   });
 
+  it('a kept-alive connection the server closes as it is reused: the request goes again on a new one', async () => {
+    const perSocket = new Map<unknown, number>();
+    const rec = await recordingServer((req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      // The second request on a connection finds it closing, as after a server's idle timeout.
+      if (n === 2) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(404, { 'x-ms-error-code': 'BlobNotFound', 'content-length': '0' });
+      res.end();
+    });
+    try {
+      const b = await make({ account_url: rec.accountUrl, no_credentials: true }, {});
+      expect(await b.get(entry('one'), signal())).toBeUndefined();
+      expect(await b.get(entry('two'), signal())).toBeUndefined();
+      expect(rec.requests.map((r) => r.url)).toEqual([
+        `/acct/${CONTAINER}/ci/ns/r/one`,
+        `/acct/${CONTAINER}/ci/ns/r/two`,
+        `/acct/${CONTAINER}/ci/ns/r/two`,
+      ]);
+      expect(perSocket.size).toBe(2);
+    } finally {
+      await rec.close();
+    }
+  });
+
   it('a body cut short is an error, not a short entry; a stalled body gives up on abort', async () => {
     const rec = await recordingServer((req, res) => {
       res.writeHead(200, { 'content-length': '1000' });
@@ -337,5 +382,181 @@ describe('azure backend options', () => {
     expect(() =>
       parse('azure://cache', { account_url: 'https://a.blob.core.windows.net', no_credentials: 'maybe' }),
     ).toThrow('invalid value for "no_credentials" in kiln.toml:7: expected true or false');
+  });
+});
+
+/** The names of the blobs under `prefix` in `container` (List Blobs). */
+async function blobNames(server: AzuriteServer, container: string, prefix: string): Promise<string[]> {
+  const res = await azuriteRequest(
+    server,
+    'GET',
+    `${container}?restype=container&comp=list&prefix=${prefix}/`,
+  );
+  expect(res.status).toBe(200);
+  return [...res.body.toString('utf8').matchAll(/<Name>([^<]*)<\/Name>/g)].map((m) => m[1]!).sort();
+}
+
+describe.runIf(haveAzurite() && have('gcc'))('daemons share results through azurite', () => {
+  const SHARED = 'kiln-shared';
+  let server: AzuriteServer;
+  let dir: string;
+  const made: KilnSandbox[] = [];
+  beforeAll(async () => {
+    server = await startAzurite();
+    await createContainer(server, SHARED);
+    dir = tmpDir('kiln-azure-daemons-');
+  });
+  afterAll(async () => {
+    for (const sb of made) sb.dispose();
+    await server?.stop();
+    if (dir) removeTree(dir);
+  });
+
+  const spec = (prefix: string, attrs = '', container = SHARED) => `azure://${container}/${prefix}${attrs}`;
+  /** A daemon whose only remote tier is `tier`, with the connection string unless `env` says otherwise. */
+  const sandbox = (tier: string, env?: NodeJS.ProcessEnv) => {
+    const sb = new KilnSandbox('native', {
+      KILN_REMOTE_STORAGE: tier,
+      ...(env ?? { AZURE_STORAGE_CONNECTION_STRING: server.connectionString }),
+    });
+    made.push(sb);
+    return sb;
+  };
+  const project = (name: string) => {
+    const proj = path.join(dir, name);
+    writeProject(proj, name);
+    return { proj, want: plainObjects(proj) };
+  };
+
+  it('a second daemon, with an empty local cache and the account URL and key, hits every object', async () => {
+    const a = sandbox(spec('share'));
+    const b = sandbox(spec('share', `|account_url=${server.accountUrl}`), { AZURE_STORAGE_KEY: AZURITE_KEY });
+    const { proj, want } = project('share');
+
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    const entries = localEntries(a);
+    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
+    expect(aTier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
+    expect(await blobNames(server, SHARED, 'share')).toHaveLength(entries);
+
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const bStats = b.stats().stats;
+    expect(bStats.hitsDirect + bStats.hitsPreprocessed).toBe(SOURCES.length);
+    expect(bStats.misses).toBe(0);
+    expect(tierCounts(b, 'share')).toMatchObject({
+      hits: 2 * SOURCES.length,
+      misses: 0,
+      errors: 0,
+      writes: 0,
+    });
+  });
+
+  it('a container that does not exist: every object is compiled, the errors are counted and logged', async () => {
+    const a = sandbox(spec('x', '', 'no-such-container'));
+    const { proj, want } = project('nocontainer');
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    const c = await waitForTier(a, 'no-such-container', (x) => x.errors > 0);
+    expect(c.errors).toBeGreaterThan(0);
+    expect(c).toMatchObject({ hits: 0, writes: 0 });
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    expect(a.log()).toContain(
+      `the Azure container "no-such-container" at ${server.accountUrl} does not exist`,
+    );
+  });
+
+  it('a wrong account key: every object is compiled, the refusals are counted and logged', async () => {
+    const a = sandbox(spec('wrongkey'), {
+      AZURE_STORAGE_CONNECTION_STRING: server.connectionString.replace(AZURITE_KEY, WRONG_KEY),
+    });
+    const { proj, want } = project('wrongkey');
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    const c = await waitForTier(a, 'wrongkey', (x) => x.errors > 0);
+    expect(c.errors).toBeGreaterThan(0);
+    expect(c).toMatchObject({ hits: 0, writes: 0 });
+    expect(a.log()).toContain('refused the credentials: AuthorizationFailure');
+    expect(await blobNames(server, SHARED, 'wrongkey')).toEqual([]);
+    // The key never shows in the stats or the log.
+    expect(JSON.stringify(a.stats()) + a.log()).not.toContain(WRONG_KEY);
+  });
+
+  it('a tampered blob is a counted miss and the object is compiled correctly', async () => {
+    const a = sandbox(spec('tamper'));
+    const { proj, want } = project('tamper');
+    buildThroughKiln(a, proj);
+    const entries = localEntries(a);
+    await waitForTier(a, 'tamper', (c) => c.writes === entries);
+    const names = await blobNames(server, SHARED, 'tamper');
+    expect(names).toHaveLength(entries);
+    // One byte flipped in the middle of every blob, written behind kiln's back.
+    for (const name of names) {
+      const blob = `${SHARED}/${name}`;
+      const data = (await azuriteRequest(server, 'GET', blob)).body;
+      data[data.length >> 1] ^= 0x40;
+      const put = await azuriteRequest(server, 'PUT', blob, data, { 'x-ms-blob-type': 'BlockBlob' });
+      expect(put.status).toBe(201);
+    }
+    const b = sandbox(spec('tamper'));
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    expect(b.stats().stats.misses).toBe(SOURCES.length);
+    const c = tierCounts(b, 'tamper');
+    expect(c.hits).toBe(0);
+    expect(c.corrupt).toBeGreaterThanOrEqual(SOURCES.length);
+  });
+
+  it('a read-only tier serves hits and never writes; so does a tier with a read-only SAS, counting the refusals', async () => {
+    const writer = sandbox(spec('readonly'));
+    const first = project('readonly');
+    buildThroughKiln(writer, first.proj);
+    const entries = localEntries(writer);
+    await waitForTier(writer, 'readonly', (c) => c.writes === entries);
+    const before = await blobNames(server, SHARED, 'readonly');
+    expect(before).toHaveLength(entries);
+
+    const reader = sandbox(spec('readonly', '|read_only=true'));
+    expectSameObjects(buildThroughKiln(reader, first.proj), first.want);
+    expect(tierCounts(reader, 'readonly')).toMatchObject({ hits: 2 * SOURCES.length, misses: 0, writes: 0 });
+    const second = project('readonly-new');
+    expectSameObjects(buildThroughKiln(reader, second.proj), second.want);
+    reader.stopAndWait();
+    expect(await blobNames(server, SHARED, 'readonly')).toEqual(before);
+    // Looked up (misses), compiled here, never written there.
+    const c = tierCounts(reader, 'readonly');
+    expect(c).toMatchObject({ writes: 0, backfills: 0, errors: 0, dropped: 0 });
+    expect(c.misses).toBeGreaterThanOrEqual(SOURCES.length);
+
+    // Read-only by its token rather than by kiln's setting: the writes are tried and refused.
+    const sasReader = sandbox(spec('readonly', `|account_url=${server.accountUrl}`), {
+      AZURE_STORAGE_SAS_TOKEN: accountSas('rl'),
+    });
+    const third = project('readonly-sas');
+    expectSameObjects(buildThroughKiln(sasReader, third.proj), third.want);
+    const s = await waitForTier(sasReader, 'readonly', (x) => x.errors > 0);
+    expect(s.errors).toBeGreaterThan(0);
+    expect(s.writes).toBe(0);
+    expect(sasReader.log()).toContain('refused the credentials: AuthorizationPermissionMismatch');
+    expect(await blobNames(server, SHARED, 'readonly')).toEqual(before);
+  });
+
+  it('azurite killed in the middle of a build: every object is still correct, the errors are counted', async () => {
+    const own = await startAzurite();
+    await createContainer(own, SHARED);
+    const a = sandbox(spec('killed'), { AZURE_STORAGE_CONNECTION_STRING: own.connectionString });
+    try {
+      const { proj, want } = project('killed');
+      const got = new Map<string, Buffer>();
+      for (const [i, name] of SOURCES.entries()) {
+        if (i === 2) await own.kill();
+        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
+        expect(r.status, r.stderr).toBe(0);
+        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
+      }
+      expectSameObjects(got, want);
+      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
+      expect(c.errors).toBeGreaterThan(0);
+      expect(a.stats().stats.misses).toBe(SOURCES.length);
+    } finally {
+      await own.stop();
+    }
   });
 });

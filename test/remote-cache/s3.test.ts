@@ -2,6 +2,8 @@
  * The s3 backend against s3rver on 127.0.0.1 (and, for what s3rver cannot show, a small HTTP
  * server that records requests). s3rver does not check SigV4 signatures: a wrong secret key passes,
  * only a wrong access key id is refused, so "wrong credentials" here means a wrong key id.
+ * Then kiln daemons with separate cache dirs sharing results through it, and the faults: a bucket
+ * that does not exist, a wrong key id, tampered objects, a read-only tier, s3rver killed mid-build.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EntryName, RemoteBackend } from '../../core/dist/cache/remote/backend.js';
 import { s3Backend } from '../../core/dist/cache/remote/s3.js';
 import { silentLogger } from '../../core/dist/log.js';
+import { KilnSandbox, removeTree, tmpDir } from '../helpers/kiln.js';
+import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import {
   haveS3rver,
@@ -23,6 +27,16 @@ import {
   type S3Server,
   startS3rver,
 } from '../helpers/servers/s3.js';
+import {
+  buildThroughKiln,
+  expectSameObjects,
+  localEntries,
+  plainObjects,
+  SOURCES,
+  tierCounts,
+  waitForTier,
+  writeProject,
+} from '../helpers/shared-cache.js';
 import { type SilentServer, silentServer } from '../helpers/silent-server.js';
 
 // The SDK's own chain reads process.env: keep the runner's AWS settings out, and never let it ask
@@ -76,9 +90,10 @@ describe.skipIf(!haveS3rver())('s3 backend (s3rver)', () => {
   let server: S3Server;
   let silent: SilentServer;
   const made: RemoteBackend[] = [];
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-s3-test-'));
+  let tmp: string;
 
   beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-s3-test-'));
     server = await startS3rver([BUCKET]);
     silent = await silentServer();
   });
@@ -86,7 +101,7 @@ describe.skipIf(!haveS3rver())('s3 backend (s3rver)', () => {
     for (const b of made) await b.close();
     await server?.stop();
     await silent?.close();
-    fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   /** A backend for `url` with `table` over the defaults (s3rver's endpoint, path style). */
@@ -365,5 +380,171 @@ describe('s3 backend options', () => {
     );
     expect(created.status).not.toBe(0);
     expect(created.stderr).toContain('client library loaded: @aws-sdk/client-s3');
+  });
+});
+
+/** Every object s3rver holds under `prefix` of `bucket` (its data dir: one file per object). */
+function storedObjects(server: S3Server, bucket: string, prefix: string): string[] {
+  const root = path.join(server.dir, bucket, prefix);
+  if (!fs.existsSync(root)) return [];
+  return (fs.readdirSync(root, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('._S3rver_object'))
+    .map((f) => path.join(root, f));
+}
+
+describe.runIf(haveS3rver() && have('gcc'))('daemons share results through s3rver', () => {
+  const SHARED = 'kiln-shared';
+  let server: S3Server;
+  let dir: string;
+  const made: KilnSandbox[] = [];
+  beforeAll(async () => {
+    server = await startS3rver([SHARED]);
+    dir = tmpDir('kiln-s3-daemons-');
+  });
+  afterAll(async () => {
+    for (const sb of made) sb.dispose();
+    await server?.stop();
+    if (dir) removeTree(dir);
+  });
+
+  /** KILN_REMOTE_STORAGE for `bucket`/`prefix` on `endpoint`, with more `|key=value` attributes. */
+  const spec = (prefix: string, attrs = '', bucket = SHARED, endpoint = server.endpoint) =>
+    `s3://${bucket}/${prefix}|endpoint=${endpoint}|path_style=true|region=us-east-1${attrs}`;
+  /** A daemon whose only remote tier is `tier`; the keys in its environment unless `env` says otherwise. */
+  const sandbox = (tier: string, env: NodeJS.ProcessEnv = KEYS) => {
+    const sb = new KilnSandbox('native', {
+      KILN_REMOTE_STORAGE: tier,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      ...env,
+    });
+    made.push(sb);
+    return sb;
+  };
+  const project = (name: string) => {
+    const proj = path.join(dir, name);
+    writeProject(proj, name);
+    return { proj, want: plainObjects(proj) };
+  };
+
+  it('a second daemon, with an empty local cache and keys from ~/.aws/credentials, hits every object', async () => {
+    const a = sandbox(spec('share'));
+    const b = sandbox(spec('share'), {});
+    fs.mkdirSync(path.join(b.env.HOME!, '.aws'));
+    fs.writeFileSync(
+      path.join(b.env.HOME!, '.aws', 'credentials'),
+      `[default]\naws_access_key_id = ${S3RVER_KEY_ID}\naws_secret_access_key = ${S3RVER_SECRET}\n`,
+    );
+    const { proj, want } = project('share');
+
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    const entries = localEntries(a);
+    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
+    expect(aTier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
+    expect(storedObjects(server, SHARED, 'share')).toHaveLength(entries);
+
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    const bStats = b.stats().stats;
+    expect(bStats.hitsDirect + bStats.hitsPreprocessed).toBe(SOURCES.length);
+    expect(bStats.misses).toBe(0);
+    // A manifest and a result for each object, all from the bucket.
+    expect(tierCounts(b, 'share')).toMatchObject({
+      hits: 2 * SOURCES.length,
+      misses: 0,
+      errors: 0,
+      writes: 0,
+    });
+  });
+
+  it('a bucket that does not exist: every object is compiled, the errors are counted and logged', async () => {
+    const a = sandbox(spec('x', '', 'no-such-bucket'));
+    const { proj, want } = project('nobucket');
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    const c = await waitForTier(a, 'no-such-bucket', (x) => x.errors > 0);
+    expect(c.errors).toBeGreaterThan(0);
+    expect(c).toMatchObject({ hits: 0, writes: 0 });
+    expect(a.stats().stats.misses).toBe(SOURCES.length);
+    expect(a.log()).toContain(`the S3 bucket "no-such-bucket" at ${server.endpoint} does not exist`);
+    expect(fs.existsSync(path.join(server.dir, 'no-such-bucket'))).toBe(false);
+  });
+
+  it('a wrong access key id: every object is compiled, the refusals are counted and logged', async () => {
+    const a = sandbox(spec('wrongkey'), {
+      AWS_ACCESS_KEY_ID: 'NOT-S3RVER',
+      AWS_SECRET_ACCESS_KEY: S3RVER_SECRET,
+    });
+    const { proj, want } = project('wrongkey');
+    expectSameObjects(buildThroughKiln(a, proj), want);
+    const c = await waitForTier(a, 'wrongkey', (x) => x.errors > 0);
+    expect(c.errors).toBeGreaterThan(0);
+    expect(c).toMatchObject({ hits: 0, writes: 0 });
+    expect(a.log()).toContain('refused the credentials: InvalidAccessKeyId');
+    expect(storedObjects(server, SHARED, 'wrongkey')).toEqual([]);
+  });
+
+  it('a tampered object is a counted miss and the object is compiled correctly', async () => {
+    const a = sandbox(spec('tamper'));
+    const { proj, want } = project('tamper');
+    buildThroughKiln(a, proj);
+    const entries = localEntries(a);
+    await waitForTier(a, 'tamper', (c) => c.writes === entries);
+    const files = storedObjects(server, SHARED, 'tamper');
+    expect(files).toHaveLength(entries);
+    // One byte flipped in the middle of every stored object, behind kiln's back.
+    for (const file of files) {
+      const data = fs.readFileSync(file);
+      data[data.length >> 1] ^= 0x40;
+      fs.writeFileSync(file, data);
+    }
+    const b = sandbox(spec('tamper'));
+    expectSameObjects(buildThroughKiln(b, proj), want);
+    expect(b.stats().stats.misses).toBe(SOURCES.length);
+    const c = tierCounts(b, 'tamper');
+    expect(c.hits).toBe(0);
+    expect(c.corrupt).toBeGreaterThanOrEqual(SOURCES.length);
+  });
+
+  it('a read-only tier serves hits and never writes', async () => {
+    const writer = sandbox(spec('readonly'));
+    const first = project('readonly');
+    buildThroughKiln(writer, first.proj);
+    const entries = localEntries(writer);
+    await waitForTier(writer, 'readonly', (c) => c.writes === entries);
+    const before = storedObjects(server, SHARED, 'readonly').sort();
+    expect(before).toHaveLength(entries);
+
+    const reader = sandbox(spec('readonly', '|read_only=true'));
+    expectSameObjects(buildThroughKiln(reader, first.proj), first.want);
+    expect(tierCounts(reader, 'readonly')).toMatchObject({ hits: 2 * SOURCES.length, misses: 0, writes: 0 });
+    // And a project the bucket has never seen: compiled here, not written there.
+    const second = project('readonly-new');
+    expectSameObjects(buildThroughKiln(reader, second.proj), second.want);
+    reader.stopAndWait();
+    expect(storedObjects(server, SHARED, 'readonly').sort()).toEqual(before);
+    // Looked up (misses), compiled here, never written there.
+    const c = tierCounts(reader, 'readonly');
+    expect(c).toMatchObject({ writes: 0, backfills: 0, errors: 0, dropped: 0 });
+    expect(c.misses).toBeGreaterThanOrEqual(SOURCES.length);
+  });
+
+  it('s3rver killed in the middle of a build: every object is still correct, the errors are counted', async () => {
+    const own = await startS3rver([SHARED]);
+    const a = sandbox(spec('killed', '', SHARED, own.endpoint));
+    try {
+      const { proj, want } = project('killed');
+      const got = new Map<string, Buffer>();
+      for (const [i, name] of SOURCES.entries()) {
+        if (i === 2) await own.kill();
+        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
+        expect(r.status, r.stderr).toBe(0);
+        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
+      }
+      expectSameObjects(got, want);
+      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
+      expect(c.errors).toBeGreaterThan(0);
+      expect(a.stats().stats.misses).toBe(SOURCES.length);
+    } finally {
+      await own.stop();
+    }
   });
 });

@@ -5,6 +5,7 @@
  */
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { packageBin } from '../prereq.js';
@@ -96,12 +97,23 @@ export async function azuriteRequest(
     .join('');
   const toSign = `${method}\n\n\n${length}\n\n${headers['content-type'] ?? ''}\n\n\n\n\n\n\n${canonicalHeaders}/${AZURITE_ACCOUNT}${url.pathname}${query}`;
   const signature = createHmac('sha256', Buffer.from(AZURITE_KEY, 'base64')).update(toSign).digest('base64');
-  const res = await fetch(url, {
-    method,
-    headers: { ...headers, authorization: `SharedKey ${AZURITE_ACCOUNT}:${signature}` },
-    body,
+  headers.authorization = `SharedKey ${AZURITE_ACCOUNT}:${signature}`;
+  if (body) headers['content-length'] = String(body.length);
+  // A connection of its own each time: a pooled one may be closed by azurite as it is reused.
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
+        resolve({ status: res.statusCode ?? 0, headers: h, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
   });
-  return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
 }
 
 /** Creates a container; `publicBlobs` lets anyone read its blobs. */

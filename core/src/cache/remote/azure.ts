@@ -53,6 +53,8 @@ const DEV_ACCOUNT = 'devstoreaccount1';
 const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** How long an idle kept-alive connection is kept. */
+const IDLE_MS = 4000;
 
 /** How requests are authorized, once the environment has been read. */
 type Auth =
@@ -272,6 +274,9 @@ function sharedKey(
   return `SharedKey ${account}:${createHmac('sha256', key).update(toSign, 'utf8').digest('base64')}`;
 }
 
+/** A request that failed on a reused keep-alive connection before any answer: safe to send again. */
+class StaleSocketError extends Error {}
+
 interface Reply {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
@@ -290,7 +295,9 @@ class AzureBackend implements RemoteBackend {
     private readonly connectTimeoutMs: number,
     private readonly what: string,
   ) {
-    const agentOptions = { keepAlive: true, maxSockets: 64 };
+    // Idle connections close after 4 s (sooner when the server announces less): before most
+    // servers drop them, so a request rarely meets a connection closing under it.
+    const agentOptions = { keepAlive: true, maxSockets: 64, timeout: IDLE_MS };
     this.#agent = endpoint?.startsWith('https:')
       ? new https.Agent(agentOptions)
       : new http.Agent(agentOptions);
@@ -395,7 +402,13 @@ class AzureBackend implements RemoteBackend {
       headers.authorization = sharedKey(this.auth.account, this.auth.key, method, url, headers);
     }
     try {
-      return await this.#request(method, url, headers, signal, body);
+      try {
+        return await this.#request(method, url, headers, signal, body);
+      } catch (e) {
+        // A kept-alive connection the server closed as we reused it: once more, on a new one.
+        if (!(e instanceof StaleSocketError) || signal.aborted) throw e;
+        return await this.#request(method, url, headers, signal, body);
+      }
     } catch (e) {
       const detail = signal.aborted
         ? `gave up: ${String((signal.reason as Error)?.message ?? signal.reason)}`
@@ -424,11 +437,14 @@ class AzureBackend implements RemoteBackend {
         );
         socket.once('connect', () => clearTimeout(connectTimer));
       });
-      req.on('error', (e) => {
+      let answered = false;
+      req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(connectTimer);
-        reject(e);
+        const stale = req.reusedSocket && !answered && (e.code === 'ECONNRESET' || e.code === 'EPIPE');
+        reject(stale ? new StaleSocketError(e.message, { cause: e }) : e);
       });
       req.on('response', (res) => {
+        answered = true;
         clearTimeout(connectTimer);
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -372,7 +372,9 @@ async function create(options: S3Options, context: BackendContext): Promise<Remo
   const what = `the S3 bucket "${options.bucket}"${options.endpoint ? ` at ${options.endpoint}` : ''}`;
   const sdk = await import('@aws-sdk/client-s3');
   const credentials = await credentialsFor(options, context.env, what);
-  const agent = { keepAlive: true, maxSockets: 64 };
+  // Idle connections close after 4 s, before most servers drop them: with one attempt per
+  // operation, a request must rarely meet a kept-alive connection closing under it.
+  const agent = { keepAlive: true, maxSockets: 64, timeout: 4000 };
   const client = new sdk.S3Client({
     endpoint: options.endpoint,
     region: options.region ?? (context.env.AWS_REGION || context.env.AWS_DEFAULT_REGION || 'us-east-1'),
