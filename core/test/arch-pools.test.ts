@@ -49,10 +49,11 @@ describe('ArchPoolScheduler', () => {
       expect(a.ok && a.worker.info.id).toBe('a1');
     }
     const full = s.allocate({ kind: 'archive', digest: D1, hostTriples: [ARM] });
-    expect(full).toEqual({ ok: false, reason: 'every eligible worker is busy' });
+    expect(full).toEqual({ ok: false, reason: 'every eligible worker is busy', noWorker: false });
     const none = s.allocate({ kind: 'archive', digest: D1, hostTriples: ['riscv64gc-unknown-linux-gnu'] });
     expect(none.ok).toBe(false);
     expect(!none.ok && none.reason).toMatch(/no worker can run/);
+    expect(!none.ok && none.noWorker).toBe(true);
     const rustup = s.allocate({ kind: 'rustup', digest: D1, hostTriples: [X86] });
     expect(rustup.ok).toBe(false);
   });
@@ -86,6 +87,7 @@ describe('ArchPoolScheduler', () => {
     expect(s.allocate(tc, ['x1', 'x2'])).toEqual({
       ok: false,
       reason: 'every other eligible worker is busy',
+      noWorker: false,
     });
     const b = s.allocate(tc);
     expect(b.ok && b.worker.info.id).toBe('x1');

@@ -128,7 +128,12 @@ export type AllocateResponse =
       /** The scheduler's belief; the worker answers 409 if it is wrong. */
       readonly hasToolchain: boolean;
     }
-  | { readonly status: 'no_capacity'; readonly reason: string };
+  | {
+      readonly status: 'no_capacity';
+      readonly reason: string;
+      /** True when no worker at all could run it (no pool for its host triples), not merely all busy. */
+      readonly noWorker?: boolean;
+    };
 
 export const JobState = {
   ASSIGNED: 'assigned',

@@ -37,7 +37,7 @@ export type Allocation =
       readonly worker: WorkerEntry;
       readonly hasToolchain: boolean;
     }
-  | { readonly ok: false; readonly reason: string };
+  | { readonly ok: false; readonly reason: string; readonly noWorker: boolean };
 
 /** Finished and failed jobs are remembered this long, so clients can ask what happened. */
 const JOB_MEMORY_MS = 10 * 60_000;
@@ -196,7 +196,7 @@ export class ArchPoolScheduler {
           : exclude.length > 0
             ? 'every other eligible worker is busy'
             : 'every eligible worker is busy';
-      return { ok: false, reason };
+      return { ok: false, reason, noWorker: eligible === 0 };
     }
     const jobId = randomBytes(12).toString('base64url');
     const now = this.now();
