@@ -130,7 +130,7 @@ describe.skipIf(!ready)('a mixed-architecture cluster with an aarch64 scheduler'
         'x86',
         scheduler.url,
         `sandbox = ${JSON.stringify(PLUGIN)}
-max_jobs = 4
+max_jobs = 8
 resolvers = ["path-override"]
 [sandbox_config]
 work_dir = "${path.join(files.dir, 'x86-jobs')}"
@@ -145,7 +145,11 @@ slot_uid_base = 2360000000
     // The aarch64 machine's compiler, for its local reference build: the root's gcc, in the root.
     armCc = writeArm64Compiler(path.join(arm.dir, 'tools', 'gcc'));
     arm.writeConfig(
-      clientDistConfig(files, scheduler.url, 'force_remote_build = true\nconnect_timeout = 20'),
+      clientDistConfig(
+        files,
+        scheduler.url,
+        'force_remote_build = true\nconnect_timeout = 20\nclient_name = "pi"',
+      ),
     );
     // The macOS-style client: a compiler that is a script at a path of its own (kiln cannot pack
     // it), mapped to a Linux archive of a cross compiler that runs on x86_64.
@@ -159,11 +163,15 @@ slot_uid_base = 2360000000
       clientDistConfig(
         files,
         scheduler.url,
-        `force_remote_build = true\nconnect_timeout = 20\n${pathOverride(macCc, macArchive, CROSS)}`,
+        `force_remote_build = true\nconnect_timeout = 20\nclient_name = "macbook"\n${pathOverride(macCc, macArchive, CROSS)}`,
       ),
     );
     x86.writeConfig(
-      clientDistConfig(files, scheduler.url, 'force_remote_build = true\nconnect_timeout = 20'),
+      clientDistConfig(
+        files,
+        scheduler.url,
+        'force_remote_build = true\nconnect_timeout = 20\nclient_name = "laptop"',
+      ),
     );
   }, 400_000);
 
@@ -231,6 +239,31 @@ slot_uid_base = 2360000000
       s.pools.flatMap((p) => p.workers).map((w) => [w.id, [w.finishedJobs, w.failedJobs]]),
     );
     expect(ended).toEqual({ arm: [N, 0], x86: [2 * N, 0] });
+    // Where each client's jobs went, as the operator sees it.
+    const where: Record<string, number> = {};
+    for (const j of s.recentJobs) {
+      const key = `${j.client} ${j.hostTriple} ${j.workerId}`;
+      where[key] = (where[key] ?? 0) + 1;
+    }
+    expect(where).toEqual({
+      'pi aarch64-unknown-linux-gnu arm': N,
+      'laptop x86_64-unknown-linux-gnu x86': N,
+      'macbook x86_64-unknown-linux-gnu x86': N,
+    });
+    const text = x86.kiln(['--dist-status']);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(
+      /^scheduler https:\/\/127\.0\.0\.1:\d+: kiln \S+ on aarch64-unknown-linux-gnu, up /,
+    );
+    expect(text.stdout).toContain('pool aarch64-unknown-linux-gnu: 1 worker, ');
+    expect(text.stdout).toContain(`slots in use, ${N} allocated, 0 "no capacity"`);
+    expect(text.stdout).toContain(`slots in use, ${2 * N} allocated, 0 "no capacity"`);
+    expect(text.stdout).toMatch(/^ {2}arm +0\/2 +0\.00 +\d+ × .+ +1 +bwrap +[\d.]+ s ago +3\/0$/m);
+    expect(text.stdout).toMatch(/^ {2}x86 +0\/8 +0\.00 +\d+ × .+ +2 +unshare +[\d.]+ s ago +6\/0$/m);
+    const piJobs = text.stdout.match(
+      /^ {2}\S+ s ago +pi +aarch64-unknown-linux-gnu +arm +finished +[\d.]+ s$/gm,
+    );
+    expect(piJobs).toHaveLength(N);
   });
 
   it('a job whose architecture has no worker compiles locally, counted as such', {
@@ -256,5 +289,10 @@ slot_uid_base = 2360000000
     expect(s.distCompiles).toEqual({});
     expect(s.distErrors).toEqual({});
     expect(s.distLocal).toEqual({ 'no worker for aarch64-unknown-linux-gnu': 1 });
+    const st = await status();
+    expect(st.unserved).toEqual([{ hostTriple: 'aarch64-unknown-linux-gnu', noCapacity: 1 }]);
+    expect(x86.kiln(['--dist-status']).stdout).toContain(
+      'no pool for aarch64-unknown-linux-gnu: 1 requests answered "no capacity"',
+    );
   });
 });

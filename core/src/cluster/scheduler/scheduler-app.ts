@@ -165,7 +165,11 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     `${API}/jobs`,
     { schema: { body: allocateSchema }, onRequest: requireClient },
     async (request) => {
-      const result = pools.allocate(request.body.toolchain, request.body.exclude);
+      const result = pools.allocate(
+        request.body.toolchain,
+        request.body.exclude,
+        request.body.client ?? request.ip,
+      );
       if (result.ok) metrics.allocations.inc({ pool: result.worker.info.hostTriple });
       else
         metrics.noCapacity.inc({ pool: metrics.requested.of(request.body.toolchain.hostTriples[0] ?? '') });
