@@ -16,6 +16,8 @@ export class FairShare {
   private readonly asked = new Map<string, Map<string, number>>();
   /** Jobs running, with their client and pool. */
   private readonly jobs = new Map<string, { readonly client: string; readonly pool: string }>();
+  /** Per pool, the jobs each client holds there (kept as jobs start and end, so asking is cheap). */
+  private readonly held = new Map<string, Map<string, number>>();
 
   constructor(private readonly now: () => number) {}
 
@@ -46,7 +48,7 @@ export class FairShare {
       .map(([c]) => c);
     if (active.length < 2) return false;
     const share = Math.max(1, Math.floor(slots / active.length));
-    const held = this.heldBy(pool);
+    const held = this.held.get(pool) ?? new Map<string, number>();
     if ((held.get(client) ?? 0) < share) return false;
     const below = active.filter((c) => c !== client && (held.get(c) ?? 0) < share).length;
     return free <= below;
@@ -55,19 +57,24 @@ export class FairShare {
   /** A job was assigned to `client` in `pool`. */
   start(jobId: string, client: string, pool: string): void {
     this.jobs.set(jobId, { client, pool });
+    let held = this.held.get(pool);
+    if (!held) {
+      held = new Map();
+      this.held.set(pool, held);
+    }
+    held.set(client, (held.get(client) ?? 0) + 1);
   }
 
   /** The job ended (or was lost): its client and pool, if it was known. */
   end(jobId: string): { readonly client: string; readonly pool: string } | undefined {
     const job = this.jobs.get(jobId);
+    if (!job) return undefined;
     this.jobs.delete(jobId);
+    const held = this.held.get(job.pool)!;
+    const n = held.get(job.client)! - 1;
+    if (n > 0) held.set(job.client, n);
+    else held.delete(job.client);
+    if (held.size === 0) this.held.delete(job.pool);
     return job;
-  }
-
-  private heldBy(pool: string): Map<string, number> {
-    const held = new Map<string, number>();
-    for (const j of this.jobs.values())
-      if (j.pool === pool) held.set(j.client, (held.get(j.client) ?? 0) + 1);
-    return held;
   }
 }
