@@ -185,6 +185,9 @@ slot_uid_base = 2360000000
   it('runs on the aarch64 Node and keeps one pool per host triple, each worker on its own', async () => {
     const s = await status();
     expect(s.schedulerHostTriple).toBe('aarch64-unknown-linux-gnu');
+    // TLS on: the scheduler serves HTTPS with the certificate every worker and client pinned.
+    expect(scheduler.url).toMatch(/^https:/);
+    expect(scheduler.fingerprint).toBe(files.schedulerPin);
     expect(s.pools.map((p) => [p.hostTriple, p.workers.map((w) => [w.id, w.hostTriple, w.sandbox])])).toEqual(
       [
         ['aarch64-unknown-linux-gnu', [['arm', 'aarch64-unknown-linux-gnu', 'bwrap']]],
