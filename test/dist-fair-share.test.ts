@@ -103,6 +103,9 @@ describe.skipIf(!ready)('fair shares of a pool between clients', () => {
     expect(l.distCompiles.x86 ?? 0).toBeGreaterThanOrEqual(laptopFiles - 1);
     expect((l.distCompiles.x86 ?? 0) + (l.distLocal['no capacity'] ?? 0)).toBe(laptopFiles);
     expect(p.distLocal['no capacity'] ?? 0).toBeGreaterThan(0);
+    expect(pi.log()).toContain(
+      'the scheduler has no worker for this job: fair share: other clients are waiting',
+    );
     expect((p.distCompiles.x86 ?? 0) + (p.distLocal['no capacity'] ?? 0)).toBe(piFiles);
     for (let i = 0; i < laptopFiles; i++) expect(fs.existsSync(path.join(laptop.work, `l${i}.o`))).toBe(true);
   });

@@ -325,6 +325,7 @@ export class RemoteCompiler {
       if (alloc.status !== 'assigned') {
         // "no capacity" is a full cluster; a host triple no worker serves is said by name.
         const reason = alloc.noWorker ? `no worker for ${spec.hostTriples.join(' or ')}` : 'no capacity';
+        this.log.debug(`the scheduler has no worker for this job: ${alloc.reason}`);
         return { kind: 'local', reason, noWorker: true };
       }
       const { worker, jobId, jobToken } = alloc;
