@@ -270,7 +270,7 @@ describe('a loopback cluster with two bubblewrap workers', () => {
   });
 
   it('--dist-status and --dist-test-conn show the cluster and who accepts this client', () => {
-    const st = sb.kiln(['--dist-status']);
+    const st = sb.kiln(['--dist-status', '--json']);
     expect(st.status, st.stderr).toBe(0);
     const json = JSON.parse(st.stdout);
     expect(json.schedulerUrl).toBe(scheduler.url);

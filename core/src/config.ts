@@ -122,6 +122,7 @@ export const DIST_ENV: Readonly<Record<string, readonly [string, DistEnvKind]>> 
   job_timeout: ['KILN_DIST_JOB_TIMEOUT', 'integer'],
   connect_timeout: ['KILN_DIST_CONNECT_TIMEOUT', 'integer'],
   resolvers: ['KILN_DIST_RESOLVERS', 'list'],
+  client_name: ['KILN_DIST_CLIENT_NAME', 'string'],
 };
 
 /** Whether the caller asked for no distributed compiles (one build: `KILN_NO_DIST=1 make`). */

@@ -49,10 +49,11 @@ describe('ArchPoolScheduler', () => {
       expect(a.ok && a.worker.info.id).toBe('a1');
     }
     const full = s.allocate({ kind: 'archive', digest: D1, hostTriples: [ARM] });
-    expect(full).toEqual({ ok: false, reason: 'every eligible worker is busy' });
+    expect(full).toEqual({ ok: false, reason: 'every eligible worker is busy', noWorker: false });
     const none = s.allocate({ kind: 'archive', digest: D1, hostTriples: ['riscv64gc-unknown-linux-gnu'] });
     expect(none.ok).toBe(false);
     expect(!none.ok && none.reason).toMatch(/no worker can run/);
+    expect(!none.ok && none.noWorker).toBe(true);
     const rustup = s.allocate({ kind: 'rustup', digest: D1, hostTriples: [X86] });
     expect(rustup.ok).toBe(false);
   });
@@ -86,6 +87,7 @@ describe('ArchPoolScheduler', () => {
     expect(s.allocate(tc, ['x1', 'x2'])).toEqual({
       ok: false,
       reason: 'every other eligible worker is busy',
+      noWorker: false,
     });
     const b = s.allocate(tc);
     expect(b.ok && b.worker.info.id).toBe('x1');
@@ -196,5 +198,68 @@ describe('ArchPoolScheduler', () => {
     expect(page).toContain('<th>jobs finished / failed</th>');
     expect(page).toContain('<h2>Recent jobs</h2>');
     expect(page).toContain(`<td>${ids[1]![0]}</td><td>failed</td><td>0.5 s</td>`);
+  });
+});
+
+describe('fair shares between clients (icecream#628)', () => {
+  const cross = { kind: 'archive', digest: D1, hostTriples: [X86] };
+  const native = { kind: 'archive', digest: 'b'.repeat(64), hostTriples: [X86] };
+
+  it('an aarch64 client with x86_64 cross toolchains leaves x86_64 clients their share', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('x1', { maxJobs: 4 }));
+    // The cross-compiling client alone takes every slot: nobody else asked.
+    const held = [1, 2, 3, 4].map(() => s.allocate(cross, [], 'pi'));
+    expect(held.every((a) => a.ok)).toBe(true);
+    // An x86_64 client finds the pool full (and is now known to want it).
+    expect(s.allocate(native, [], 'laptop')).toMatchObject({
+      ok: false,
+      reason: 'every eligible worker is busy',
+    });
+    // A slot frees up: the cross client, at 3 of 4 while its share is 2, must leave it.
+    const first = held[0]!;
+    expect(first.ok && s.finish(first.jobId, 'x1', false)).toBe(true);
+    now.t += 100;
+    expect(s.allocate(cross, [], 'pi')).toEqual({
+      ok: false,
+      reason: 'fair share: other clients are waiting for this pool',
+      noWorker: false,
+    });
+    const got = s.allocate(native, [], 'laptop');
+    expect(got.ok).toBe(true);
+    // The laptop, below its share, takes the next free slot too, even while the cross client asks.
+    const second = held[1]!;
+    expect(second.ok && s.finish(second.jobId, 'x1', false)).toBe(true);
+    expect(s.allocate(cross, [], 'pi').ok).toBe(false);
+    expect(s.allocate(native, [], 'laptop').ok).toBe(true);
+    // Even shares now (2 and 2); when the laptop stops asking, the cross client gets everything again.
+    const mine = s.status().pools[0]!;
+    expect([mine.allocations, mine.noCapacity]).toEqual([6, 3]);
+    now.t += 11_000;
+    const third = held[2]!;
+    expect(third.ok && s.finish(third.jobId, 'x1', false)).toBe(true);
+    expect(s.allocate(cross, [], 'pi').ok).toBe(true);
+  });
+
+  it('recent jobs say which client asked and which pool ran them; unserved triples are counted', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('x1'));
+    const a = s.allocate(native, [], 'laptop');
+    expect(a.ok && s.finish(a.jobId, 'x1', false)).toBe(true);
+    expect(s.allocate({ ...native, hostTriples: [ARM] }, [], 'pi')).toMatchObject({
+      ok: false,
+      noWorker: true,
+    });
+    const st = s.status();
+    expect(st.recentJobs.map((j) => [j.client, j.hostTriple, j.workerId, j.state])).toEqual([
+      ['laptop', X86, 'x1', 'finished'],
+    ]);
+    expect(st.unserved).toEqual([{ hostTriple: ARM, noCapacity: 1 }]);
+    const page = renderStatusPage(st);
+    expect(page).toContain('<td>laptop</td><td>x86_64-unknown-linux-gnu</td><td>x1</td>');
+    expect(page).toMatch(/Asked for, no pool<\/h2>[\s\S]*<td>aarch64-unknown-linux-gnu<\/td><td>1<\/td>/);
+    expect(page).toContain('1 jobs allocated, 0 requests answered "no capacity"');
   });
 });

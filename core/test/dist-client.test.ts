@@ -103,21 +103,22 @@ describe('DistClient', () => {
     }
   });
 
-  it('sends exclude only when there is one, and keeps the status of a refusal', async () => {
+  it('sends exclude only when there is one, its name until refused, and keeps the status of a refusal', async () => {
     const bodies: unknown[] = [];
     const url = await serve((req, res) => {
       let text = '';
       req.on('data', (c) => (text += c));
       req.on('end', () => {
-        const body = JSON.parse(text) as { exclude?: string[] };
+        const body = JSON.parse(text) as { exclude?: string[]; client?: string };
         bodies.push(body);
-        // What a scheduler without `exclude` (additionalProperties: false) answers.
-        res.statusCode = body.exclude ? 400 : 200;
+        // What a scheduler without `exclude` and `client` (additionalProperties: false) answers.
+        res.statusCode = body.exclude || body.client ? 400 : 200;
         res.end(JSON.stringify({ status: 'no_capacity', reason: 'test' }));
       });
     });
-    const client = new DistClient(config(url));
+    const client = new DistClient({ ...config(url), client_name: 'ci-1' });
     try {
+      expect((await client.allocate(TOOLCHAIN)).status).toBe('no_capacity');
       expect((await client.allocate(TOOLCHAIN)).status).toBe('no_capacity');
       const err = await client.allocate(TOOLCHAIN, ['w1']).catch((e: DistError) => e);
       expect([err instanceof DistError, (err as DistError).reason, (err as DistError).status]).toEqual([
@@ -125,7 +126,12 @@ describe('DistClient', () => {
         'scheduler error',
         400,
       ]);
-      expect(bodies).toEqual([{ toolchain: TOOLCHAIN }, { toolchain: TOOLCHAIN, exclude: ['w1'] }]);
+      expect(bodies).toEqual([
+        { toolchain: TOOLCHAIN, client: 'ci-1' },
+        { toolchain: TOOLCHAIN },
+        { toolchain: TOOLCHAIN },
+        { toolchain: TOOLCHAIN, exclude: ['w1'] },
+      ]);
     } finally {
       await client.close();
     }

@@ -300,3 +300,57 @@ describe('client auth with JWTs', () => {
     }
   });
 });
+
+describe('clients by name: fair shares and where their jobs went', () => {
+  it('names jobs by the client (else its address), shares a full pool, and says when no pool serves a triple', async () => {
+    const s = await serve(config());
+    try {
+      const w = await workerToken(secretKeyFrom(secret), 'w1');
+      expect(
+        (await call(s.url, '/api/v1/workers/heartbeat', { token: w, body: heartbeat('w1') })).status,
+      ).toBe(200);
+      const toolchain = { kind: 'archive', digest: DIGEST, hostTriples: [X86] };
+      const alloc = async (client?: string, tc: unknown = toolchain) => {
+        const r = await call(s.url, '/api/v1/jobs', {
+          token: 'client-secret',
+          body: { toolchain: tc, ...(client === undefined ? {} : { client }) },
+        });
+        return { status: r.status, ...(r.json as AllocateResponse) } as AllocateResponse & { status: string };
+      };
+      const finish = (jobId: string) =>
+        call(s.url, `/api/v1/jobs/${jobId}/finished`, { token: w, body: { workerId: 'w1' } });
+      const a = await alloc('pi');
+      const b = await alloc();
+      if (a.status !== 'assigned' || b.status !== 'assigned') throw new Error('not assigned');
+      expect((await alloc('laptop')).status).toBe('no_capacity');
+      // Three clients asked lately for 2 slots: a share of 1 each. The unnamed one (127.0.0.1) is
+      // done; pi, at its share, must leave the freed slot to the laptop, below its share.
+      expect((await finish(b.jobId)).status).toBe(204);
+      expect(await alloc('pi')).toEqual({
+        status: 'no_capacity',
+        reason: 'fair share: other clients are waiting for this pool',
+      });
+      const c = await alloc('laptop');
+      if (c.status !== 'assigned') throw new Error('the laptop did not get the freed slot');
+      expect((await finish(a.jobId)).status).toBe(204);
+      expect((await finish(c.jobId)).status).toBe(204);
+      expect(await alloc('pi', { ...toolchain, hostTriples: ['aarch64-unknown-linux-gnu'] })).toMatchObject({
+        status: 'no_capacity',
+        noWorker: true,
+      });
+      expect((await alloc('not a name')).status).toBe(400);
+      const st = (await call(s.url, '/api/v1/status', { token: 'client-secret' })).json;
+      expect(
+        st.recentJobs.map((j: { client: string; hostTriple: string }) => [j.client, j.hostTriple]),
+      ).toEqual([
+        ['laptop', X86],
+        ['pi', X86],
+        ['127.0.0.1', X86],
+      ]);
+      expect([st.pools[0].allocations, st.pools[0].noCapacity]).toEqual([3, 2]);
+      expect(st.unserved).toEqual([{ hostTriple: 'aarch64-unknown-linux-gnu', noCapacity: 1 }]);
+    } finally {
+      await s.app.close();
+    }
+  });
+});

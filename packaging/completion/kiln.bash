@@ -19,6 +19,7 @@ _kiln() {
     --stats-format) mapfile -t COMPREPLY < <(compgen -W "text json" -- "$cur"); return ;;
     -s | --show-stats) mapfile -t COMPREPLY < <(compgen -W "--stats-format" -- "$cur"); return ;;
     -C | --clear) mapfile -t COMPREPLY < <(compgen -W "--toolchains" -- "$cur"); return ;;
+    --dist-status) mapfile -t COMPREPLY < <(compgen -W "--json" -- "$cur"); return ;;
     --install-bins) mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
     -M | --max-size) return ;;
   esac

@@ -51,12 +51,14 @@ export class KilnSandbox {
   constructor(
     readonly kind: ClientKind = 'native',
     extraEnv: NodeJS.ProcessEnv = {},
+    /** Runs the client through this program instead (e.g. kiln on another architecture); gets dir. */
+    client?: (dir: string) => string,
   ) {
     // Short paths: unix socket paths are limited to 108 bytes.
     this.dir = fs.mkdtempSync(path.join('/tmp', 'kt-'));
     this.work = path.join(this.dir, 'work');
     fs.mkdirSync(this.work);
-    this.client = kind === 'native' ? NATIVE_CLIENT : NODE_CLIENT;
+    this.client = client?.(this.dir) ?? (kind === 'native' ? NATIVE_CLIENT : NODE_CLIENT);
     const { NODE_EXTRA_CA_CERTS: _, ...base } = process.env;
     this.env = {
       ...base,

@@ -327,7 +327,7 @@ describe('plain http', () => {
       `[dist]\nscheduler_url = "${insecure.url}"\ninsecure = true\n[dist.auth]\ntype = "token"\ntoken = "${files.clientToken}"\n`,
     );
     const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
-    const r = spawnSync(process.execPath, [KILN, '--dist-status'], {
+    const r = spawnSync(process.execPath, [KILN, '--dist-status', '--json'], {
       encoding: 'utf8',
       env: { ...env, KILN_CONFIG: config, KILN_RUNTIME_DIR: path.join(dir, 'rt') },
     });

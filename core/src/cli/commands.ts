@@ -36,7 +36,7 @@ Commands:
                                  packaged toolchains of distributed compiles, kept otherwise)
   -M, --max-size SIZE            set cache_size (e.g. 20G) in the config file; the daemon picks it up
   -p, --show-config              every setting, its value and where it came from
-  --dist-status                  the cluster's pools and workers as JSON
+  --dist-status [--json]         the cluster's pools, workers and recent jobs (--json: as JSON)
   --dist-test-conn               check the scheduler and every worker accept this client
   --install-bins DIR             create masquerade links (${MASQUERADE_NAMES.join(', ')}) in DIR
   --package-toolchain EXE OUT    pack the gcc or clang EXE for distributed compiles into OUT (.tar.gz)
@@ -341,8 +341,11 @@ export async function runCommand(argv: readonly string[], self: string): Promise
     // to the daemon, which has its own (a running one keeps its settings when the file breaks).
     if (command.startsWith('--stats-format')) return await showStats(argv, env);
     switch (command) {
-      case '--dist-status':
-        return await distStatus(loadClientConfig(env));
+      case '--dist-status': {
+        for (const a of rest)
+          if (a !== '--json') throw KILN_ERR_USAGE(`unknown option ${a} for --dist-status`);
+        return await distStatus(loadClientConfig(env), rest.includes('--json'));
+      }
       case '--dist-test-conn':
         return await distTestConn(loadClientConfig(env));
       case '-p':

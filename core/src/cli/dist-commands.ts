@@ -3,6 +3,7 @@
 import type { DistConfig } from '../cluster/client-config.js';
 import type { ClientConfig } from '../config.js';
 import { KILN_ERR_DIST_UNAVAILABLE, KILN_ERR_USAGE } from '../errors.js';
+import { formatDistStatus } from './dist-status-text.js';
 
 function distConfig(config: ClientConfig): DistConfig {
   if (!config.dist)
@@ -17,12 +18,17 @@ async function client(dist: DistConfig) {
   return { c: new DistClient(dist), DistError };
 }
 
-export async function distStatus(config: ClientConfig): Promise<number> {
+/** The cluster's pools, workers and recent jobs: aligned text, or with `json` the scheduler's JSON. */
+export async function distStatus(config: ClientConfig, json = false): Promise<number> {
   const dist = distConfig(config);
   const { c, DistError } = await client(dist);
   try {
     const status = await c.status();
-    process.stdout.write(`${JSON.stringify({ schedulerUrl: dist.scheduler_url, ...status }, null, 2)}\n`);
+    process.stdout.write(
+      json
+        ? `${JSON.stringify({ schedulerUrl: dist.scheduler_url, ...status }, null, 2)}\n`
+        : formatDistStatus(dist.scheduler_url, status),
+    );
     return 0;
   } catch (err) {
     if (err instanceof DistError) throw KILN_ERR_DIST_UNAVAILABLE(err.message);

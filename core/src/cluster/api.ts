@@ -99,6 +99,8 @@ export const toolchainRefSchema = {
 
 export interface AllocateRequest {
   readonly toolchain: ToolchainRef;
+  /** The client's name, for fair shares and the status (optional: older clients do not send it). */
+  readonly client?: string;
   /**
    * Workers not to choose: the one a job just failed on, when the client tries another. Optional
    * (sent only on such a retry), so that a client and a scheduler one version apart still agree.
@@ -110,7 +112,11 @@ export const allocateSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['toolchain'],
-  properties: { toolchain: toolchainRefSchema, exclude: { type: 'array', maxItems: 16, items: id } },
+  properties: {
+    toolchain: toolchainRefSchema,
+    exclude: { type: 'array', maxItems: 16, items: id },
+    client: { type: 'string', pattern: '^[A-Za-z0-9._@:/-]{1,100}$' },
+  },
 } as const;
 
 export type AllocateResponse =
@@ -128,7 +134,12 @@ export type AllocateResponse =
       /** The scheduler's belief; the worker answers 409 if it is wrong. */
       readonly hasToolchain: boolean;
     }
-  | { readonly status: 'no_capacity'; readonly reason: string };
+  | {
+      readonly status: 'no_capacity';
+      readonly reason: string;
+      /** True when no worker at all could run it (no pool for its host triples), not merely all busy. */
+      readonly noWorker?: boolean;
+    };
 
 export const JobState = {
   ASSIGNED: 'assigned',
@@ -153,6 +164,10 @@ export interface WorkerStatus extends Omit<WorkerHeartbeat, 'runningJobs' | 'too
 export interface RecentJob {
   readonly jobId: string;
   readonly workerId: string;
+  /** Who asked for it: the client's name (`[dist] client_name`), else its address. */
+  readonly client?: string;
+  /** The pool it ran in. */
+  readonly hostTriple?: string;
   readonly state: 'finished' | 'failed';
   readonly reason?: string;
   /** Time from assignment to its end. */
@@ -166,6 +181,9 @@ export interface PoolStatus {
   readonly cpus: number;
   readonly maxJobs: number;
   readonly runningJobs: number;
+  /** Jobs assigned in this pool, and requests for it answered "no capacity", since the scheduler started. */
+  readonly allocations: number;
+  readonly noCapacity: number;
 }
 
 export interface ClusterStatus {
@@ -184,6 +202,8 @@ export interface ClusterStatus {
     readonly lostJobs: number;
   };
   readonly pools: readonly PoolStatus[];
+  /** Host triples clients asked for that no pool serves now, with the requests answered "no capacity". */
+  readonly unserved: readonly { readonly hostTriple: string; readonly noCapacity: number }[];
   /** The last jobs that ended, newest first (at most 20). */
   readonly recentJobs: readonly RecentJob[];
 }

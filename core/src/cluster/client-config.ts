@@ -30,6 +30,8 @@ export interface DistConfig {
   readonly job_timeout: number;
   /** Seconds to wait for the scheduler's answer. */
   readonly connect_timeout: number;
+  /** How this client is named to the scheduler (its fair share, its status page); default the host name. */
+  readonly client_name?: string | undefined;
   /**
    * Toolchain resolver plugins tried before the built-in "archive" (gcc and clang packed by kiln),
    * in order: short names, package names or paths relative to the config file.
@@ -66,6 +68,11 @@ const schema: ObjectSchema = {
     cache_dir: { type: 'string', pattern: '^/', format: 'an absolute path' },
     job_timeout: { type: 'integer', minimum: 1, default: 600 },
     connect_timeout: { type: 'integer', minimum: 1, default: 5 },
+    client_name: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9._@:/-]{1,100}$',
+      format: 'up to 100 letters, digits and ._@:/-',
+    },
     resolvers: { type: 'array', items: { type: 'string' }, default: [] },
     // Each table is validated by its plugin's own schema.
     resolver_config: { type: 'object', properties: {}, additionalProperties: true },

@@ -3,6 +3,7 @@
  * HttpTransport. Every failure is a DistError with a short reason for the stats.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { type AllocateResponse, API, type ClusterStatus, type ToolchainRef } from './api.js';
 import type { DistConfig } from './client-config.js';
 import { type Answer, type Exchange, HttpTransport, InsecureUrl } from './http-transport.js';
@@ -90,8 +91,18 @@ export class DistClient {
    * status and probe tokens): workers are reached only with that pin.
    */
   private readonly workerPins = new Map<string, Fingerprint>();
+  /** This client's name to the scheduler, and whether the scheduler takes one. */
+  private readonly name: string;
+  private sendName = true;
 
   constructor(private readonly config: DistConfig) {
+    this.name =
+      config.client_name ??
+      (os
+        .hostname()
+        .replace(/[^A-Za-z0-9._@:/-]/g, '_')
+        .slice(0, 100) ||
+        'client');
     this.http = new HttpTransport({ insecure: config.insecure, ca: config.scheduler_ca });
   }
 
@@ -139,13 +150,23 @@ export class DistClient {
     }
   }
 
-  /** A worker for a job, none of `exclude` (sent only when not empty: older schedulers refuse the field). */
+  /**
+   * A worker for a job, none of `exclude` (sent only when not empty: older schedulers refuse the
+   * field), asked in this client's name; a scheduler too old for the name (400) is asked without.
+   */
   async allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Promise<AllocateResponse> {
-    const answer = await this.scheduler<AllocateResponse>(
-      'POST',
-      '/jobs',
-      exclude.length ? { toolchain, exclude } : { toolchain },
-    );
+    const body = exclude.length ? { toolchain, exclude } : { toolchain };
+    let answer: AllocateResponse;
+    if (this.sendName) {
+      try {
+        answer = await this.scheduler<AllocateResponse>('POST', '/jobs', { ...body, client: this.name });
+      } catch (err) {
+        if (!(err instanceof DistError && err.status === 400)) throw err;
+        answer = await this.scheduler<AllocateResponse>('POST', '/jobs', body);
+        // Only now is it known that the name was what this scheduler refused.
+        this.sendName = false;
+      }
+    } else answer = await this.scheduler<AllocateResponse>('POST', '/jobs', body);
     if (answer.status === 'assigned') this.learnPin(answer.worker.url, answer.worker.certSha256);
     return answer;
   }

@@ -279,7 +279,12 @@ export class RemoteCompiler {
     const failed = (reason: string, detail: string): Attempt => ({ kind: 'failed', reason, detail });
     try {
       const alloc = await this.allocate(spec, exclude);
-      if (alloc.status !== 'assigned') return { kind: 'local', reason: 'no capacity', noWorker: true };
+      if (alloc.status !== 'assigned') {
+        // "no capacity" is a full cluster; a host triple no worker serves is said by name.
+        const reason = alloc.noWorker ? `no worker for ${spec.hostTriples.join(' or ')}` : 'no capacity';
+        this.log.debug(`the scheduler has no worker for this job: ${alloc.reason}`);
+        return { kind: 'local', reason, noWorker: true };
+      }
       const { worker, jobId, jobToken } = alloc;
       workerId = worker.id;
       if (!alloc.hasToolchain && toolchain.archive && !this.sent.has(sentKey(worker.id, spec.digest)))

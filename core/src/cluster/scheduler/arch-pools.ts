@@ -4,9 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ClusterStatus, JobState, PoolStatus, ToolchainRef, WorkerHeartbeat } from '../api.js';
+import { FairShare } from './fair-share.js';
 
 /** How many ended jobs the status keeps for "recent jobs". */
 const RECENT_JOBS = 20;
+/** Host triples counted one by one in the per-pool counts; past it (client input), as `other`. */
+const MAX_COUNTED_POOLS = 64;
 /** A failure without a reason of the scheduler's own was reported by the worker. */
 const REPORTED_FAILED = 'the worker reported it failed (sandbox error, or the client went away)';
 
@@ -37,7 +40,7 @@ export type Allocation =
       readonly worker: WorkerEntry;
       readonly hasToolchain: boolean;
     }
-  | { readonly ok: false; readonly reason: string };
+  | { readonly ok: false; readonly reason: string; readonly noWorker: boolean };
 
 /** Finished and failed jobs are remembered this long, so clients can ask what happened. */
 const JOB_MEMORY_MS = 10 * 60_000;
@@ -56,12 +59,17 @@ export class ArchPoolScheduler {
   private readonly recent: {
     jobId: string;
     workerId: string;
+    client?: string;
+    hostTriple?: string;
     state: 'finished' | 'failed';
     reason?: string;
     durationMs: number;
     endedMs: number;
   }[] = [];
   private counters = { allocations: 0, noCapacity: 0, lostJobs: 0 };
+  /** Per host triple asked for: jobs assigned there and requests answered "no capacity". */
+  private readonly poolCounts = new Map<string, { allocations: number; noCapacity: number }>();
+  private readonly fair = new FairShare(() => this.now());
 
   constructor(
     private readonly opts: {
@@ -162,22 +170,43 @@ export class ArchPoolScheduler {
     return this.workers.get(id);
   }
 
+  private poolCount(triple: string) {
+    const key = this.poolCounts.has(triple) || this.poolCounts.size < MAX_COUNTED_POOLS ? triple : 'other';
+    let c = this.poolCounts.get(key);
+    if (!c) {
+      c = { allocations: 0, noCapacity: 0 };
+      this.poolCounts.set(key, c);
+    }
+    return c;
+  }
+
   /**
    * Picks a worker for a job: one whose pool can execute the toolchain and whose resolvers know its
    * kind, other than those in `exclude`; among those, one that already holds it, then the lowest
-   * running jobs per core.
+   * running jobs per core. `client` (a name, or its address) holding its share of a pool that
+   * other clients asked for lately leaves them that pool's last free slots (FairShare).
    */
-  allocate(toolchain: ToolchainRef, exclude: readonly string[] = []): Allocation {
+  allocate(toolchain: ToolchainRef, exclude: readonly string[] = [], client = ''): Allocation {
     let best: WorkerEntry | undefined;
     let bestHas = false;
     let bestLoad = Number.POSITIVE_INFINITY;
     let eligible = 0;
+    let yielded = false;
     for (const triple of toolchain.hostTriples) {
       const pool = this.pools.get(triple);
       if (!pool) continue;
-      for (const w of pool.values()) {
-        if (!w.info.resolvers.includes(toolchain.kind)) continue;
-        eligible++;
+      const usable = [...pool.values()].filter((w) => w.info.resolvers.includes(toolchain.kind));
+      eligible += usable.length;
+      if (client && usable.length > 0) {
+        this.fair.ask(client, triple);
+        const slots = usable.reduce((n, w) => n + w.info.maxJobs, 0);
+        const free = usable.reduce((n, w) => n + Math.max(0, w.info.maxJobs - w.jobs.size), 0);
+        if (free > 0 && this.fair.yields(client, triple, slots, free)) {
+          yielded = true;
+          continue;
+        }
+      }
+      for (const w of usable) {
         if (w.jobs.size >= w.info.maxJobs || exclude.includes(w.info.id)) continue;
         const has = w.toolchains.has(toolchain.digest);
         const load = w.jobs.size / w.info.cpus;
@@ -190,18 +219,23 @@ export class ArchPoolScheduler {
     }
     if (!best) {
       this.counters.noCapacity++;
+      this.poolCount(toolchain.hostTriples[0] ?? '').noCapacity++;
       const reason =
         eligible === 0
           ? `no worker can run a ${toolchain.kind} toolchain for ${toolchain.hostTriples.join(', ')}`
-          : exclude.length > 0
-            ? 'every other eligible worker is busy'
-            : 'every eligible worker is busy';
-      return { ok: false, reason };
+          : yielded
+            ? 'fair share: other clients are waiting for this pool'
+            : exclude.length > 0
+              ? 'every other eligible worker is busy'
+              : 'every eligible worker is busy';
+      return { ok: false, reason, noWorker: eligible === 0 };
     }
     const jobId = randomBytes(12).toString('base64url');
     const now = this.now();
     best.jobs.set(jobId, now);
     this.counters.allocations++;
+    this.poolCount(best.info.hostTriple).allocations++;
+    if (client) this.fair.start(jobId, client, best.info.hostTriple);
     return { ok: true, jobId, worker: best, hasToolchain: bestHas };
   }
 
@@ -235,9 +269,12 @@ export class ArchPoolScheduler {
       entry.failed++;
       entry.lastFailure = { jobId, reason: reason ?? REPORTED_FAILED, endedMs };
     } else entry.finished++;
+    const client = this.fair.end(jobId)?.client;
     this.recent.push({
       jobId,
       workerId: entry.info.id,
+      ...(client ? { client } : {}),
+      hostTriple: entry.info.hostTriple,
       state,
       ...(reason ? { reason } : {}),
       durationMs,
@@ -304,8 +341,14 @@ export class ArchPoolScheduler {
         cpus: sum((w) => w.cpus),
         maxJobs: sum((w) => w.maxJobs),
         runningJobs: sum((w) => w.runningJobs),
+        allocations: this.poolCounts.get(hostTriple)?.allocations ?? 0,
+        noCapacity: this.poolCounts.get(hostTriple)?.noCapacity ?? 0,
       });
     }
+    const unserved = [...this.poolCounts]
+      .filter(([triple, c]) => !this.pools.has(triple) && c.noCapacity > 0)
+      .map(([hostTriple, c]) => ({ hostTriple, noCapacity: c.noCapacity }))
+      .sort((a, b) => a.hostTriple.localeCompare(b.hostTriple));
     const total = (f: (p: PoolStatus) => number) => pools.reduce((n, p) => n + f(p), 0);
     return {
       version: this.opts.version,
@@ -320,6 +363,7 @@ export class ArchPoolScheduler {
         ...this.counters,
       },
       pools,
+      unserved,
       recentJobs: this.recent.map(({ endedMs, ...job }) => ({ ...job, endedMsAgo: now - endedMs })).reverse(),
     };
   }

@@ -165,11 +165,20 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     `${API}/jobs`,
     { schema: { body: allocateSchema }, onRequest: requireClient },
     async (request) => {
-      const result = pools.allocate(request.body.toolchain, request.body.exclude);
+      const result = pools.allocate(
+        request.body.toolchain,
+        request.body.exclude,
+        request.body.client ?? request.ip,
+      );
       if (result.ok) metrics.allocations.inc({ pool: result.worker.info.hostTriple });
       else
         metrics.noCapacity.inc({ pool: metrics.requested.of(request.body.toolchain.hostTriples[0] ?? '') });
-      if (!result.ok) return { status: 'no_capacity', reason: result.reason } satisfies AllocateResponse;
+      if (!result.ok)
+        return {
+          status: 'no_capacity',
+          reason: result.reason,
+          ...(result.noWorker ? { noWorker: true } : {}),
+        } satisfies AllocateResponse;
       const { worker } = result;
       const key = jobKeys.get(worker.info.id)!.key;
       return {

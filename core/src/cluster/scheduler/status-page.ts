@@ -28,6 +28,7 @@ function workerRow(w: WorkerStatus): string {
   const load = w.cpus > 0 ? (w.runningJobs / w.cpus).toFixed(2) : '-';
   const cells = [
     w.id,
+    w.hostTriple,
     w.url,
     `${w.runningJobs} / ${w.maxJobs}`,
     load,
@@ -46,6 +47,7 @@ function workerRow(w: WorkerStatus): string {
 
 const WORKER_HEAD = [
   'worker',
+  'host triple',
   'URL',
   'jobs',
   'jobs per core',
@@ -63,6 +65,8 @@ const WORKER_HEAD = [
 function recentRow(j: RecentJob): string {
   const cells = [
     `${duration(j.endedMsAgo / 1000)} ago`,
+    j.client ?? '-',
+    j.hostTriple ?? '-',
     j.workerId,
     j.jobId,
     j.state,
@@ -72,7 +76,7 @@ function recentRow(j: RecentJob): string {
   return `<tr>${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
 }
 
-const RECENT_HEAD = ['ended', 'worker', 'job', 'state', 'time', 'why it failed'];
+const RECENT_HEAD = ['ended', 'client', 'pool', 'worker', 'job', 'state', 'time', 'why it failed'];
 
 const STYLE = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -106,7 +110,7 @@ export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
   ];
   const pools = status.pools.map(
     (p) => `<h2>${escapeHtml(p.hostTriple)}</h2>
-<p>${escapeHtml(p.workers.length)} worker(s), ${escapeHtml(p.cpus)} CPUs, ${escapeHtml(p.runningJobs)} of ${escapeHtml(p.maxJobs)} job slots in use</p>
+<p>${escapeHtml(p.workers.length)} worker(s), ${escapeHtml(p.cpus)} CPUs, ${escapeHtml(p.runningJobs)} of ${escapeHtml(p.maxJobs)} job slots in use; ${escapeHtml(p.allocations)} jobs allocated, ${escapeHtml(p.noCapacity)} requests answered "no capacity"</p>
 <table><thead><tr>${WORKER_HEAD.map((h) => `<th>${h}</th>`).join('')}</tr></thead>
 <tbody>${p.workers.map(workerRow).join('\n')}</tbody></table>`,
   );
@@ -120,6 +124,13 @@ export function renderStatusPage(status: ClusterStatus, refreshS = 5): string {
 <p>version ${escapeHtml(status.version)} on ${escapeHtml(status.schedulerHostTriple)}, up ${duration(status.uptimeS)}; this page refreshes every ${refreshS} s (JSON: <code>/api/v1/status</code>)</p>
 <table><tbody>${totals.map(([k, v]) => `<tr><th>${k}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>
 ${pools.length ? pools.join('\n') : '<p>No worker has registered yet.</p>'}
+${
+  status.unserved.length
+    ? `<h2>Asked for, no pool</h2>
+<table><thead><tr><th>host triple</th><th>answered "no capacity"</th></tr></thead>
+<tbody>${status.unserved.map((u) => `<tr><td>${escapeHtml(u.hostTriple)}</td><td>${escapeHtml(u.noCapacity)}</td></tr>`).join('\n')}</tbody></table>`
+    : ''
+}
 <h2>Recent jobs</h2>
 ${
   status.recentJobs.length

@@ -3,6 +3,7 @@ import type { Logger } from '../../log.js';
 import { API, type WorkerHeartbeat } from '../api.js';
 import { HttpTransport } from '../http-transport.js';
 import { CertificateMismatch, type Fingerprint } from '../tls/pinned-agent.js';
+import { cpuModel } from './cpu-model.js';
 
 export interface HeartbeatOptions {
   readonly schedulerUrl: string;
@@ -164,7 +165,7 @@ export class Heartbeat {
 export function machineInfo(): Pick<WorkerHeartbeat, 'os' | 'cpuModel' | 'cpus' | 'memoryBytes'> {
   return {
     os: `${os.type()} ${os.release()}`,
-    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpuModel: cpuModel(),
     cpus: os.availableParallelism(),
     memoryBytes: os.totalmem(),
   };
