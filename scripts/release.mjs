@@ -2,10 +2,10 @@
 // `npm run release`: one npm package, `kiln-<version>.tgz` in release/, that installs with
 // `npm install -g ./kiln-<version>.tgz` (or `--prefix DIR`) without a registry: kiln's own packages
 // (@kiln/core, the SDK, the sandboxes and resolvers; they are on no registry) and their production
-// dependencies travel inside it as bundled dependencies. npm counts a bundled package's own
-// dependencies as part of the bundle, so they must be in it. The install builds the native thin
-// client with the machine's C compiler; without one, `kiln` is the Node client. Needs
-// `npm run build` first and the registry or npm's cache for the third-party packages.
+// dependencies travel inside it as bundled dependencies, at the versions package-lock.json pins.
+// npm counts a bundled package's own dependencies as part of the bundle, so they must be in it.
+// The install builds the native thin client with the machine's C compiler; without one, `kiln` is
+// the Node client. Needs `npm ci && npm run build` first.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,6 +24,7 @@ const PACKAGES = {
   'sandbox-docker': ['runner'],
   'resolver-icecc': [],
   'resolver-path-override': [],
+  'resolver-rustup': [],
 };
 
 const rootPkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -89,28 +90,25 @@ const manifest = {
   bundleDependencies: bundled,
 };
 
-// The third-party packages, installed the way a user's npm would, then bundled.
-fs.writeFileSync(
-  path.join(stage, 'package.json'),
-  `${JSON.stringify({ name: 'kiln-stage', private: true, dependencies: external }, null, 2)}\n`,
-);
-const kilnDir = path.join(stage, 'node_modules', '@kiln');
-fs.renameSync(kilnDir, `${stage}/kiln-packages`);
-const installed = spawnSync(
+// The third-party packages: exactly the versions package-lock.json put in this clone's
+// node_modules (by `npm ci`), the production ones only, in the same layout.
+const listed = spawnSync(
   'npm',
-  [
-    'install',
-    '--omit=dev',
-    '--ignore-scripts',
-    '--no-audit',
-    '--no-fund',
-    '--no-package-lock',
-    '--prefer-offline',
-  ],
-  { cwd: stage, encoding: 'utf8' },
+  ['ls', '--all', '--omit=dev', '--parseable', ...Object.keys(PACKAGES).map((w) => `--workspace=${w}`)],
+  { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 },
 );
-if (installed.status !== 0) throw new Error(`npm install of the dependencies failed:\n${installed.stderr}`);
-fs.renameSync(`${stage}/kiln-packages`, kilnDir);
+if (listed.status !== 0) throw new Error(`npm ls failed (run npm ci first):\n${listed.stderr}`);
+const modules = path.join(root, 'node_modules');
+for (const dir of new Set(listed.stdout.split('\n').filter(Boolean))) {
+  const rel = path.relative(modules, dir);
+  if (rel.startsWith('..') || rel.startsWith('@kiln/') || rel === '') continue;
+  const dest = path.join(stage, 'node_modules', rel);
+  // The package without its own node_modules: nested dependencies are listed on their own.
+  fs.cpSync(dir, dest, {
+    recursive: true,
+    filter: (f) => !path.relative(dir, f).split(path.sep).includes('node_modules'),
+  });
+}
 manifest.bundleDependencies = fs
   .readdirSync(path.join(stage, 'node_modules'))
   .filter((n) => !n.startsWith('.'))
@@ -123,6 +121,8 @@ fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, n
 const packed = spawnSync('npm', ['pack', '--pack-destination', out, '--json'], {
   cwd: stage,
   encoding: 'utf8',
+  // --json lists every file.
+  maxBuffer: 1 << 28,
 });
 if (packed.status !== 0) throw new Error(`npm pack failed:\n${packed.stderr}`);
 const [info] = JSON.parse(packed.stdout);
