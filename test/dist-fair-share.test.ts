@@ -72,7 +72,7 @@ describe.skipIf(!ready)('fair shares of a pool between clients', () => {
   });
 
   it('the cross-compiling client leaves the x86_64 client a slot', { timeout: 300_000 }, async () => {
-    const piFiles = 20;
+    const piFiles = 32;
     for (let i = 0; i < piFiles; i++) pi.file(`p${i}.c`, slowSource(i));
     pi.file(
       'Makefile',
@@ -90,17 +90,28 @@ describe.skipIf(!ready)('fair shares of a pool between clients', () => {
       if (Date.now() > end) throw new Error('the cross client never filled the pool');
       await new Promise((r) => setTimeout(r, 20));
     }
+    // Each laptop compile counts only when the cross client was at it from its start to its end (on
+    // a loaded machine the cross build may finish first: those compiles prove nothing).
+    let contended = 0;
+    let distributedContended = 0;
     for (let i = 0; i < laptopFiles; i++) {
+      const running = !piDone;
+      const before = (laptop.stats().stats as unknown as DistStats).distCompiles.x86 ?? 0;
       const r = await laptop.runAsync([laptop.client, 'gcc', '-O2', '-c', `l${i}.c`, '-o', `l${i}.o`]);
       expect(r.status, r.stderr).toBe(0);
+      if (running && !piDone) {
+        contended++;
+        const after = (laptop.stats().stats as unknown as DistStats).distCompiles.x86 ?? 0;
+        distributedContended += after - before;
+      }
     }
-    // The cross client was at it all along: the pool stayed contended.
-    expect(piDone).toBe(false);
     expect((await piBuild).status).toBe(0);
+    // The pool was contended for most of the laptop's compiles…
+    expect(contended).toBeGreaterThanOrEqual(2);
     const l = laptop.stats().stats as unknown as DistStats;
     const p = pi.stats().stats as unknown as DistStats;
-    // Every laptop compile but perhaps its first (asked while the pool was full) ran on the worker…
-    expect(l.distCompiles.x86 ?? 0).toBeGreaterThanOrEqual(laptopFiles - 1);
+    // …and every one of those but perhaps the first (asked while the pool was full) ran on the worker.
+    expect(distributedContended).toBeGreaterThanOrEqual(contended - 1);
     expect((l.distCompiles.x86 ?? 0) + (l.distLocal['no capacity'] ?? 0)).toBe(laptopFiles);
     expect(p.distLocal['no capacity'] ?? 0).toBeGreaterThan(0);
     expect(pi.log()).toContain(
