@@ -82,8 +82,7 @@ function piped(env: NodeJS.ProcessEnv, cc = 'gcc') {
 }
 
 /** The client on a terminal (under `script`): what the terminal showed, \r\n made \n. */
-function onTerminal(env: NodeJS.ProcessEnv): string {
-  const src = source();
+function onTerminal(env: NodeJS.ProcessEnv, src = source()): string {
   const r = spawnSync('script', ['-qec', `${sb.client} gcc -O2 -c ${src}`, '/dev/null'], {
     cwd: sb.work,
     env,
@@ -112,12 +111,18 @@ describe('cluster trouble, said once', () => {
     piped(env);
     const problem =
       'the scheduler refused the client token (401): check [dist.auth] token / KILN_DIST_CLIENT_TOKEN';
-    const first = onTerminal(env);
+    const shown = source();
+    const first = onTerminal(env, shown);
     expect(first).toBe(
       'kiln: packaging /usr/bin/gcc for the cluster (once per compiler, a few seconds)\n' +
         `kiln: the cluster is not used: ${problem}; compiling locally\n`,
     );
     expect(onTerminal(env)).toBe('');
+    // The compile that showed the notice was stored without it: its hit prints nothing.
+    const hit = sb.kiln(['gcc', '-O2', '-c', shown], { env });
+    expect([hit.status, hit.stdout, hit.stderr]).toEqual([0, '', '']);
+    const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
+    expect(stats.hitsDirect + stats.hitsPreprocessed).toBe(1);
     const log = sb.log().slice(logStart);
     expect(count(log, `the cluster is not used: ${problem}`)).toBe(1);
     expect(clusterLine(env)).toEqual({ text: `not used: ${problem}`, json: `not used: ${problem}` });
@@ -203,6 +208,37 @@ describe('one package per real compiler', () => {
       [...new Set(Object.values(index.entries).map((e) => `${e.spec.digest}.tar.gz`))].sort(),
     );
     expect(archives).toHaveLength(ARCHIVES);
+  });
+
+  it('clang and clang++, one binary that reads its argv[0]: one package, each run by its own name', () => {
+    if (!have('clang')) return;
+    expect(fs.realpathSync('/usr/bin/clang')).toBe(fs.realpathSync('/usr/bin/clang++'));
+    const env = daemonWith('clang', clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
+    sb.kiln(['--zero-stats'], { env });
+    // The job names its language (-x c++), so both names compile right whichever one runs: what
+    // this checks is that the shared package runs each name it was called by, byte-identically.
+    const src = `clang-${++sources}.cc`;
+    sb.file(
+      src,
+      'template <typename T> T twice(T x) { return x + x; }\nint use(int x) { return twice(x); }\n',
+    );
+    const c = source();
+    for (const [cc, file] of [
+      ['clang++', src],
+      ['clang', c],
+    ] as const) {
+      const r = sb.kiln([cc, '-O2', '-c', file, '-o', `${file}.o`], { env });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(sb.run([cc, '-O2', '-c', file, '-o', `${file}.local.o`]).status).toBe(0);
+      expect(sb.read(`${file}.o`).equals(sb.read(`${file}.local.o`)), cc).toBe(true);
+    }
+    const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
+    expect(stats.distCompiles).toEqual({ w1: 2 });
+    const dir = path.join(sb.dir, 'cache-clang', 'toolchains');
+    const index = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8'));
+    expect(Object.keys(index.entries)).toHaveLength(1);
+    expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tar.gz'))).toHaveLength(1);
   });
 });
 
