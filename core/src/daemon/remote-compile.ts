@@ -13,6 +13,7 @@ import {
 } from '@kiln/plugins';
 import type { DistConfig } from '../cluster/client-config.js';
 import { DistClient, DistError } from '../cluster/dist-client.js';
+import { looksLikeCCompiler } from '../compiler/detect.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
 import { ClusterNotices, ClusterProblem, schedulerProblem } from './cluster-notices.js';
@@ -192,9 +193,11 @@ export class RemoteCompiler {
 
   private async packageWith(program: string): Promise<PackagedToolchain> {
     for (const r of this.resolvers) {
-      // Only kiln's own packing takes seconds; names the other resolvers give are instant.
-      if (r.kind === 'archive')
-        this.notices.packaging(realBinary(program), program, this.config.force_remote_build);
+      // Only kiln's own packing of a gcc or clang takes seconds; what other resolvers name is instant,
+      // and the archive resolver declines anything else (rustc without rustup) at once.
+      const real = realBinary(program);
+      if (r.kind === 'archive' && looksLikeCCompiler(program, real))
+        this.notices.packaging(real, program, this.config.force_remote_build);
       const packaged = await r.package?.(program);
       if (packaged) return packaged;
     }
