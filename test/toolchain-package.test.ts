@@ -138,18 +138,28 @@ describe('ToolchainCache', () => {
     expect(gxx.spec.digest).toBe(a.spec.digest);
     expect(gxx.spec.compiler).toBe('/usr/bin/g++');
 
-    // cc reaches gcc through /etc/alternatives: more links, another archive, and over the limit.
+    // cc is another name of gcc's binary (through /etc/alternatives): gcc's package, run as cc.
+    const cc = await reopened.get('cc');
+    expect(packed).toBe(2);
+    expect(cc.spec.digest).toBe(a.spec.digest);
+    expect(cc.spec.compiler).toBe('/usr/bin/cc');
+    expect((await reopened.find('cc'))?.spec.compiler).toBe('/usr/bin/cc');
+
+    // gcc by a link in another directory: another archive (it holds that link), and over the limit.
+    const links = path.join(tmp, 'links');
+    fs.mkdirSync(links, { recursive: true });
+    fs.symlinkSync('/usr/bin/gcc', path.join(links, 'gcc'));
     const size = fs.statSync(a.archive).size;
     const small = new ToolchainCache(dir, Math.floor(size * 1.5), counting);
-    const cc = await small.get('cc');
+    const linked = await small.get(path.join(links, 'gcc'));
     expect(packed).toBe(3);
-    expect(cc.spec.digest).not.toBe(a.spec.digest);
-    expect(fs.existsSync(cc.archive)).toBe(true);
+    expect(linked.spec.digest).not.toBe(a.spec.digest);
+    expect(fs.existsSync(linked.archive)).toBe(true);
     expect(fs.existsSync(a.archive)).toBe(false);
-    expect(await small.size()).toBe(fs.statSync(cc.archive).size);
+    expect(await small.size()).toBe(fs.statSync(linked.archive).size);
     await small.get('gcc');
     expect(packed).toBe(4);
-    expect(fs.existsSync(cc.archive)).toBe(false);
+    expect(fs.existsSync(linked.archive)).toBe(false);
   }, 180_000);
 });
 

@@ -91,6 +91,8 @@ export function formatStats(data: {
   cacheLimit: number;
   cacheDir: string;
   tiers?: readonly { label: string; readOnly: boolean; size?: number | undefined }[];
+  /** Present when [dist] is configured: why the cluster is not used, or null. */
+  cluster?: string | null;
 }): string {
   const s = data.stats;
   const hits = s.hitsDirect + s.hitsPreprocessed;
@@ -117,6 +119,7 @@ export function formatStats(data: {
   }
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
+  if (data.cluster !== undefined) out += `${'Cluster'.padEnd(40)}${data.cluster ?? 'no problem seen'}\n`;
   const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
   if (sum(s.distCompiles) + sum(s.distErrors) + sum(s.distLocal) + sum(s.distRetries) > 0) {
     out += row('Distributed compiles', sum(s.distCompiles));

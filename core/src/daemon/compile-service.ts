@@ -170,7 +170,19 @@ export class CompileService {
     this.tools = new DriverTools(digests);
   }
 
+  /**
+   * One compiler call. A cluster notice (cluster-notices.ts) is added to the answer's stderr only
+   * for a client whose stderr is a terminal, after the compile and its storing: never through a
+   * pipe, never into a cache entry, never changing the exit status.
+   */
   async handle(req: CompileRequest): Promise<Response> {
+    const res = await this.handleCall(req);
+    if (!req.stderrTty || res.action !== Action.RESULT || !this.remote) return res;
+    const notice = this.remote.notices.take();
+    return notice ? { ...res, stderr: Buffer.concat([res.stderr, Buffer.from(notice)]) } : res;
+  }
+
+  private async handleCall(req: CompileRequest): Promise<Response> {
     this.stats.count('requests');
     const [name = '', ...args] = req.argv;
     const program = findExecutable(name, req.env.PATH, req.cwd, req.skip);

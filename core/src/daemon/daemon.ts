@@ -25,6 +25,10 @@ import type { RemoteCompiler } from './remote-compile.js';
 
 const CHECK_INTERVAL_MS = 1000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** For `--show-stats`, when [dist] is configured: the cluster problem in force, or null. */
+const cluster = (remote: RemoteCompiler | undefined) =>
+  remote ? { cluster: remote.notices.status() ?? null } : {};
+
 /** How long a stopping daemon waits for writes to remote cache tiers. */
 const TIER_FLUSH_MS = 10_000;
 /** How long a reload keeps flushing the replaced stats: past the default job_timeout (600 s). */
@@ -309,7 +313,7 @@ export class Daemon {
       case 'stats': {
         const tiers = (await this.parts.tiers?.sizes()) ?? [];
         return text(
-          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir, tiers })}\n`,
+          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir, tiers, ...cluster(this.parts.remote) })}\n`,
         );
       }
       case 'zero-stats':

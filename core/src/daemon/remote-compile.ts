@@ -4,6 +4,7 @@
  * `undefined` (with the reason counted), and the caller compiles locally: the cluster can make a
  * build faster, never break it.
  */
+import fs from 'node:fs';
 import {
   KILN_ERR_RESOLVER_NO_DIST,
   type PackagedToolchain,
@@ -12,8 +13,10 @@ import {
 } from '@kiln/plugins';
 import type { DistConfig } from '../cluster/client-config.js';
 import { DistClient, DistError } from '../cluster/dist-client.js';
+import { looksLikeCCompiler } from '../compiler/detect.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
+import { ClusterNotices, ClusterProblem, schedulerProblem } from './cluster-notices.js';
 import { TinyCompiles } from './tiny-compiles.js';
 
 /** A successful remote compile whose diagnostics the family accepted. */
@@ -54,6 +57,15 @@ export interface RemotePlan {
 /** Signs that a failure came from the toolchain in the sandbox, not from the user's code. */
 const INFRA_FAILURE =
   /error while loading shared libraries|cannot execute|installation problem|No such file or directory\s*$|cannot find (as|ld)\b/m;
+
+/** The binary `program` runs, so that names of one compiler (cc, gcc) share a notice. */
+function realBinary(program: string): string {
+  try {
+    return fs.realpathSync(program);
+  } catch {
+    return program;
+  }
+}
 
 const sentKey = (workerId: string, digest: string) => `${workerId}\0${digest}`;
 
@@ -102,6 +114,8 @@ export class RemoteCompiler {
    */
   private readonly sent = new Set<string>();
   private readonly tiny = new TinyCompiles();
+  /** Cluster trouble and packaging, said once (see cluster-notices.ts). */
+  readonly notices: ClusterNotices;
 
   constructor(
     private readonly config: DistConfig,
@@ -111,6 +125,7 @@ export class RemoteCompiler {
     private readonly log: Logger,
   ) {
     this.client = new DistClient(config);
+    this.notices = new ClusterNotices(log);
     if (config.insecure)
       log.warn(
         '[dist] insecure = true: plain http allowed; sources, objects and tokens may cross the network readable',
@@ -178,6 +193,11 @@ export class RemoteCompiler {
 
   private async packageWith(program: string): Promise<PackagedToolchain> {
     for (const r of this.resolvers) {
+      // Only kiln's own packing of a gcc or clang takes seconds; what other resolvers name is instant,
+      // and the archive resolver declines anything else (rustc without rustup) at once.
+      const real = realBinary(program);
+      if (r.kind === 'archive' && looksLikeCCompiler(program, real))
+        this.notices.packaging(real, program, this.config.force_remote_build);
       const packaged = await r.package?.(program);
       if (packaged) return packaged;
     }
@@ -283,8 +303,14 @@ export class RemoteCompiler {
         // "no capacity" is a full cluster; a host triple no worker serves is said by name.
         const reason = alloc.noWorker ? `no worker for ${spec.hostTriples.join(' or ')}` : 'no capacity';
         this.log.debug(`the scheduler has no worker for this job: ${alloc.reason}`);
+        if (alloc.noWorker && exclude.length === 0)
+          this.notices.problem(
+            ClusterProblem.NO_WORKERS,
+            `the scheduler has no worker for ${spec.hostTriples.join(' or ')} (${alloc.reason}): start \`kiln-dist worker\` with [scheduler] url and token pointing at ${this.config.scheduler_url}`,
+          );
         return { kind: 'local', reason, noWorker: true };
       }
+      this.notices.working();
       const { worker, jobId, jobToken } = alloc;
       workerId = worker.id;
       if (!alloc.hasToolchain && toolchain.archive && !this.sent.has(sentKey(worker.id, spec.digest)))
@@ -350,6 +376,8 @@ export class RemoteCompiler {
       };
     } catch (err) {
       if (!(err instanceof DistError)) return failed('internal', (err as Error).stack ?? String(err));
+      const problem = schedulerProblem(err, this.config.scheduler_url);
+      if (problem) this.notices.problem(problem.kind, problem.text);
       const lost = err.workerLost && workerId !== undefined ? { lostWorker: workerId } : {};
       return { kind: 'failed', reason: err.reason, detail: err.message, ...lost };
     }

@@ -146,9 +146,29 @@ function sibling(compiler: string): string | undefined {
   return path.join(path.dirname(compiler), name);
 }
 
+/**
+ * Every name in `called`'s directory for the binary it runs (cc, gcc, gcc-12… for one gcc; clang
+ * and clang++ for one clang), sorted: one package serves them all, and a worker runs the compiler
+ * by the name it was called by, so a driver that reads its argv[0] (clang++) behaves as here.
+ */
+export async function aliases(called: string): Promise<string[]> {
+  const real = await fs.realpath(called);
+  const dir = path.dirname(called);
+  const names = new Set([called]);
+  for (const name of (await fs.readdir(dir)).sort()) {
+    const p = path.join(dir, name);
+    const st = await fs.lstat(p).catch(() => undefined);
+    if (!st?.isSymbolicLink()) continue;
+    if ((await fs.realpath(p).catch(() => undefined)) === real) names.add(p);
+  }
+  return [...names].sort();
+}
+
 async function collect(tree: Tree, compiler: string, family: Family): Promise<void> {
-  await tree.add(compiler);
-  await tree.addIfExists(sibling(compiler));
+  for (const name of await aliases(compiler)) {
+    await tree.add(name);
+    await tree.addIfExists(sibling(name));
+  }
   for (const tool of BINUTILS) await tree.addIfExists(await progName(compiler, tool));
   if (family === 'gcc') {
     let libexec: string | undefined;

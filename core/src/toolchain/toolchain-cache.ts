@@ -1,7 +1,7 @@
 /**
  * Packaged toolchains on the client, so a compiler is packaged once rather than per job: packing
- * gcc takes seconds. A weak key (path, size, mtime, content hash of the compiler binary) maps to the
- * spec; archives are stored once per digest and evicted least recently used first.
+ * gcc takes seconds. A weak key (the real binary's path, size, mtime and content hash, and the
+ * directory of the name it was called by) maps to the spec; archives are stored once per digest and evicted least recently used first.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -30,6 +30,12 @@ const INDEX = 'index.json';
 const packLazily: typeof packageToolchain = async (compiler, out) =>
   (await import('./package.js')).packageToolchain(compiler, out);
 
+/** The package as `called` uses it: the worker runs the compiler by that name, which the archive holds. */
+const calledAs = (t: PackagedToolchain, called: string): PackagedToolchain => ({
+  ...t,
+  spec: { ...t.spec, compiler: called },
+});
+
 export class ToolchainCache {
   private index: Map<string, IndexEntry> | undefined;
   private readonly inflight = new Map<string, Promise<PackagedToolchain>>();
@@ -57,11 +63,12 @@ export class ToolchainCache {
     const called = findExecutable(compiler, process.env.PATH, process.cwd(), new Set());
     if (!called) throw KILN_ERR_TOOLCHAIN_NOT_FOUND(compiler);
     const key = await this.weakKey(called);
-    const running = this.inflight.get(key);
-    if (running) return running;
-    const job = this.lookupOrPackage(key, called).finally(() => this.inflight.delete(key));
-    this.inflight.set(key, job);
-    return job;
+    let job = this.inflight.get(key);
+    if (!job) {
+      job = this.lookupOrPackage(key, called).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, job);
+    }
+    return calledAs(await job, called);
   }
 
   /** Total bytes of the archives held. */
@@ -69,10 +76,14 @@ export class ToolchainCache {
     return this.totalSize(await this.load());
   }
 
+  /**
+   * The key of the binary `called` runs, with the directory its names are packed from (package.ts
+   * `aliases`): cc and gcc, links to one gcc, share one package; g++ is another binary.
+   */
   private async weakKey(called: string): Promise<string> {
     const real = await fsp.realpath(called);
     const st = await fsp.stat(real);
-    const fields = [called, real, st.size, st.mtimeMs, await sha256File(real)];
+    const fields = [path.dirname(called), real, st.size, st.mtimeMs, await sha256File(real)];
     return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
   }
 
@@ -82,7 +93,8 @@ export class ToolchainCache {
    */
   async find(compiler: string): Promise<PackagedToolchain | undefined> {
     const called = findExecutable(compiler, process.env.PATH, process.cwd(), new Set());
-    return called ? this.lookup(await this.weakKey(called)) : undefined;
+    const found = called ? await this.lookup(await this.weakKey(called)) : undefined;
+    return found && called ? calledAs(found, called) : undefined;
   }
 
   private async lookup(key: string): Promise<PackagedToolchain | undefined> {
