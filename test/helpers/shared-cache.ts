@@ -7,22 +7,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
+import { emptyTierCounts, type TierCounts } from '../../core/dist/stats/stats.js';
 import type { KilnSandbox } from './kiln.js';
 
-export interface TierCounts {
-  hits: number;
-  misses: number;
-  writes: number;
-  backfills: number;
-  bytesRead: number;
-  bytesWritten: number;
-  errors: number;
-  timeouts: number;
-  corrupt: number;
-  otherFormat: number;
-  skipped: number;
-  dropped: number;
-}
+export type { TierCounts };
 
 export const SOURCES = ['alpha', 'beta', 'gamma', 'delta'];
 
@@ -75,21 +63,7 @@ export function tierCounts(sb: KilnSandbox, match: string): TierCounts {
   const stats = sb.stats() as unknown as { stats: { tiers?: Record<string, TierCounts> } };
   const found = Object.entries(stats.stats.tiers ?? {}).filter(([label]) => label.includes(match));
   if (found.length > 1) throw new Error(`several tiers match ${match}: ${found.map(([l]) => l).join(', ')}`);
-  return {
-    hits: 0,
-    misses: 0,
-    writes: 0,
-    backfills: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    errors: 0,
-    timeouts: 0,
-    corrupt: 0,
-    otherFormat: 0,
-    skipped: 0,
-    dropped: 0,
-    ...found[0]?.[1],
-  };
+  return { ...emptyTierCounts(), ...found[0]?.[1] };
 }
 
 /** Results and manifests in a daemon's local cache dir. */

@@ -21,6 +21,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
+import { optEnvName, optString } from './options.js';
 
 export interface AzureOptions {
   readonly container: string;
@@ -52,7 +53,6 @@ const API_VERSION = '2021-12-02';
 const DEV_ACCOUNT = 'devstoreaccount1';
 const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How long an idle kept-alive connection is kept. */
 const IDLE_MS = 4000;
 
@@ -62,21 +62,6 @@ type Auth =
   | { readonly kind: 'sas'; readonly token: string }
   | { readonly kind: 'anonymous' }
   | { readonly kind: 'missing'; readonly detail: string };
-
-function optString(table: Readonly<Record<string, unknown>>, key: string, where: string, expected: string) {
-  const v = table[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw KILN_ERR_CONFIG_INVALID(key, where, expected);
-  return v;
-}
-
-function optEnvName(table: Readonly<Record<string, unknown>>, key: string, where: string) {
-  const v = optString(table, key, where, 'the name of an environment variable');
-  if (v !== undefined && !ENV_NAME.test(v)) {
-    throw KILN_ERR_CONFIG_INVALID(key, where, 'the name of an environment variable (letters, digits, _)');
-  }
-  return v;
-}
 
 function parseOptions(url: string, table: Readonly<Record<string, unknown>>, where: string): AzureOptions {
   const expectedUrl = 'azure://CONTAINER or azure://CONTAINER/PREFIX, without credentials, port or query';

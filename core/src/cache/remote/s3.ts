@@ -23,6 +23,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
+import { optBool, optEnvName, optString } from './options.js';
 
 export interface S3Options {
   readonly bucket: string;
@@ -52,8 +53,6 @@ const KEYS = [
   'no_credentials',
 ] as const;
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 interface AwsCredentialIdentity {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
@@ -65,28 +64,6 @@ interface SdkError {
   readonly name?: string;
   readonly message?: string;
   readonly $metadata?: { readonly httpStatusCode?: number };
-}
-
-function optString(table: Readonly<Record<string, unknown>>, key: string, where: string, expected: string) {
-  const v = table[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw KILN_ERR_CONFIG_INVALID(key, where, expected);
-  return v;
-}
-
-function optBool(table: Readonly<Record<string, unknown>>, key: string, where: string): boolean {
-  const v = table[key];
-  if (v === undefined || v === false || v === 'false' || v === '0') return false;
-  if (v === true || v === 'true' || v === '1') return true;
-  throw KILN_ERR_CONFIG_INVALID(key, where, 'true or false');
-}
-
-function optEnvName(table: Readonly<Record<string, unknown>>, key: string, where: string) {
-  const v = optString(table, key, where, 'the name of an environment variable');
-  if (v !== undefined && !ENV_NAME.test(v)) {
-    throw KILN_ERR_CONFIG_INVALID(key, where, 'the name of an environment variable (letters, digits, _)');
-  }
-  return v;
 }
 
 function parseOptions(url: string, table: Readonly<Record<string, unknown>>, where: string): S3Options {
