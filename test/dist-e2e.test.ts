@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import {
 } from './helpers/cluster.js';
 import { KilnSandbox } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
+import { freePort } from './helpers/servers/free-port.js';
 import { debianSource } from './helpers/sources.js';
 
 const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,16 +25,6 @@ let files: ClusterFiles;
 let scheduler: ServerProcess;
 let schedulerPort: number;
 const workers = new Map<string, ServerProcess>();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const status = () => clusterStatus(scheduler.url, files.clientToken);
 

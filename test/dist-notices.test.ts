@@ -6,7 +6,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,21 +20,12 @@ import {
 } from './helpers/cluster.js';
 import { KilnSandbox } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
+import { freePort } from './helpers/servers/free-port.js';
 
 let sb: KilnSandbox;
 let files: ClusterFiles;
 let scheduler: ServerProcess;
 let worker: ServerProcess;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   have('bwrap');

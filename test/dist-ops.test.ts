@@ -5,7 +5,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +22,7 @@ import {
 import { removeTree } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
 import { parsePrometheus } from './helpers/prometheus.js';
+import { freePort } from './helpers/servers/free-port.js';
 
 const METRICS_TOKEN = 'worker-metrics-token';
 let dir: string;
@@ -32,16 +32,6 @@ let schedulerPort: number;
 let scheduler: ServerProcess;
 let worker: ServerProcess;
 const started: ServerProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function start(args: string[]): Promise<ServerProcess> {
   const s = await startServer(args);

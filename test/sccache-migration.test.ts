@@ -8,7 +8,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,18 +20,9 @@ import {
 } from './helpers/cluster.js';
 import { KilnSandbox } from './helpers/kiln.js';
 import { have } from './helpers/prereq.js';
+import { freePort } from './helpers/servers/free-port.js';
 
 const available = have('bwrap') && have('gcc');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let sb: KilnSandbox;
 let files: ClusterFiles;
