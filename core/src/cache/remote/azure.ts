@@ -21,7 +21,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { optEnvName, optString } from './options.js';
+import { optEnvName, optString, withoutCredentials } from './options.js';
 
 export interface AzureOptions {
   readonly container: string;
@@ -464,13 +464,7 @@ export const azureBackend: BackendModule<AzureOptions> = {
   schemes: ['azure'],
   keys: KEYS,
   parseOptions,
-  describe: (url) => {
-    try {
-      const u = new URL(url);
-      return `azure://${u.hostname}${u.pathname}`;
-    } catch {
-      return 'azure://(invalid url)';
-    }
-  },
+  // parseOptions refused credentials, a port and a query: what is left is the bucket and prefix.
+  describe: (url) => withoutCredentials(url, 'azure://(invalid url)'),
   create,
 };

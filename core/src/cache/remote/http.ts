@@ -12,6 +12,7 @@ import https from 'node:https';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
+import { withoutCredentials } from './options.js';
 
 export interface HttpOptions {
   readonly url: URL;
@@ -127,14 +128,7 @@ export const httpBackend: BackendModule<HttpOptions> = {
   },
 
   describe(raw) {
-    try {
-      const url = new URL(raw);
-      url.username = '';
-      url.password = '';
-      return url.toString();
-    } catch {
-      return raw;
-    }
+    return withoutCredentials(raw, raw);
   },
 
   async create(options, context) {

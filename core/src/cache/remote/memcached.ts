@@ -19,6 +19,7 @@ import net from 'node:net';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
+import { withoutCredentials } from './options.js';
 
 export interface MemcachedOptions {
   readonly url: string;
@@ -435,14 +436,7 @@ function parseHead(
 }
 
 function describe(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(invalid memcached URL)';
-  }
+  return withoutCredentials(url, '(invalid memcached URL)').replace(/\/$/, '');
 }
 
 export const memcachedBackend: BackendModule<MemcachedOptions> = {

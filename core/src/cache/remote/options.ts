@@ -29,3 +29,15 @@ export function optEnvName(table: Table, key: string, where: string): string | u
   }
   return v;
 }
+
+/** The URL without its user and password: how logs and `--show-stats` name a tier. */
+export function withoutCredentials(raw: string, invalid: string): string {
+  try {
+    const u = new URL(raw);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return invalid;
+  }
+}

@@ -14,6 +14,7 @@ import type { RedisClientType } from '@redis/client';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_STORAGE_DENIED, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
+import { withoutCredentials } from './options.js';
 
 export interface RedisOptions {
   /** The URL as configured, for messages (describe() strips its credentials). */
@@ -120,14 +121,7 @@ function parseOptions(url: string, table: Readonly<Record<string, unknown>>, whe
 }
 
 function describe(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return '(invalid redis URL)';
-  }
+  return withoutCredentials(url, '(invalid redis URL)');
 }
 
 /** Errors from the server that mean the credentials are wrong or missing. */

@@ -23,7 +23,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { optBool, optEnvName, optString } from './options.js';
+import { optBool, optEnvName, optString, withoutCredentials } from './options.js';
 
 export interface S3Options {
   readonly bucket: string;
@@ -380,13 +380,7 @@ export const s3Backend: BackendModule<S3Options> = {
   schemes: ['s3'],
   keys: KEYS,
   parseOptions,
-  describe: (url) => {
-    try {
-      const u = new URL(url);
-      return `s3://${u.hostname}${u.pathname}`;
-    } catch {
-      return 's3://(invalid url)';
-    }
-  },
+  // parseOptions refused credentials, a port and a query: what is left is the bucket and prefix.
+  describe: (url) => withoutCredentials(url, 's3://(invalid url)'),
   create,
 };
