@@ -92,3 +92,22 @@ export async function waitForTier(
   }
   return c;
 }
+
+/**
+ * Daemon `a` builds the project in `proj` from cold (every object a miss, each as the plain
+ * compiler makes it) and writes every entry of its local cache to the tier `match`, with no
+ * failure on the way. Returns how many entries it wrote.
+ */
+export async function fillTier(
+  a: KilnSandbox,
+  proj: string,
+  want: Map<string, Buffer>,
+  match: string,
+): Promise<number> {
+  expectSameObjects(buildThroughKiln(a, proj), want);
+  expect(a.stats().stats.misses).toBe(SOURCES.length);
+  const entries = localEntries(a);
+  const tier = await waitForTier(a, match, (c) => c.writes === entries);
+  expect(tier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
+  return entries;
+}

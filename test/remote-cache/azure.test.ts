@@ -31,6 +31,7 @@ import {
 import {
   buildThroughKiln,
   expectSameObjects,
+  fillTier,
   localEntries,
   plainObjects,
   SOURCES,
@@ -433,11 +434,7 @@ describe.runIf(haveAzurite() && have('gcc'))('daemons share results through azur
     const b = sandbox(spec('share', `|account_url=${server.accountUrl}`), { AZURE_STORAGE_KEY: AZURITE_KEY });
     const { proj, want } = project('share');
 
-    expectSameObjects(buildThroughKiln(a, proj), want);
-    expect(a.stats().stats.misses).toBe(SOURCES.length);
-    const entries = localEntries(a);
-    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
-    expect(aTier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
+    const entries = await fillTier(a, proj, want, 'share');
     expect(await blobNames(server, SHARED, 'share')).toHaveLength(entries);
 
     expectSameObjects(buildThroughKiln(b, proj), want);

@@ -18,6 +18,7 @@ import { type Nginx, startNginx } from '../helpers/servers/nginx.js';
 import {
   buildThroughKiln,
   expectSameObjects,
+  fillTier,
   localEntries,
   plainObjects,
   SOURCES,
@@ -128,12 +129,7 @@ describe.runIf(available)('two daemons share results through nginx', () => {
     writeProject(proj, 'share');
     const want = plainObjects(proj);
 
-    expectSameObjects(buildThroughKiln(a, proj), want);
-    expect(a.stats().stats.misses).toBe(SOURCES.length);
-    const entries = localEntries(a);
-    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
-    expect(aTier.writes).toBe(entries);
-    expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    const entries = await fillTier(a, proj, want, 'share');
     expect(nginx.files('cache').filter((f) => f.startsWith('share/'))).toHaveLength(entries);
 
     expectSameObjects(buildThroughKiln(b, proj), want);

@@ -20,6 +20,7 @@ import { haveMemcached, type MemcachedServer, startMemcached } from '../helpers/
 import {
   buildThroughKiln,
   expectSameObjects,
+  fillTier,
   localEntries,
   plainObjects,
   SOURCES,
@@ -413,12 +414,7 @@ describe.runIf(available && have('gcc'))('two daemons share results through memc
     writeProject(proj, 'share');
     const want = plainObjects(proj);
 
-    expectSameObjects(buildThroughKiln(a, proj), want);
-    expect(a.stats().stats.misses).toBe(SOURCES.length);
-    const entries = localEntries(a);
-    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
-    expect(aTier.writes).toBe(entries);
-    expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    const entries = await fillTier(a, proj, want, 'share');
     // --show-stats lists the tier by its label, with the size the server reports.
     const listed = (a.stats() as unknown as { tiers: { label: string; readOnly: boolean; size?: number }[] })
       .tiers;

@@ -19,6 +19,7 @@ import { haveRedis, type RedisServer, startRedis } from '../helpers/servers/redi
 import {
   buildThroughKiln,
   expectSameObjects,
+  fillTier,
   localEntries,
   plainObjects,
   SOURCES,
@@ -373,12 +374,7 @@ describe.runIf(available && have('gcc'))('two daemons share results through redi
     writeProject(proj, 'share');
     const want = plainObjects(proj);
 
-    expectSameObjects(buildThroughKiln(a, proj), want);
-    expect(a.stats().stats.misses).toBe(SOURCES.length);
-    const entries = localEntries(a);
-    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
-    expect(aTier.writes).toBe(entries);
-    expect(aTier.errors + aTier.timeouts + aTier.dropped).toBe(0);
+    const entries = await fillTier(a, proj, want, 'share');
     // --show-stats lists the tier by its label, with the size the server reports.
     const listed = (a.stats() as unknown as { tiers: { label: string; readOnly: boolean; size?: number }[] })
       .tiers;

@@ -30,6 +30,7 @@ import {
 import {
   buildThroughKiln,
   expectSameObjects,
+  fillTier,
   localEntries,
   plainObjects,
   SOURCES,
@@ -436,11 +437,7 @@ describe.runIf(haveS3rver() && have('gcc'))('daemons share results through s3rve
     );
     const { proj, want } = project('share');
 
-    expectSameObjects(buildThroughKiln(a, proj), want);
-    expect(a.stats().stats.misses).toBe(SOURCES.length);
-    const entries = localEntries(a);
-    const aTier = await waitForTier(a, 'share', (c) => c.writes === entries);
-    expect(aTier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
+    const entries = await fillTier(a, proj, want, 'share');
     expect(storedObjects(server, SHARED, 'share')).toHaveLength(entries);
 
     expectSameObjects(buildThroughKiln(b, proj), want);
