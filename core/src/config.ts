@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import { didYouMean } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
 import { parseRemoteEnv, parseRemoteTables, type RemoteTierConfig } from './cache/remote/tier-config.js';
@@ -24,6 +25,11 @@ export interface ClientConfig {
   readonly directMode: boolean;
   /** On a cold miss, learn headers from a depfile instead of running the preprocessor first. */
   readonly dependMode: boolean;
+  /**
+   * Processes beside the daemon that answer cache hits, each on its own core, so hits of a
+   * parallel build never queue on one JavaScript thread. Misses go to the daemon.
+   */
+  readonly daemonWorkers: number;
   /**
    * The umask for everything the daemon writes into the cache dir (ccache's `umask`), e.g. 0o002
    * to share it within a group; undefined: private (0o077), whatever the caller's umask.
@@ -92,6 +98,14 @@ const FIELDS = {
     expected: 'true or false',
     parse: parseBool,
   } satisfies Field<boolean>,
+  daemon_workers: {
+    env: 'KILN_DAEMON_WORKERS',
+    expected: 'a whole number of processes (0: the daemon answers alone)',
+    parse: (v) => {
+      const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+      return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= 256 ? n : undefined;
+    },
+  } satisfies Field<number>,
   umask: {
     env: 'KILN_UMASK',
     expected: 'an octal umask in quotes, such as "002" or "027"',
@@ -124,6 +138,15 @@ export const DIST_ENV: Readonly<Record<string, readonly [string, DistEnvKind]>> 
   resolvers: ['KILN_DIST_RESOLVERS', 'list'],
   client_name: ['KILN_DIST_CLIENT_NAME', 'string'],
 };
+
+/**
+ * One hit worker per core beyond the daemon's own, at most 15: past that the shared disk and the
+ * daemon's share of the work (misses, stats) decide, not the JavaScript thread (see README).
+ * Follows the CPUs this process may run on (taskset, cgroups).
+ */
+export function defaultDaemonWorkers(): number {
+  return Math.max(0, Math.min(os.availableParallelism() - 1, 15));
+}
 
 /** Whether the caller asked for no distributed compiles (one build: `KILN_NO_DIST=1 make`). */
 export function noDist(env: Env): boolean {
@@ -300,6 +323,7 @@ export function loadClientConfig(env: Env): ClientConfig {
     idleTimeout: read('idle_timeout') ?? 600,
     directMode: read('direct_mode') ?? true,
     dependMode: read('depend_mode') ?? true,
+    daemonWorkers: read('daemon_workers') ?? defaultDaemonWorkers(),
     umask: read('umask'),
   };
   const remotes = readRemotes(cacheTable, file, env, origins);

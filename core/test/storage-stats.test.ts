@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileDigestCache } from '../src/cache/digest.js';
-import { DiskStorage } from '../src/cache/disk-storage.js';
+import { DiskStorage, RECENCY_STEP_MS } from '../src/cache/disk-storage.js';
 import { parseDepfile } from '../src/compiler/depfile.js';
 import { includedFiles } from '../src/compiler/linemarkers.js';
 import { silentLogger } from '../src/log.js';
@@ -30,14 +30,22 @@ describe('DiskStorage', () => {
     expect(s.getSync('r', 'ab12')).toBeUndefined();
   });
 
-  it('evicts the least recently used entries down to 90% of the limit', async () => {
+  it('evicts the least recently used entries (to the hour) down to 90% of the limit', async () => {
     const s = new DiskStorage(tmp(), 10_000, silentLogger);
     for (let i = 0; i < 9; i++) {
       s.putSync('r', `k${i}`, Buffer.alloc(1000));
-      const t = new Date(Date.now() - (100 - i) * 1000);
+      const t = new Date(Date.now() - (100 - i) * RECENCY_STEP_MS);
       fs.utimesSync(path.join(s.dir, 'r', `k${i}`.slice(0, 2), `k${i}`), t, t);
     }
+    const k2 = path.join(s.dir, 'r', 'k2', 'k2');
+    const k2Before = fs.statSync(k2).mtimeMs;
     expect(s.getSync('r', 'k0')).toBeDefined(); // refreshes k0: now the most recent
+    // Refreshed within the hour: a hit leaves it alone.
+    const recent = new Date(Date.now() - RECENCY_STEP_MS / 2);
+    fs.utimesSync(k2, recent, recent);
+    expect(s.getSync('r', 'k2')).toBeDefined();
+    expect(fs.statSync(k2).mtimeMs).toBe(recent.getTime());
+    expect(k2Before).toBeLessThan(recent.getTime());
     s.putSync('r', 'k9', Buffer.alloc(3000));
     await s.evict();
     expect(s.size()).toBeLessThanOrEqual(9000);

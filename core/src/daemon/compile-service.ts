@@ -194,33 +194,83 @@ export class CompileService {
         return (await this.rust.handle(program, args, req)) ?? runAsIs('unsupported compiler');
       }
       if (looksLikeNvcc(name, program)) return await this.handleNvcc(program, name, args, req, runAsIs);
-      if (!looksLikeCCompiler(name, program)) return runAsIs('unsupported compiler');
-      const identity = await this.identify(program, name, req);
-      if (!identity.family) return runAsIs('unsupported compiler');
-      const parsed = parseGccArgs(identity.family, args, req.cwd);
-      if (!parsed.cacheable) {
-        const lang = sourceLanguage(args);
-        if (lang) this.stats.language(languageGroup(lang), 'uncached');
-        return runAsIs(parsed.reason);
+      const c = await this.prepareC(program, name, args, req);
+      if ('reason' in c) {
+        if (c.language) this.stats.language(c.language, 'uncached');
+        return runAsIs(c.reason);
       }
-      if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
-        return runAsIs('dependency output via environment');
-      if (LOGGING_ENV.some((v) => req.env[v] !== undefined)) return runAsIs('compiler logging environment');
-      const tools = await this.tools.digest(
-        program,
-        identity.wrapper ? undefined : identity.signature,
-        parsed.language,
-        parsed.args,
-        parsed.toolDirs,
-        req.cwd,
-        req.env,
-      );
-      if (!tools) return runAsIs('compiler programs not found');
-      return await this.compileCached(program, args, identity, tools, parsed, req);
+      return await this.compileCached(program, args, c.identity, c.tools, c.parsed, req);
     } catch (err) {
       this.log.error(`internal error on ${req.argv.join(' ')}: ${(err as Error).stack}`);
       this.stats.error('internal');
       return { action: Action.EXEC, program, argv: [program, ...args] };
+    }
+  }
+
+  /**
+   * A gcc/clang call made ready for a lookup: the compiler's identity, the programs its driver runs
+   * and the parsed arguments; or why it is not cached (and its language, counted as uncached).
+   */
+  private async prepareC(
+    program: string,
+    name: string,
+    args: readonly string[],
+    req: CompileRequest,
+  ): Promise<
+    | { readonly reason: string; readonly language?: string }
+    | { readonly identity: CompilerIdentity; readonly tools: string; readonly parsed: CacheableCompile }
+  > {
+    if (!looksLikeCCompiler(name, program)) return { reason: 'unsupported compiler' };
+    const identity = await this.identify(program, name, req);
+    if (!identity.family) return { reason: 'unsupported compiler' };
+    const parsed = parseGccArgs(identity.family, args, req.cwd);
+    if (!parsed.cacheable) {
+      const lang = sourceLanguage(args);
+      return { reason: parsed.reason, ...(lang && { language: languageGroup(lang) }) };
+    }
+    if (req.env.DEPENDENCIES_OUTPUT || req.env.SUNPRO_DEPENDENCIES)
+      return { reason: 'dependency output via environment' };
+    if (LOGGING_ENV.some((v) => req.env[v] !== undefined)) return { reason: 'compiler logging environment' };
+    const tools = await this.tools.digest(
+      program,
+      identity.wrapper ? undefined : identity.signature,
+      parsed.language,
+      parsed.args,
+      parsed.toolDirs,
+      req.cwd,
+      req.env,
+    );
+    if (!tools) return { reason: 'compiler programs not found' };
+    return { identity, tools, parsed };
+  }
+
+  /**
+   * A direct-mode hit of a gcc/clang call, replayed and counted; undefined for anything else
+   * (a miss, a call not cached, rustc, nvcc, a hit that must not be replayed here), which the
+   * caller hands to handle() unchanged and uncounted. The daemon's hit workers answer with this
+   * (hit-worker.ts): the same lookup handle() makes first, through the same code.
+   */
+  async directHit(req: CompileRequest): Promise<Response | undefined> {
+    if (!this.config.directMode) return undefined;
+    const [name = '', ...args] = req.argv;
+    const program = findExecutable(name, req.env.PATH, req.cwd, req.skip);
+    if (!program || looksLikeRustc(name, program) || looksLikeNvcc(name, program)) return undefined;
+    try {
+      const c = await this.prepareC(program, name, args, req);
+      if ('reason' in c) return undefined;
+      const keys = this.lookupKeys(program, c.identity, c.tools, c.parsed, req, Date.now());
+      if ('refusal' in keys || !keys.directKey) return undefined;
+      const found = await this.lookupManifest(keys.directKey, req.cwd, keys.dirs);
+      if (!found.result || this.terminalDiagnostics(found.result.stderr, req)) return undefined;
+      const response = this.replay(found.result, c.parsed, req, false);
+      if (!response) return undefined;
+      this.stats.count('requests');
+      this.stats.count('hitsDirect');
+      this.stats.language(group(c.parsed), 'hits');
+      return response;
+    } catch (err) {
+      this.log.debug(`hit lookup of ${req.argv.join(' ')} failed, handing it on: ${(err as Error).message}`);
+      return undefined;
     }
   }
 
@@ -393,21 +443,31 @@ export class CompileService {
     return undefined;
   }
 
-  private async compileCached(
+  /**
+   * The keys a lookup starts from: the part every mode shares, and for direct mode the "seen" key
+   * (this source with these arguments, anywhere) and the direct key (here) with the include
+   * directories' stamps. `refusal` when the source rules caching out.
+   */
+  private lookupKeys(
     program: string,
-    args: readonly string[],
     identity: CompilerIdentity,
     tools: string,
     parsed: CacheableCompile,
     req: CompileRequest,
-  ): Promise<Response> {
-    const startedMs = Date.now();
-    // What the user typed, response files unexpanded: they may exist because the expansion is too long.
-    const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
+    startedMs: number,
+  ):
+    | { readonly refusal: string }
+    | {
+        readonly source: FileDigest;
+        readonly common: string;
+        readonly seenKey: string | undefined;
+        readonly directKey: string | undefined;
+        readonly dirs: [string, string][] | undefined;
+      } {
     const source = this.digests.get(atCwd(req.cwd, parsed.input));
-    if (!source) return this.uncached('unreadable source file', asTyped);
+    if (!source) return { refusal: 'unreadable source file' };
     const refusal = this.refusal(source, parsed, req);
-    if (refusal) return this.uncached(refusal, asTyped);
+    if (refusal) return { refusal };
     const cwd = logicalCwd(req);
     const common = this.commonKey(program, identity, tools, parsed, req, cwd);
     const useDirect = this.config.directMode && parsed.needsPreprocessor && !source.flags.timestamp;
@@ -426,6 +486,23 @@ export class CompileService {
     const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', cwd).digest();
     // Taken before anything runs: a header added while compiling makes the stamp recorded stale.
     const dirs = directKey ? this.includeDirStamps(parsed, req, startedMs) : undefined;
+    return { source, common, seenKey, directKey, dirs };
+  }
+
+  private async compileCached(
+    program: string,
+    args: readonly string[],
+    identity: CompilerIdentity,
+    tools: string,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+  ): Promise<Response> {
+    const startedMs = Date.now();
+    // What the user typed, response files unexpanded: they may exist because the expansion is too long.
+    const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
+    const keys = this.lookupKeys(program, identity, tools, parsed, req, startedMs);
+    if ('refusal' in keys) return this.uncached(keys.refusal, asTyped);
+    const { source, common, seenKey, directKey, dirs } = keys;
 
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
     // KILN_NO_DIST=1 in the caller's environment keeps one build local (the daemon is shared).
@@ -812,7 +889,12 @@ export class CompileService {
   }
 
   /** Writes a cached result's files; undefined when they cannot be written (the caller compiles). */
-  private replay(result: CachedResult, parsed: CacheableCompile, req: CompileRequest): Response | undefined {
+  private replay(
+    result: CachedResult,
+    parsed: CacheableCompile,
+    req: CompileRequest,
+    countFailure = true,
+  ): Response | undefined {
     const wanted = this.outputFiles(parsed);
     if (!result.files.has('object') || (parsed.depFile && !result.files.has('dep'))) return undefined;
     try {
@@ -821,7 +903,8 @@ export class CompileService {
         if (data) this.writeOutput(req, parsed, kind, file, data);
       }
     } catch (err) {
-      this.stats.error('output write');
+      // A hit worker hands the call on: the daemon tries again and counts it.
+      if (countFailure) this.stats.error('output write');
       this.log.info(`cannot write outputs: ${(err as Error).message}`);
       return undefined;
     }

@@ -1,30 +1,26 @@
-import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import type { DiskStorage } from '../cache/disk-storage.js';
 import type { TieredStorage } from '../cache/tiered-storage.js';
-import { kilnSelfPaths } from '../client/find-executable.js';
 import {
   Action,
   decodeRequest,
   encodeResponse,
-  FrameReader,
-  MAX_REQUEST_FRAME,
   type Request,
   RequestFlag,
   type Response,
-  umaskOf,
 } from '../client/protocol.js';
 import { toolchainDir } from '../cluster/client-config.js';
 import type { ClientConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats/stats.js';
+import { ClientCalls, configIdentity, serveConnection } from './client-calls.js';
 import type { CompileService } from './compile-service.js';
+import { HitWorkers } from './hit-workers.js';
 import type { RemoteCompiler } from './remote-compile.js';
 
 const CHECK_INTERVAL_MS = 1000;
-const REQUEST_TIMEOUT_MS = 30_000;
+const FAILED = encodeResponse({ action: Action.FALLBACK });
 /** For `--show-stats`, when [dist] is configured: the cluster problem in force, or null. */
 const cluster = (remote: RemoteCompiler | undefined) =>
   remote ? { cluster: remote.notices.status() ?? null } : {};
@@ -67,19 +63,10 @@ const text = (s: string, exitCode = 0): Response => ({
   stderr: Buffer.alloc(0),
 });
 
-function envObject(entries: readonly Buffer[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const entry of entries) {
-    const s = entry.toString();
-    const eq = s.indexOf('=');
-    if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
-  }
-  return env;
-}
-
 /**
  * The per-user daemon: a unix-socket server that answers thin clients, flushes stats, and exits
- * after `idleTimeout` seconds without requests or when another daemon took over its socket.
+ * after `idleTimeout` seconds without requests or when another daemon took over its socket. With
+ * `daemon_workers`, hit workers (hit-workers.ts) accept on the same socket and answer hits too.
  */
 export class Daemon {
   private server: net.Server | undefined;
@@ -88,8 +75,8 @@ export class Daemon {
   private socketIno: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private readonly selfPaths: Set<string>;
-  private readonly knownClients = new Set<string>();
+  private readonly calls: ClientCalls;
+  private workers: HitWorkers | undefined;
   private parts: DaemonParts;
   private configId: string;
   private reloading: Promise<void> | undefined;
@@ -99,7 +86,7 @@ export class Daemon {
   private resolveStopped!: () => void;
 
   constructor(private readonly opts: DaemonOptions) {
-    this.selfPaths = kilnSelfPaths(...opts.selfPaths);
+    this.calls = new ClientCalls(opts.selfPaths, opts.callerUmask);
     this.parts = opts.parts;
     this.configId = this.configIdentity();
     this.stopped = new Promise((resolve) => {
@@ -132,9 +119,36 @@ export class Daemon {
     this.socketIno = fs.statSync(socket).ino;
     fs.writeFileSync(`${socket.replace(/\.sock$/, '')}.pid`, `${process.pid}\n`);
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
+    this.startWorkers(this.server);
     this.rescan(this.parts);
     this.parts.log.info(`daemon ${process.pid} listening on ${socket}`);
     return true;
+  }
+
+  private startWorkers(server: net.Server): void {
+    if (this.parts.config.daemonWorkers === 0) return;
+    this.workers = new HitWorkers({
+      workers: () => this.parts.config.daemonWorkers,
+      server,
+      callerUmask: this.opts.callerUmask,
+      selfPaths: this.opts.selfPaths,
+      configId: () => this.configId,
+      answer: async (body) => {
+        this.inflight++;
+        try {
+          return encodeResponse(await this.answer(body));
+        } catch (err) {
+          this.parts.log.error(`request failed: ${(err as Error).stack}`);
+          return FAILED;
+        } finally {
+          this.inflight--;
+          this.lastActivity = Date.now();
+        }
+      },
+      count: (delta) => this.parts.stats.add(delta),
+      log: this.parts.log,
+    });
+    this.workers.start();
   }
 
   private rescan(parts: DaemonParts): void {
@@ -143,13 +157,8 @@ export class Daemon {
     });
   }
 
-  /**
-   * The config file's identity: one stat, a few microseconds, so it is taken on every request
-   * (a compile already stats dozens of files) and the next request after an edit sees it.
-   */
   private configIdentity(): string {
-    const st = fs.statSync(this.opts.configFile, { throwIfNoEntry: false, bigint: true });
-    return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : 'missing';
+    return configIdentity(this.opts.configFile);
   }
 
   /**
@@ -178,6 +187,9 @@ export class Daemon {
         // Writes already on their way to the old remote tiers finish first.
         if (old.tiers) void old.tiers.flush(TIER_FLUSH_MS).then(() => old.tiers?.close());
         this.rescan(next);
+        // Workers read the config when they start: new ones for the new settings.
+        if (this.workers) this.workers.restart();
+        else if (this.server) this.startWorkers(this.server);
         next.log.info(`config file ${file} changed: reloaded`);
       })
       .catch((err: Error) => {
@@ -227,49 +239,27 @@ export class Daemon {
       return;
     }
     const idle = this.parts.config.idleTimeout;
-    if (idle > 0 && this.inflight === 0 && Date.now() - this.lastActivity > idle * 1000) {
+    if (
+      idle > 0 &&
+      this.inflight === 0 &&
+      Date.now() - this.lastActivity > idle * 1000 &&
+      !this.workers?.activeWithin(idle * 1000)
+    ) {
       this.parts.log.info(`idle for ${idle}s: exiting`);
       void this.stop(true);
     }
   }
 
   private onConnection(conn: net.Socket): void {
-    const reader = new FrameReader(MAX_REQUEST_FRAME);
-    let handled = false;
-    conn.setTimeout(REQUEST_TIMEOUT_MS, () => {
-      if (!handled) conn.destroy();
-    });
-    conn.on('error', () => conn.destroy());
-    // A client that stops sending before a whole frame arrived will never complete it.
-    conn.on('end', () => {
-      if (!handled) conn.destroy();
-    });
-    conn.on('data', (chunk: Buffer) => {
-      if (handled) return;
-      let body: Buffer | undefined;
-      try {
-        body = reader.push(chunk);
-      } catch (err) {
-        this.parts.log.warn(`dropping client: ${(err as Error).message}`);
-        handled = true;
-        conn.destroy();
-        return;
-      }
-      if (!body) return;
-      handled = true;
-      conn.setTimeout(0);
-      this.inflight++;
-      this.lastActivity = Date.now();
-      this.answer(body)
-        .then((res) => conn.end(encodeResponse(res)))
-        .catch((err: Error) => {
-          this.parts.log.error(`request failed: ${err.stack}`);
-          conn.end(encodeResponse({ action: Action.FALLBACK }));
-        })
-        .finally(() => {
-          this.inflight--;
-          this.lastActivity = Date.now();
-        });
+    serveConnection(conn, this.parts.log, async (body) => encodeResponse(await this.answer(body)), FAILED, {
+      begin: () => {
+        this.inflight++;
+        this.lastActivity = Date.now();
+      },
+      end: () => {
+        this.inflight--;
+        this.lastActivity = Date.now();
+      },
     });
   }
 
@@ -283,26 +273,13 @@ export class Daemon {
     }
     await this.checkConfig();
     if (req.flags & RequestFlag.CONTROL) return this.control(req.argv.map(String));
-    const parts = [req.cwd, req.self, ...req.argv, ...req.env];
-    if (!parts.every((b) => isUtf8(b))) {
+    const call = this.calls.compileRequest(req);
+    if (!call) {
       this.parts.stats.count('requests');
       this.parts.stats.nonCacheable('non-UTF-8 arguments or environment');
       return { action: Action.FALLBACK };
     }
-    const self = req.self.toString();
-    if (self && !this.knownClients.has(self)) {
-      this.knownClients.add(self);
-      for (const real of kilnSelfPaths(self)) this.selfPaths.add(real);
-    }
-    return this.parts.service.handle({
-      cwd: req.cwd.toString(),
-      argv: req.argv.map(String),
-      env: envObject(req.env),
-      skip: this.selfPaths,
-      stderrTty: (req.flags & RequestFlag.STDERR_TTY) !== 0,
-      stdinTty: (req.flags & RequestFlag.STDIN_TTY) !== 0,
-      umask: umaskOf(req.flags) ?? this.opts.callerUmask,
-    });
+    return this.parts.service.handle(call);
   }
 
   private async control([command, ...args]: readonly string[]): Promise<Response> {
@@ -311,12 +288,16 @@ export class Daemon {
       case 'ping':
         return text(`${process.pid}\n`);
       case 'stats': {
+        // Every hit a worker answered before this call is in the totals.
+        await this.workers?.sync();
         const tiers = (await this.parts.tiers?.sizes()) ?? [];
+        const daemon = { pid: process.pid, workers: this.workers?.list() ?? [] };
         return text(
-          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir, tiers, ...cluster(this.parts.remote) })}\n`,
+          `${JSON.stringify({ stats: stats.snapshot(), cacheSize: storage.size(), cacheLimit: config.cacheSize, cacheDir: config.cacheDir, tiers, ...cluster(this.parts.remote), daemon })}\n`,
         );
       }
       case 'zero-stats':
+        await this.workers?.sync();
         stats.zero();
         return text('');
       case 'clear': {
@@ -343,6 +324,8 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.timer);
+    // Workers first: calls they hold may still need this daemon.
+    await this.workers?.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     // What a build stored shortly before reaches the shared tiers before the daemon goes.
     if (this.parts.tiers) {

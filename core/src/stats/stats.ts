@@ -181,6 +181,18 @@ export class Stats {
     this.delta[field][key] = (this.delta[field][key] ?? 0) + 1;
   }
 
+  /** What this instance counted since the last take or flush, handed over and forgotten here. */
+  take(): StatsData {
+    const delta = this.delta;
+    this.delta = emptyStats();
+    return delta;
+  }
+
+  /** Counts another process's delta (a hit worker's `take()`) as this one's. */
+  add(delta: StatsData): void {
+    if (isStats(delta)) addInto(this.delta, delta);
+  }
+
   private readPersisted(): StatsData {
     try {
       const parsed: unknown = JSON.parse(fs.readFileSync(this.file, 'utf8'));
