@@ -29,6 +29,12 @@ export interface ClientConfig {
    * to share it within a group; undefined: private (0o077), whatever the caller's umask.
    */
   readonly umask: number | undefined;
+  /**
+   * `[cache] base_dir` (KILN_BASE_DIR): absolute paths under it are keyed relative to the working
+   * directory, so builds in two directories under it share entries where the output allows
+   * (compiler/base-dir.ts). Undefined: paths are keyed as they are.
+   */
+  readonly baseDir: string | undefined;
   /** Shared cache tiers after the local disk, in order (`[[cache.remote]]`, KILN_REMOTE_STORAGE). */
   readonly remotes: readonly RemoteTierConfig[];
   /** Distributed compilation, when a `[dist]` table names a scheduler. */
@@ -230,6 +236,33 @@ function readRemotes(
 }
 
 /**
+ * `[cache] base_dir`, or KILN_BASE_DIR over it: an absolute directory other than `/` (ccache's
+ * advice: `/` would relocate system headers too), without a trailing slash.
+ */
+function readBaseDir(
+  cacheTable: unknown,
+  file: string,
+  text: string,
+  env: Env,
+  origins: Record<string, string>,
+): string | undefined {
+  const fromEnv = env.KILN_BASE_DIR;
+  const [raw, where] =
+    fromEnv !== undefined && fromEnv !== ''
+      ? [fromEnv, 'environment variable KILN_BASE_DIR']
+      : [(cacheTable as Record<string, unknown> | undefined)?.base_dir, at(file, text, 'cache', 'base_dir')];
+  origins['cache.base_dir'] = raw === undefined ? 'default' : where;
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || !raw.startsWith('/') || raw.replace(/\/+$/, '') === '')
+    throw KILN_ERR_CONFIG_INVALID(
+      'cache.base_dir',
+      where,
+      'an absolute directory other than / (such as "/home/you/src")',
+    );
+  return raw.replace(/\/+$/, '').replace(/\/{2,}/g, '/');
+}
+
+/**
  * Reads the client config: the TOML file (KILN_CONFIG, else the XDG path), then KILN_* overrides.
  * Throws a KilnError that names the key on an unknown key or a bad value; a missing file is fine.
  */
@@ -265,8 +298,13 @@ export function loadClientConfig(env: Env): ClientConfig {
       if (key === 'cache') {
         cacheTable = value;
         for (const sub of Object.keys(typeof value === 'object' && value !== null ? value : {}))
-          if (sub !== 'remote')
-            throw KILN_ERR_CONFIG_UNKNOWN_KEY(sub, at(file, text, 'cache', sub), ['remote']);
+          if (sub !== 'remote' && sub !== 'base_dir')
+            throw KILN_ERR_CONFIG_UNKNOWN_KEY(
+              sub,
+              at(file, text, 'cache', sub),
+              ['remote', 'base_dir'],
+              didYouMean(sub, ['remote', 'base_dir']),
+            );
         continue;
       }
       if (!(key in FIELDS))
@@ -303,12 +341,14 @@ export function loadClientConfig(env: Env): ClientConfig {
     umask: read('umask'),
   };
   const remotes = readRemotes(cacheTable, file, env, origins);
+  const baseDir = readBaseDir(cacheTable, file, text ?? '', env, origins);
   const merged = distWithEnv(distTable, env, origins, (key) => at(file, text ?? '', 'dist', key));
   const envOnly = distTable === undefined;
   const dist =
     merged && parseDistTable(merged, envOnly ? 'the KILN_DIST_* environment variables' : file, env);
   return Object.freeze({
     ...settings,
+    baseDir,
     remotes,
     dist,
     configFile: text === undefined ? undefined : file,
@@ -321,4 +361,5 @@ export const CONFIG_ENV_VARS: readonly string[] = [
   ...KEYS.map((k) => FIELDS[k].env),
   'KILN_REMOTE_STORAGE',
   'KILN_REMOTE_READ_ONLY',
+  'KILN_BASE_DIR',
 ];
