@@ -27,6 +27,7 @@ import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
 import { checkLogFile, parseAddr } from '../config-file.js';
 import { listenOn } from '../http-server.js';
+import type { LogStream } from '../server-log.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
 import { ToolchainStore } from './toolchain-store.js';
@@ -93,6 +94,8 @@ export async function startWorker(
   configDir: string,
   version: string,
   log: Logger,
+  /** Where the HTTP server's log lines go (server-log.ts); undefined: log_file or stdout. */
+  logStream?: LogStream,
 ): Promise<RunningWorker> {
   const scope = container.createChildContainer();
   // The context plugins may inject (see @kiln/plugins tokens.ts).
@@ -168,6 +171,7 @@ export async function startWorker(
     logger: true,
     logLevel: config.log_level,
     ...(config.log_file ? { logFile: config.log_file } : {}),
+    ...(logStream ? { logStream } : {}),
     ...(tls ? { tls } : {}),
     ...(config.metrics_token ? { metricsToken: () => config.metrics_token! } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
