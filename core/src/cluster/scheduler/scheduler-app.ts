@@ -20,6 +20,7 @@ import {
   finishedSchema,
   heartbeatSchema,
   jobIdParams,
+  leaveSchema,
   type WorkerHeartbeat,
   workerIdParams,
 } from '../api.js';
@@ -152,6 +153,24 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
       }
       pools.heartbeat(info);
       return { heartbeatIntervalMs, workerTimeoutMs };
+    },
+  );
+
+  // A worker told to stop signs off: out of its pool now, not a worker_timeout later.
+  app.post<{ Body: { id: string } }>(
+    `${API}/workers/leave`,
+    { schema: { body: leaveSchema }, onRequest: requireWorker },
+    async (request, reply) => {
+      const workerId = workerOf.get(request)!;
+      if (request.body.id !== workerId)
+        throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${request.body.id}"`);
+      const running = pools.worker(workerId)?.jobs.size ?? 0;
+      if (!pools.leave(workerId)) throw KILN_ERR_DIST_NOT_FOUND(`worker ${workerId}`);
+      jobKeys.delete(workerId);
+      app.log.info(
+        `worker ${workerId} signed off; removed from its pool (${running} running jobs finish there)`,
+      );
+      return reply.code(204).send();
     },
   );
 

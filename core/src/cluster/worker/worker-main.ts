@@ -213,9 +213,27 @@ export async function startWorker(
     url,
     address,
     tls,
+    /**
+     * Signs off at the scheduler (out of its pool at once), refuses new requests (fastify answers
+     * 503 while closing) and waits for running jobs, at most job_timeout: a job cannot run longer.
+     */
     async close() {
+      const running = worker.heldJobs().length;
+      if (heartbeat) await heartbeat.leave(config.id);
+      if (running > 0)
+        log.info(`signed off; finishing ${running} running job(s), for at most ${config.job_timeout} s`);
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        worker.app.close(),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(() => {
+            log.warn(`jobs still running after ${config.job_timeout} s; stopping anyway`);
+            resolve();
+          }, config.job_timeout * 1000);
+        }),
+      ]);
+      clearTimeout(bound);
       heartbeat?.stop();
-      await worker.app.close();
     },
   };
 }
