@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ClusterFiles,
   clientDistConfig,
+  clusterFetch,
   clusterFiles,
   clusterStatus,
   type ServerProcess,
@@ -88,6 +89,12 @@ describe.skipIf(!have('bwrap') || !have('gcc'))('a stopped worker signs off', ()
     }
     expect(gone).toBeLessThan(1000);
     expect(worker.proc.exitCode).toBeNull(); // still finishing its job
+    // It takes nothing new meanwhile: a new connection is refused (or answered 503 while closing).
+    const fresh = await clusterFetch(files)(`${worker.url}/healthz`).then(
+      (r) => r.status,
+      () => 'refused',
+    );
+    expect(['refused', 503]).toContain(fresh);
 
     const r = await compile;
     expect([r.status, r.stdout, r.stderr]).toEqual([0, '', '']);

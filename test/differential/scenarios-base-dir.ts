@@ -131,6 +131,29 @@ function forCompiler(cc: 'gcc' | 'clang'): Scenario[] {
       ],
       'hit',
     ),
+    // Not shared: the second checkout's sources differ.
+    twoCheckouts('two checkouts, a header that differs', cc, 'a.c', ['-MD'], 'miss', {
+      change: [
+        { cwd: 'co2/build' },
+        { args: expand(['-MD', '-I{co}/include', '-c', '{co}/src/a.c', '-o', 'a.o'], 'co2') },
+        { edit: 'co2/include/x.h', from: 'X 3', to: 'X 4' },
+      ],
+    }),
+    // Same bytes, but found beside the source: another file in the depfile and the debug info.
+    twoCheckouts(
+      'two checkouts, the same header beside the source shadows the -I one',
+      cc,
+      'a.c',
+      ['-MD'],
+      'miss',
+      {
+        change: [
+          { cwd: 'co2/build' },
+          { args: expand(['-MD', '-I{co}/include', '-c', '{co}/src/a.c', '-o', 'a.o'], 'co2') },
+          { write: 'co2/src/x.h', content: CHECKOUT['include/x.h'] },
+        ],
+      },
+    ),
     // Not shared: the output names the directory.
     twoCheckouts('two checkouts, -g without a prefix map', cc, 'a.c', ['-g'], 'miss'),
     twoCheckouts(
