@@ -178,7 +178,7 @@ describe('commands', () => {
 
   it('[cache] base_dir: shown with its origin, KILN_BASE_DIR over it, a bad one named', () => {
     sb = new KilnSandbox();
-    writeConfig(sb, '[cache]\nbase_dir = "/home/you/src//"\n');
+    writeConfig(sb, '[cache]\nbase_dir = "/home/you/./x/../src//"\n');
     const file = configFile(sb);
     expect(sb.kiln(['-p']).stdout).toContain(`(${file}:2) cache.base_dir = /home/you/src\n`);
     const env = { ...sb.env, KILN_BASE_DIR: '/work' };

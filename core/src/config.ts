@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { didYouMean } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
 import { parseRemoteEnv, parseRemoteTables, type RemoteTierConfig } from './cache/remote/tier-config.js';
@@ -237,7 +238,7 @@ function readRemotes(
 
 /**
  * `[cache] base_dir`, or KILN_BASE_DIR over it: an absolute directory other than `/` (ccache's
- * advice: `/` would relocate system headers too), without a trailing slash.
+ * advice: `/` would relocate system headers too), normalised (`/a/./b/../c/` is `/a/c`).
  */
 function readBaseDir(
   cacheTable: unknown,
@@ -253,13 +254,15 @@ function readBaseDir(
       : [(cacheTable as Record<string, unknown> | undefined)?.base_dir, at(file, text, 'cache', 'base_dir')];
   origins['cache.base_dir'] = raw === undefined ? 'default' : where;
   if (raw === undefined) return undefined;
-  if (typeof raw !== 'string' || !raw.startsWith('/') || raw.replace(/\/+$/, '') === '')
+  // Compared as a string prefix with the paths compilers print: spelled the plain way.
+  const dir = typeof raw === 'string' ? path.posix.normalize(raw).replace(/\/+$/, '') : '';
+  if (typeof raw !== 'string' || !raw.startsWith('/') || dir === '')
     throw KILN_ERR_CONFIG_INVALID(
       'cache.base_dir',
       where,
       'an absolute directory other than / (such as "/home/you/src")',
     );
-  return raw.replace(/\/+$/, '').replace(/\/{2,}/g, '/');
+  return dir;
 }
 
 /**
