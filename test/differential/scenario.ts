@@ -13,6 +13,8 @@ export const CONFIGS = {
   'no-direct': { KILN_DIRECT_MODE: 'false' },
   /** base_dir is the sandbox's work dir, which holds every scenario directory ({work}: daemons.ts). */
   'base-dir': { KILN_BASE_DIR: '{work}' },
+  /** base_dir with preprocessor mode only: what is shared must be found without manifests too. */
+  'base-dir-no-direct': { KILN_BASE_DIR: '{work}', KILN_DIRECT_MODE: 'false' },
 } as const satisfies Record<string, Record<string, string>>;
 export type Config = keyof typeof CONFIGS;
 /** The configs every mutation runs under (base_dir has its own scenarios). */

@@ -175,9 +175,33 @@ function forCompiler(cc: 'gcc' | 'clang'): Scenario[] {
   ];
 }
 
+/** The same with direct mode off: every hit is a preprocessor-mode one. */
+function withoutDirectMode(cc: 'gcc' | 'clang'): Scenario[] {
+  return [
+    twoCheckouts('two checkouts, -MD, no direct mode', cc, 'a.c', ['-MD'], 'hit'),
+    twoCheckouts(
+      'two checkouts, -g mapped, no direct mode',
+      cc,
+      'a.c',
+      ['-g', '-fdebug-prefix-map={co}=.'],
+      'hit',
+    ),
+    twoCheckouts('two checkouts, -g unmapped, no direct mode', cc, 'a.c', ['-g'], 'miss'),
+    twoCheckouts(
+      'two checkouts, a warning naming the source, no direct mode',
+      cc,
+      'warn.c',
+      ['-Wall'],
+      'miss',
+    ),
+  ].map((s) => ({ ...s, config: 'base-dir-no-direct' as const }));
+}
+
 export const BASE_DIR_SCENARIOS: Scenario[] = [
   ...forCompiler('gcc'),
   ...forCompiler('clang'),
+  ...withoutDirectMode('gcc'),
+  ...withoutDirectMode('clang'),
   // std::source_location takes the path from the line markers (__builtin_FILE / __builtin_source_location).
   twoCheckouts('two checkouts, std::source_location', 'g++', 'loc.cpp', ['-std=c++20'], 'miss'),
 ];
