@@ -175,4 +175,31 @@ describe('commands', () => {
       'kiln: invalid value for "dist.insecure" in environment variable KILN_DIST_INSECURE: expected true or false\n',
     );
   });
+
+  it('[cache] base_dir: shown with its origin, KILN_BASE_DIR over it, a bad one named', () => {
+    sb = new KilnSandbox();
+    writeConfig(sb, '[cache]\nbase_dir = "/home/you/./x/../src//"\n');
+    const file = configFile(sb);
+    expect(sb.kiln(['-p']).stdout).toContain(`(${file}:2) cache.base_dir = /home/you/src\n`);
+    const env = { ...sb.env, KILN_BASE_DIR: '/work' };
+    expect(sb.kiln(['-p'], { env }).stdout).toContain(
+      '(environment variable KILN_BASE_DIR) cache.base_dir = /work\n',
+    );
+    writeConfig(sb, '[cache]\nbase_dir = "src"\n');
+    const relative = sb.kiln(['-p']);
+    expect(relative.status).toBe(2);
+    expect(relative.stderr).toBe(
+      `kiln: invalid value for "cache.base_dir" in ${file}:2: expected an absolute directory other than / (such as "/home/you/src")\n`,
+    );
+    const root = sb.kiln(['-p'], { env: { ...sb.env, KILN_BASE_DIR: '/' } });
+    expect(root.stderr).toBe(
+      'kiln: invalid value for "cache.base_dir" in environment variable KILN_BASE_DIR: expected an absolute directory other than / (such as "/home/you/src")\n',
+    );
+    writeConfig(sb, '[cache]\nbase_dr = "/src"\n');
+    expect(sb.kiln(['-p']).stderr).toBe(
+      `kiln: unknown config key "base_dr" in ${file}:2 (did you mean "base_dir"?) (known keys: remote, base_dir)\n`,
+    );
+    writeConfig(sb, '');
+    expect(sb.kiln(['-p']).stdout).toContain('(default) cache.base_dir = (unset)\n');
+  });
 });

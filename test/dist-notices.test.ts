@@ -6,12 +6,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ClusterFiles,
   clientDistConfig,
+  clusterFetch,
   clusterFiles,
+  clusterStatus,
+  kilnDist,
   type ServerProcess,
   startServer,
   waitForWorkers,
@@ -162,6 +166,169 @@ describe('cluster trouble, said once', () => {
     expect(clusterLine(env)).toEqual({ text: 'no problem seen', json: null });
     const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
     expect(stats.distCompiles).toEqual({ w1: 1 });
+  });
+});
+
+describe('a full cluster and a broken worker, said once', () => {
+  const X86_JOB = { kind: 'archive', digest: 'f'.repeat(64) };
+
+  /** Takes `n` slots by hand (a client's allocation over real HTTPS): they stay taken until released. */
+  async function holdSlots(n: number): Promise<string[]> {
+    const post = clusterFetch(files);
+    const { pools } = await clusterStatus(scheduler.url, files.clientToken);
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = await post(`${scheduler.url}/api/v1/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${files.clientToken}`, 'content-type': 'application/json' },
+        // As the daemon names itself (its host name): one client, so fair shares leave it alone.
+        body: JSON.stringify({
+          toolchain: { ...X86_JOB, hostTriples: [pools[0]!.hostTriple] },
+          client:
+            os
+              .hostname()
+              .replace(/[^A-Za-z0-9._@:/-]/g, '_')
+              .slice(0, 100) || 'client',
+        }),
+      });
+      const answer = JSON.parse(r.text) as { status: string; jobId: string; worker: { id: string } };
+      expect([answer.status, answer.worker.id]).toEqual(['assigned', 'w1']);
+      ids.push(answer.jobId);
+    }
+    return ids;
+  }
+
+  /** Ends the held jobs as w1 would (its own token). */
+  async function release(ids: readonly string[]): Promise<void> {
+    const post = clusterFetch(files);
+    const token = fs.readFileSync(path.join(files.dir, 'w1.token'), 'utf8').trim();
+    for (const id of ids) {
+      const r = await post(`${scheduler.url}/api/v1/jobs/${id}/finished`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ workerId: 'w1' }),
+      });
+      expect(r.status).toBe(204);
+    }
+  }
+
+  it('no free worker: the terminal is told once that compiles ran locally, a pipe never', async () => {
+    const env = daemonWith('full', clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
+    piped(env); // packages gcc and runs on w1
+    const held = await holdSlots(2);
+    const logStart = sb.log().length;
+    try {
+      piped(env);
+      const notice =
+        'kiln: the cluster had no free worker (every eligible worker is busy): compiling locally meanwhile; more workers, or a higher max_jobs in their worker.toml, take more jobs at once\n';
+      expect(onTerminal(env)).toBe(
+        `kiln: packaging /usr/bin/gcc for the cluster (once per compiler, a few seconds)\n${notice}`,
+      );
+      expect(onTerminal(env)).toBe('');
+      piped(env);
+      expect(count(sb.log().slice(logStart), 'the cluster had no free worker')).toBe(1);
+      const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
+      expect(stats.distLocal).toEqual({ 'no capacity': 4 });
+      expect(stats.distCompiles).toEqual({ w1: 1 });
+      // The cluster works: no problem in force.
+      expect(clusterLine(env).text).toBe('no problem seen');
+    } finally {
+      await release(held);
+    }
+  });
+
+  it('an unreachable worker: named once, with what to check; its job goes elsewhere or local', async () => {
+    const env = daemonWith('lost', clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
+    piped(env); // packages gcc and runs on w1, which now holds it
+    const held = await holdSlots(2);
+    // A worker the scheduler knows (a real token, heartbeats over HTTPS) where nothing listens.
+    const port = await freePort();
+    const token = kilnDist([
+      'auth',
+      'generate-jwt-hs256-worker-token',
+      '--worker',
+      'w9',
+      '--secret-key-file',
+      files.secretFile,
+    ]);
+    const w1 = (await clusterStatus(scheduler.url, files.clientToken)).pools[0]!.workers[0]!;
+    const beat = () =>
+      clusterFetch(files)(`${scheduler.url}/api/v1/workers/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          id: 'w9',
+          url: `https://127.0.0.1:${port}`,
+          hostTriple: w1.hostTriple,
+          os: w1.os,
+          cpuModel: w1.cpuModel,
+          cpus: 1,
+          memoryBytes: 1e9,
+          // Room for every job of the test: the scheduler counts each until w9 would report it.
+          maxJobs: 8,
+          sandbox: 'bwrap',
+          resolvers: w1.resolvers,
+          toolchains: [],
+          toolchainUploads: 0,
+          runningJobs: [],
+          jobKey: 'k'.repeat(43),
+          version: w1.version,
+          certSha256: Array.from({ length: 32 }, () => 'AB').join(':'),
+        }),
+      });
+    expect((await beat()).status).toBe(200);
+    const beating = setInterval(() => void beat(), 500);
+    try {
+      const first = onTerminal(env);
+      expect(first).toBe(
+        'kiln: packaging /usr/bin/gcc for the cluster (once per compiler, a few seconds)\n' +
+          `kiln: worker w9 at https://127.0.0.1:${port} is unreachable (connect ECONNREFUSED 127.0.0.1:${port}): its jobs go to other workers or compile locally; check that \`kiln-dist worker\` runs there and its log\n`,
+      );
+      expect(onTerminal(env)).toBe('');
+      piped(env);
+      const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
+      // Each went to w9, then to no one else (w1 is full): compiled locally, nothing wrong in the output.
+      expect(stats.distRetries).toEqual({ retried: 3, 'compiled locally': 3 });
+      expect(stats.distErrors).toEqual({ 'worker unreachable': 3 });
+      expect(count(sb.log(), 'worker w9 at')).toBe(1);
+    } finally {
+      clearInterval(beating);
+      // w9 signs off, so that no later test is sent to it.
+      const left = await clusterFetch(files)(`${scheduler.url}/api/v1/workers/leave`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'w9' }),
+      });
+      expect(left.status).toBe(204);
+      await release(held);
+    }
+  });
+  it('a worker whose sandbox fails its jobs: named once, with the failure and what to check', async () => {
+    const env = daemonWith('broken', clientDistConfig(files, scheduler.url, 'force_remote_build = true'));
+    piped(env); // packages gcc and runs on w1
+    const held = await holdSlots(2);
+    const crashing = path.join(import.meta.dirname, 'fixtures', 'plugins', 'crashing-sandbox.mjs');
+    const w7 = await startServer([
+      'worker',
+      '--config',
+      writeWorkerConfig(files, 'w7', scheduler.url, `sandbox = "${crashing}"`),
+    ]);
+    try {
+      await waitForWorkers(scheduler.url, files.clientToken, 2);
+      const first = onTerminal(env);
+      expect(first).toBe(
+        'kiln: packaging /usr/bin/gcc for the cluster (once per compiler, a few seconds)\n' +
+          `kiln: worker w7 at ${w7.url} failed a job (sandbox failure: 500: the crashing sandbox failed to run a job: it always does): its jobs go to other workers or compile locally; check its log and \`kiln --dist-status\`\n`,
+      );
+      expect(onTerminal(env)).toBe('');
+      piped(env);
+      const stats = JSON.parse(sb.kiln(['--show-stats', '--stats-format', 'json'], { env }).stdout).stats;
+      expect(stats.distErrors).toEqual({ 'sandbox failure': 3 });
+      expect(stats.distCompiles).toEqual({ w1: 1 });
+    } finally {
+      await w7.stop(); // it signs off
+      await release(held);
+    }
   });
 });
 

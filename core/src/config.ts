@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { didYouMean } from '@kiln/plugins';
 import { parse as parseToml } from 'smol-toml';
 import { parseRemoteEnv, parseRemoteTables, type RemoteTierConfig } from './cache/remote/tier-config.js';
@@ -35,6 +36,12 @@ export interface ClientConfig {
    * to share it within a group; undefined: private (0o077), whatever the caller's umask.
    */
   readonly umask: number | undefined;
+  /**
+   * `[cache] base_dir` (KILN_BASE_DIR): absolute paths under it are keyed relative to the working
+   * directory, so builds in two directories under it share entries where the output allows
+   * (compiler/base-dir.ts). Undefined: paths are keyed as they are.
+   */
+  readonly baseDir: string | undefined;
   /** Shared cache tiers after the local disk, in order (`[[cache.remote]]`, KILN_REMOTE_STORAGE). */
   readonly remotes: readonly RemoteTierConfig[];
   /** Distributed compilation, when a `[dist]` table names a scheduler. */
@@ -253,6 +260,35 @@ function readRemotes(
 }
 
 /**
+ * `[cache] base_dir`, or KILN_BASE_DIR over it: an absolute directory other than `/` (ccache's
+ * advice: `/` would relocate system headers too), normalised (`/a/./b/../c/` is `/a/c`).
+ */
+function readBaseDir(
+  cacheTable: unknown,
+  file: string,
+  text: string,
+  env: Env,
+  origins: Record<string, string>,
+): string | undefined {
+  const fromEnv = env.KILN_BASE_DIR;
+  const [raw, where] =
+    fromEnv !== undefined && fromEnv !== ''
+      ? [fromEnv, 'environment variable KILN_BASE_DIR']
+      : [(cacheTable as Record<string, unknown> | undefined)?.base_dir, at(file, text, 'cache', 'base_dir')];
+  origins['cache.base_dir'] = raw === undefined ? 'default' : where;
+  if (raw === undefined) return undefined;
+  // Compared as a string prefix with the paths compilers print: spelled the plain way.
+  const dir = typeof raw === 'string' ? path.posix.normalize(raw).replace(/\/+$/, '') : '';
+  if (typeof raw !== 'string' || !raw.startsWith('/') || dir === '')
+    throw KILN_ERR_CONFIG_INVALID(
+      'cache.base_dir',
+      where,
+      'an absolute directory other than / (such as "/home/you/src")',
+    );
+  return dir;
+}
+
+/**
  * Reads the client config: the TOML file (KILN_CONFIG, else the XDG path), then KILN_* overrides.
  * Throws a KilnError that names the key on an unknown key or a bad value; a missing file is fine.
  */
@@ -288,8 +324,13 @@ export function loadClientConfig(env: Env): ClientConfig {
       if (key === 'cache') {
         cacheTable = value;
         for (const sub of Object.keys(typeof value === 'object' && value !== null ? value : {}))
-          if (sub !== 'remote')
-            throw KILN_ERR_CONFIG_UNKNOWN_KEY(sub, at(file, text, 'cache', sub), ['remote']);
+          if (sub !== 'remote' && sub !== 'base_dir')
+            throw KILN_ERR_CONFIG_UNKNOWN_KEY(
+              sub,
+              at(file, text, 'cache', sub),
+              ['remote', 'base_dir'],
+              didYouMean(sub, ['remote', 'base_dir']),
+            );
         continue;
       }
       if (!(key in FIELDS))
@@ -327,12 +368,14 @@ export function loadClientConfig(env: Env): ClientConfig {
     umask: read('umask'),
   };
   const remotes = readRemotes(cacheTable, file, env, origins);
+  const baseDir = readBaseDir(cacheTable, file, text ?? '', env, origins);
   const merged = distWithEnv(distTable, env, origins, (key) => at(file, text ?? '', 'dist', key));
   const envOnly = distTable === undefined;
   const dist =
     merged && parseDistTable(merged, envOnly ? 'the KILN_DIST_* environment variables' : file, env);
   return Object.freeze({
     ...settings,
+    baseDir,
     remotes,
     dist,
     configFile: text === undefined ? undefined : file,
@@ -345,4 +388,5 @@ export const CONFIG_ENV_VARS: readonly string[] = [
   ...KEYS.map((k) => FIELDS[k].env),
   'KILN_REMOTE_STORAGE',
   'KILN_REMOTE_READ_ONLY',
+  'KILN_BASE_DIR',
 ];

@@ -262,4 +262,29 @@ describe('fair shares between clients (icecream#628)', () => {
     expect(page).toMatch(/Asked for, no pool<\/h2>[\s\S]*<td>aarch64-unknown-linux-gnu<\/td><td>1<\/td>/);
     expect(page).toContain('1 jobs allocated, 0 requests answered "no capacity"');
   });
+
+  it('a worker that signs off leaves its pool at once and is forgotten once its jobs are reported', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.heartbeat(worker('x1', { maxJobs: 2 }));
+    const a = s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] });
+    expect(a.ok).toBe(true);
+    expect(s.leave('x1')).toBe(true);
+    expect(s.status().totals).toMatchObject({ workers: 0, pools: 0 });
+    expect(s.allocate({ kind: 'archive', digest: D1, hostTriples: [X86] }).ok).toBe(false);
+    // A heartbeat sent before the sign-off and answered after it does not bring the worker back.
+    s.heartbeat(worker('x1', { maxJobs: 2, runningJobs: [a.ok ? a.jobId : ''] }));
+    expect(s.status().totals.workers).toBe(0);
+    // Its running job ends normally; then nothing is left of it.
+    expect(s.finish(a.ok ? a.jobId : '', 'x1', false)).toBe(true);
+    expect(s.worker('x1')).toBeUndefined();
+    expect(s.status().totals.lostJobs).toBe(0);
+    expect(s.leave('x1')).toBe(false);
+    // The same id started again (a new job key) joins as usual.
+    s.heartbeat(worker('x1', { jobKey: 'n'.repeat(43) }));
+    expect(s.status().totals.workers).toBe(1);
+    // Signing off with no job running forgets it at once.
+    expect(s.leave('x1')).toBe(true);
+    expect(s.worker('x1')).toBeUndefined();
+  });
 });

@@ -93,6 +93,29 @@ describe('scheduler HTTP API', () => {
     expect(st.json.pools[0].workers[0]).toMatchObject({ id: 'w1', hostTriple: X86, sandbox: 'bwrap' });
   });
 
+  it('a worker signs off with its own token only; the scheduler drops it at once', async () => {
+    const w3 = await workerToken(secretKeyFrom(secret), 'w3');
+    expect(
+      (await call(s.url, '/api/v1/workers/heartbeat', { token: w3, body: heartbeat('w3') })).status,
+    ).toBe(200);
+    const ids = async () =>
+      (await call(s.url, '/api/v1/status', { token: 'client-secret' })).json.pools.flatMap(
+        (p: { workers: { id: string }[] }) => p.workers.map((w) => w.id),
+      );
+    expect(await ids()).toContain('w3');
+    expect((await call(s.url, '/api/v1/workers/leave', { body: { id: 'w3' } })).status).toBe(401);
+    const borrowed = await call(s.url, '/api/v1/workers/leave', { token: w1, body: { id: 'w3' } });
+    expect(borrowed.status).toBe(403);
+    expect(borrowed.json.message).toBe('forbidden: this token belongs to worker "w1", not "w3"');
+    expect((await call(s.url, '/api/v1/workers/leave', { token: w3, body: { id: 'w3', x: 1 } })).status).toBe(
+      400,
+    );
+    expect(await ids()).toContain('w3');
+    expect((await call(s.url, '/api/v1/workers/leave', { token: w3, body: { id: 'w3' } })).status).toBe(204);
+    expect(await ids()).not.toContain('w3');
+    expect((await call(s.url, '/api/v1/workers/leave', { token: w3, body: { id: 'w3' } })).status).toBe(404);
+  });
+
   it('serves the status as a web page to a browser holding the client token, escaping what workers sent', async () => {
     const w2 = await workerToken(secretKeyFrom(secret), 'w2');
     const hostile = heartbeat('w2', {

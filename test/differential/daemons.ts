@@ -22,6 +22,8 @@ export class SandboxPool {
     if (!sb) {
       const shared = daemon > 0 ? { KILN_CACHE_DIR: this.get(config).cacheDir } : {};
       sb = new KilnSandbox('native', { ...CONFIGS[config], ...shared });
+      for (const [k, v] of Object.entries(sb.env))
+        if (v?.includes('{work}')) sb.env[k] = v.replace('{work}', sb.work);
       const r = sb.kiln(['--start-server']);
       if (r.status !== 0) throw new Error(`kiln --start-server failed: ${r.stderr}`);
       this.boxes.set(key, sb);

@@ -11,9 +11,14 @@ export const CONFIGS = {
   default: {},
   'no-depend': { KILN_DEPEND_MODE: 'false' },
   'no-direct': { KILN_DIRECT_MODE: 'false' },
+  /** base_dir is the sandbox's work dir, which holds every scenario directory ({work}: daemons.ts). */
+  'base-dir': { KILN_BASE_DIR: '{work}' },
+  /** base_dir with preprocessor mode only: what is shared must be found without manifests too. */
+  'base-dir-no-direct': { KILN_BASE_DIR: '{work}', KILN_DIRECT_MODE: 'false' },
 } as const satisfies Record<string, Record<string, string>>;
 export type Config = keyof typeof CONFIGS;
-export const ALL_CONFIGS = Object.keys(CONFIGS) as Config[];
+/** The configs every mutation runs under (base_dir has its own scenarios). */
+export const ALL_CONFIGS: readonly Config[] = ['default', 'no-depend', 'no-direct'];
 
 /**
  * What one kiln call did, from its stats delta: hit (direct or preprocessed), miss (compiled and
@@ -23,7 +28,10 @@ export const Outcomes = ['hit', 'miss', 'failed', 'uncached'] as const;
 export type Outcome = (typeof Outcomes)[number];
 
 /** One outcome, several acceptable ones, or one per config. */
-export type Expect = Outcome | readonly Outcome[] | Readonly<Record<Config, Outcome | readonly Outcome[]>>;
+export type Expect =
+  | Outcome
+  | readonly Outcome[]
+  | Readonly<Partial<Record<Config, Outcome | readonly Outcome[]>>>;
 
 /**
  * A compile that fails in the preprocessor (a missing header): kiln runs the command as it is and
@@ -141,7 +149,8 @@ export interface Scenario {
 export function expected(e: Expect, config: Config): readonly Outcome[] {
   if (typeof e === 'string') return [e];
   if (Array.isArray(e)) return e as readonly Outcome[];
-  const per = (e as Readonly<Record<Config, Outcome | readonly Outcome[]>>)[config];
+  const per = (e as Readonly<Partial<Record<Config, Outcome | readonly Outcome[]>>>)[config];
+  if (per === undefined) throw new Error(`scenario error: no outcome for config ${config}`);
   return typeof per === 'string' ? [per] : per;
 }
 

@@ -99,6 +99,7 @@ export function formatStats(data: {
   const cacheable = hits + s.misses;
   const nonCacheable = Object.values(s.nonCacheable).reduce((a, b) => a + b, 0);
   const errors = Object.values(s.errors).reduce((a, b) => a + b, 0);
+  const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
   let out = '';
   out += row('Compile requests', s.requests);
   out += row('Cache hits', hits);
@@ -119,8 +120,11 @@ export function formatStats(data: {
   }
   out += row('Errors (compiled locally instead)', errors);
   for (const [kind, n] of Object.entries(s.errors).sort((a, b) => b[1] - a[1])) out += row(`  ${kind}`, n);
+  if (sum(s.baseDir) > 0) {
+    out += row('base_dir: entries not shared', sum(s.baseDir));
+    for (const [k, n] of Object.entries(s.baseDir).sort((a, b) => b[1] - a[1])) out += row(`  ${k}`, n);
+  }
   if (data.cluster !== undefined) out += `${'Cluster'.padEnd(40)}${data.cluster ?? 'no problem seen'}\n`;
-  const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
   if (sum(s.distCompiles) + sum(s.distErrors) + sum(s.distLocal) + sum(s.distRetries) > 0) {
     out += row('Distributed compiles', sum(s.distCompiles));
     for (const [w, n] of Object.entries(s.distCompiles).sort()) out += row(`  on ${w}`, n);
@@ -245,6 +249,7 @@ function showConfig(config: ClientConfig): number {
     k,
     displayValue(values[k]),
   ]);
+  rows.push([config.origins['cache.base_dir'] ?? 'default', 'cache.base_dir', displayValue(config.baseDir)]);
   if (config.dist) {
     const { auth, toolchain_cache_size, scheduler_ca, resolver_config, toolchains, ...rest } = config.dist;
     const dist: Record<string, unknown> = {

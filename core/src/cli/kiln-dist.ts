@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateHs256Key, secretKeyFrom, WORKER_TOKEN_DAYS, workerToken } from '../cluster/auth.js';
+import { serverLogStream, stderrIsJournal, stderrLine } from '../cluster/server-log.js';
 import { KILN_ERR_USAGE, KilnError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { exitWithLauncher, relaunchWithV8Flags } from './v8-relaunch.js';
@@ -90,12 +91,22 @@ function flag(args: readonly string[], name: string): string | undefined {
   return v;
 }
 
+/** Under systemd's journal, stderr lines carry sd-daemon `<N>` priorities (server-log.ts). */
+const journal = stderrIsJournal();
 const stderrLog: Logger = {
-  error: (m) => console.error(`kiln-dist: ${m}`),
-  warn: (m) => console.error(`kiln-dist: ${m}`),
-  info: (m) => console.error(`kiln-dist: ${m}`),
+  error: (m) => stderrLine(3, `kiln-dist: ${m}`, journal),
+  warn: (m) => stderrLine(4, `kiln-dist: ${m}`, journal),
+  info: (m) => stderrLine(6, `kiln-dist: ${m}`, journal),
   debug: () => {},
 };
+
+/**
+ * SIGHUP reopens `log_file` (logrotate moves it, then signals). Installed before anything slow:
+ * Node's default for SIGHUP is to exit.
+ */
+function onHangup(reopen: () => void): void {
+  process.on('SIGHUP', reopen);
+}
 
 function onSignals(close: () => Promise<void>): void {
   const stop = () => {
@@ -126,6 +137,8 @@ async function runScheduler(file: string): Promise<number> {
   const config = loadSchedulerConfig(file);
   for (const note of config.migrated) stderrLog.info(`${file}: sccache-dist's ${note}`);
   checkLogFile(config.log_file, file);
+  const log = serverLogStream(config.log_file);
+  onHangup(() => log.reopen());
   const { host, port } = parseAddr(config.public_addr, file);
   const tls = await schedulerTls(config, host);
   if (!tls)
@@ -134,12 +147,18 @@ async function runScheduler(file: string): Promise<number> {
     stderrLog.info(
       'worker_auth.check_worker_ip is off: a worker token is accepted from any address (turn it on unless workers sit behind NAT)',
     );
-  const { app } = createScheduler({ config, version: version(), logger: true, ...(tls ? { tls } : {}) });
+  const { app } = createScheduler({
+    config,
+    version: version(),
+    logger: true,
+    ...(log.stream ? { logStream: log.stream } : {}),
+    ...(tls ? { tls } : {}),
+  });
   const address = (await listenOn(app, 'scheduler', host, port)).bound;
   // Signals first: whoever reads the line below may stop the server at once.
   onSignals(() => app.close());
   const cert = tls ? ` (certificate SHA-256 ${tls.fingerprint}, ${tls.source})` : '';
-  console.error(`kiln-dist: scheduler listening on ${address}${cert}`);
+  stderrLog.info(`scheduler listening on ${address}${cert}`);
   return -1;
 }
 
@@ -239,11 +258,19 @@ async function main(args: string[]): Promise<number> {
     const config = loadWorkerConfig(file);
     for (const note of config.migrated ?? []) stderrLog.info(`${file}: sccache-dist's ${note}`);
     const { startWorker } = await import('../cluster/worker/worker-main.js');
-    const running = await startWorker(config, path.dirname(path.resolve(file)), version(), stderrLog);
+    const log = serverLogStream(config.log_file);
+    onHangup(() => log.reopen());
+    const running = await startWorker(
+      config,
+      path.dirname(path.resolve(file)),
+      version(),
+      stderrLog,
+      log.stream,
+    );
     onSignals(() => running.close());
     const advertised =
       running.url === running.address ? '' : ` (advertised to the scheduler as ${running.url})`;
-    console.error(`kiln-dist: worker ${config.id} listening on ${running.address}${advertised}`);
+    stderrLog.info(`worker ${config.id} listening on ${running.address}${advertised}`);
     return -1;
   }
   if (cmd === 'tls' && sub === 'fingerprint') {
@@ -298,8 +325,8 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof KilnError) console.error(`kiln-dist: ${err.message}`);
-    else console.error(`kiln-dist: internal error: ${(err as Error).stack}`);
+    if (err instanceof KilnError) stderrLog.error(err.message);
+    else stderrLog.error(`internal error: ${(err as Error).stack}`);
     process.exitCode = err instanceof KilnError && err.statusCode === 400 ? 2 : 1;
   },
 );

@@ -6,7 +6,7 @@
  *
  * Where Node has `process.execve` (22.15+, 23.11+) the process image is replaced: same pid,
  * nothing left behind. Elsewhere (Node 20) a child runs the command while this process waits,
- * forwards SIGINT/SIGTERM and exits with the child's code; the child exits when its launcher dies
+ * forwards SIGINT/SIGTERM/SIGHUP and exits with the child's code; the child exits when its launcher dies
  * (even by SIGKILL), so a restarted server never finds its port still taken by an orphan.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,7 +14,8 @@ import os from 'node:os';
 
 /** Set in the environment of a child started by the fallback launcher. */
 const LAUNCHER_ENV = 'KILN_V8_LAUNCHER';
-const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+/** SIGHUP too: it reopens log_file (logrotate signals the pid systemd or the pid file knows). */
+const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 type Execve = (file: string, args: readonly string[], env?: NodeJS.ProcessEnv) => never;
 

@@ -233,6 +233,14 @@ export const finishedSchema = {
   properties: { workerId: id, failed: { type: 'boolean' } },
 } as const;
 
+/** A worker signing off: its own id (the token must name it). */
+export const leaveSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id },
+} as const;
+
 export const toolchainQuery = {
   type: 'object',
   additionalProperties: false,

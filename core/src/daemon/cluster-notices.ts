@@ -1,7 +1,8 @@
 /**
  * Cluster trouble said once: a wrong token, a dead scheduler, a TLS pin mismatch or an empty
- * cluster would otherwise send every compile local without a word, and the first packaging of a
- * compiler would take seconds unexplained. Each problem is logged (warn) and queued once per
+ * cluster would otherwise send every compile local without a word, a full cluster or a broken
+ * worker would quietly cost time, and the first packaging of a compiler would take seconds
+ * unexplained. Each problem is logged (warn) and queued once per
  * daemon as a one-line notice, which the compile service adds only to the stderr of a client whose
  * stderr is a terminal: through a pipe, stderr stays exactly the compiler's (autoconf reads any
  * stderr as a failed check). The problem now in force is what `kiln --show-stats` shows.
@@ -81,6 +82,34 @@ export class ClusterNotices {
     this.once(
       `packaging:${key}`,
       `kiln: packaging ${compiler} for the cluster (once per compiler, a few seconds)${waited ? '' : '; compiling locally meanwhile'}`,
+    );
+  }
+
+  /**
+   * The scheduler had no free worker for a job (`reason`: every eligible worker busy, or fair share):
+   * that compile ran locally. Said once per daemon; the cluster itself works.
+   */
+  full(reason: string): void {
+    this.once(
+      'full',
+      `kiln: the cluster had no free worker (${reason}): compiling locally meanwhile; more workers, or a higher max_jobs in their worker.toml, take more jobs at once`,
+    );
+  }
+
+  /**
+   * Worker `id` could not be reached (`unreachable`) or failed a job for a reason of its own (a
+   * crash, its sandbox, its toolchain): said once per worker per daemon.
+   */
+  workerTrouble(id: string, url: string, unreachable: boolean, detail: string): void {
+    const what = unreachable
+      ? `is unreachable (${firstLine(detail)})`
+      : `failed a job (${firstLine(detail)})`;
+    const check = unreachable
+      ? 'check that `kiln-dist worker` runs there and its log'
+      : 'check its log and `kiln --dist-status`';
+    this.once(
+      `worker:${id}`,
+      `kiln: worker ${id} at ${url} ${what}: its jobs go to other workers or compile locally; ${check}`,
     );
   }
 

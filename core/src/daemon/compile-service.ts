@@ -16,6 +16,7 @@ import { readOutputFile, type WriteStyle, writeOutputFile } from '../cache/outpu
 import type { Storage } from '../cache/storage.js';
 import { findExecutable, realpathOrUndefined } from '../client/find-executable.js';
 import { Action, type Response } from '../client/protocol.js';
+import { BaseDir, markerNames, pinOf } from '../compiler/base-dir.js';
 import { parseDepfile } from '../compiler/depfile.js';
 import { detectFamily, looksLikeCCompiler, looksLikeNvcc, looksLikeRustc } from '../compiler/detect.js';
 import { DriverTools } from '../compiler/driver-tools.js';
@@ -258,12 +259,17 @@ export class CompileService {
     try {
       const c = await this.prepareC(program, name, args, req);
       if ('reason' in c) return undefined;
-      const keys = this.lookupKeys(program, c.identity, c.tools, c.parsed, req, Date.now());
+      // Why base_dir does not apply is counted with the call: here only when it is answered.
+      const baseDirReasons: string[] = [];
+      const keys = this.lookupKeys(program, c.identity, c.tools, c.parsed, req, Date.now(), (reason) =>
+        baseDirReasons.push(reason),
+      );
       if ('refusal' in keys || !keys.directKey) return undefined;
       const found = await this.lookupManifest(keys.directKey, req.cwd, keys.dirs);
       if (!found.result || this.terminalDiagnostics(found.result.stderr, req)) return undefined;
-      const response = this.replay(found.result, c.parsed, req, false);
+      const response = this.replay(found.result, c.parsed, req, keys.reloc, keys.pin, false);
       if (!response) return undefined;
+      for (const reason of baseDirReasons) this.stats.baseDir(reason);
       this.stats.count('requests');
       this.stats.count('hitsDirect');
       this.stats.language(group(c.parsed), 'hits');
@@ -341,6 +347,7 @@ export class CompileService {
     parsed: CacheableCompile,
     req: CompileRequest,
     cwd: string,
+    reloc: BaseDir | undefined,
   ): string {
     const h = new KeyHasher()
       .add('version', KEY_VERSION)
@@ -350,10 +357,13 @@ export class CompileService {
       .add('driver', path.basename(program))
       .add('family', parsed.family)
       .add('language', parsed.language)
-      .addList('args', parsed.keyArgs);
+      .addList('args', reloc ? reloc.args(parsed.keyArgs) : parsed.keyArgs);
+    // Relocated keys (base_dir) never meet plain ones.
+    if (reloc) h.add('base_dir', 'relocated');
     for (const name of KEY_ENV) h.add(`env:${name}`, req.env[name]);
     if (parsed.family === 'nvcc') for (const name of NVCC_KEY_ENV) h.add(`env:${name}`, req.env[name]);
-    if (parsed.keyCwd) h.add('cwd', cwd);
+    // Under base_dir the debug info's directory as the prefix maps leave it (unmapped: the cwd itself).
+    if (parsed.keyCwd) h.add('cwd', reloc ? reloc.debugNames([]).cwd : cwd);
     if (parsed.keyHostCpu) h.add('cpu', `${process.arch} ${os.cpus()[0]?.model ?? 'unknown'}`);
     for (const file of parsed.keyFiles) h.add(`file:${file}`, this.digests.get(file)?.digest);
     // Where each directory really is, relative to where it is named: retargeting a symlink
@@ -361,7 +371,10 @@ export class CompileService {
     for (const dir of parsed.includeDirs) {
       const named = path.resolve(req.cwd, dir);
       const real = realpathOrUndefined(atCwd(req.cwd, dir));
-      h.add(`dir:${dir}`, real === undefined ? 'missing' : path.relative(named, real));
+      h.add(
+        `dir:${reloc ? reloc.path(dir) : dir}`,
+        real === undefined ? 'missing' : path.relative(named, real),
+      );
     }
     for (const file of (req.env.KILN_EXTRAFILES ?? '').split(':').filter(Boolean)) {
       h.add(`extra:${file}`, this.digests.get(path.resolve(req.cwd, file))?.digest ?? 'missing');
@@ -424,6 +437,30 @@ export class CompileService {
   }
 
   /**
+   * The base_dir relocation for a gcc/clang call, or undefined (counted with its reason when the
+   * call could have shared: base_dir set, the call a C-family source compile).
+   */
+  private baseDirFor(
+    parsed: CacheableCompile,
+    cwd: string,
+    count: (reason: string) => void,
+  ): BaseDir | undefined {
+    const base = this.config.baseDir;
+    if (!base || parsed.family === 'nvcc' || !parsed.needsPreprocessor) return undefined;
+    if (parsed.language.startsWith('assembler')) return undefined;
+    const reloc = BaseDir.for(base, cwd, parsed.args);
+    if ('reason' in reloc) {
+      count(reloc.reason);
+      return undefined;
+    }
+    if (parsed.keyCwd && reloc.debugNamesDirectory()) {
+      count('-g without a prefix map for the working directory');
+      reloc.counted = true;
+    }
+    return reloc;
+  }
+
+  /**
    * Why a call must not be cached, judged from its source before any lookup: an assembler
    * `.incbin`/`.include`, or a precompiled header gcc would pick up for its first `#include`.
    */
@@ -446,7 +483,8 @@ export class CompileService {
   /**
    * The keys a lookup starts from: the part every mode shares, and for direct mode the "seen" key
    * (this source with these arguments, anywhere) and the direct key (here) with the include
-   * directories' stamps. `refusal` when the source rules caching out.
+   * directories' stamps; the base_dir relocation and pin. `refusal` when the source rules caching
+   * out. `countBaseDir` counts why base_dir does not apply.
    */
   private lookupKeys(
     program: string,
@@ -455,6 +493,7 @@ export class CompileService {
     parsed: CacheableCompile,
     req: CompileRequest,
     startedMs: number,
+    countBaseDir: (reason: string) => void,
   ):
     | { readonly refusal: string }
     | {
@@ -463,13 +502,17 @@ export class CompileService {
         readonly seenKey: string | undefined;
         readonly directKey: string | undefined;
         readonly dirs: [string, string][] | undefined;
+        readonly reloc: BaseDir | undefined;
+        readonly pin: Buffer | undefined;
       } {
     const source = this.digests.get(atCwd(req.cwd, parsed.input));
     if (!source) return { refusal: 'unreadable source file' };
     const refusal = this.refusal(source, parsed, req);
     if (refusal) return { refusal };
     const cwd = logicalCwd(req);
-    const common = this.commonKey(program, identity, tools, parsed, req, cwd);
+    const reloc = this.baseDirFor(parsed, cwd, countBaseDir);
+    const pin = reloc && pinOf(cwd, req.argv);
+    const common = this.commonKey(program, identity, tools, parsed, req, cwd, reloc);
     const useDirect = this.config.directMode && parsed.needsPreprocessor && !source.flags.timestamp;
     // This source with these arguments, wherever it lives: known elsewhere, preprocessor mode can
     // find what another checkout stored, so depend mode is skipped.
@@ -477,7 +520,7 @@ export class CompileService {
       ? new KeyHasher()
           .add('common', common)
           .add('mode', 'seen')
-          .add('input', parsed.input)
+          .add('input', reloc ? reloc.path(parsed.input) : parsed.input)
           .add('source', source.digest)
           .digest()
       : undefined;
@@ -486,7 +529,7 @@ export class CompileService {
     const directKey = seenKey && new KeyHasher().add('seen', seenKey).add('cwd', cwd).digest();
     // Taken before anything runs: a header added while compiling makes the stamp recorded stale.
     const dirs = directKey ? this.includeDirStamps(parsed, req, startedMs) : undefined;
-    return { source, common, seenKey, directKey, dirs };
+    return { source, common, seenKey, directKey, dirs, reloc, pin };
   }
 
   private async compileCached(
@@ -500,9 +543,11 @@ export class CompileService {
     const startedMs = Date.now();
     // What the user typed, response files unexpanded: they may exist because the expansion is too long.
     const asTyped: Response = { action: Action.EXEC, program, argv: [program, ...args] };
-    const keys = this.lookupKeys(program, identity, tools, parsed, req, startedMs);
+    const keys = this.lookupKeys(program, identity, tools, parsed, req, startedMs, (reason) =>
+      this.stats.baseDir(reason),
+    );
     if ('refusal' in keys) return this.uncached(keys.refusal, asTyped);
-    const { source, common, seenKey, directKey, dirs } = keys;
+    const { source, common, seenKey, directKey, dirs, reloc, pin } = keys;
 
     // A miss on the cluster needs the preprocessed source, so depend mode (a local compile) is off.
     // KILN_NO_DIST=1 in the caller's environment keeps one build local (the daemon is shared).
@@ -524,9 +569,10 @@ export class CompileService {
         // Never compiled with these arguments and this source: nothing for the preprocessor to find
         // either, so skip it and learn the headers from a depfile (ccache's "depend mode"). Not when
         // the object records its command line: kiln's own -MD -MF would show in it.
+        // Under base_dir a cold miss runs the preprocessor: its key is the one other directories find.
         const depend =
           parsed.dependModeOnly ||
-          (!found.known && self.config.dependMode && !(await self.entries.readManifest(seenKey!)));
+          (!found.known && self.config.dependMode && !reloc && !(await self.entries.readManifest(seenKey!)));
         const ownDepfileShows = parsed.depListing === 'none' && parsed.recordsCommandLine;
         if (depend && parsed.depListing !== 'partial' && !distributable && !ownDepfileShows) {
           const response = await self.compileDependMode(
@@ -540,6 +586,7 @@ export class CompileService {
             req,
             asTyped,
             startedMs,
+            reloc,
           );
           if (response) {
             yield { response };
@@ -567,7 +614,7 @@ export class CompileService {
         preprocessed = cpp.stdout;
         headers = cpp.headers;
         const mode = distributable && parsed.remote.ok ? `cpp-${parsed.remote.style}` : 'cpp';
-        resultKey = self.preprocessorKey(common, mode, cpp, req.cwd, keyed);
+        resultKey = self.preprocessorKey(common, mode, cpp, req.cwd, keyed, parsed, reloc);
       } else {
         resultKey = new KeyHasher()
           .add('common', common)
@@ -590,7 +637,7 @@ export class CompileService {
         this.terminalDiagnostics(result.stderr, req)
           ? this.uncached('diagnostics for a terminal', asTyped)
           : undefined,
-      replay: (result) => this.replay(result, parsed, req),
+      replay: (result) => this.replay(result, parsed, req, reloc, pin),
       remote: () =>
         distributable && preprocessed
           ? {
@@ -607,7 +654,7 @@ export class CompileService {
             return;
           }
         }
-        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd, reloc, pin);
         if (directKey) await record();
       },
     };
@@ -626,17 +673,30 @@ export class CompileService {
     cpp: { stdout: Buffer; stderr: Buffer; headers: Headers },
     cwd: string,
     keyed: Map<string, string | undefined>,
+    parsed: CacheableCompile,
+    reloc: BaseDir | undefined,
   ): string {
+    // __builtin_FILE() (std::source_location) takes the path from the line markers: keep them as they are.
+    const builtinFile =
+      reloc !== undefined &&
+      (cpp.stdout.includes('__builtin_FILE') || cpp.stdout.includes('__builtin_source_location'));
+    if (builtinFile && !reloc.counted) {
+      this.stats.baseDir('__builtin_FILE or std::source_location');
+      reloc.counted = true;
+    }
+    const moved = builtinFile ? undefined : reloc;
     const h = new KeyHasher()
       .add('common', common)
       .add('mode', mode)
-      .add('preprocessed', cpp.stdout)
+      .add('preprocessed', moved ? moved.markers(cpp.stdout) : cpp.stdout)
       .add('cpp-stderr', cpp.stderr);
     for (const file of cpp.headers.files) {
       const digest = this.digests.get(atCwd(cwd, file))?.digest;
       keyed.set(file, digest);
-      h.add(`read:${file}`, digest);
+      h.add(`read:${moved ? moved.path(file) : file}`, digest);
     }
+    // -g under base_dir: every name the debug info will hold, as the prefix maps leave it.
+    if (reloc && parsed.keyCwd) h.addList('debug-names', reloc.debugNames(markerNames(cpp.stdout)).names);
     return h.digest();
   }
 
@@ -758,6 +818,7 @@ export class CompileService {
     req: CompileRequest,
     asTyped: Response,
     startedMs: number,
+    reloc: BaseDir | undefined,
   ): Promise<Response | undefined> {
     let ownDepFile: string | undefined;
     if (parsed.depListing === 'none') {
@@ -791,7 +852,15 @@ export class CompileService {
         const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
-        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+        await this.store(
+          resultKey,
+          run.stdout,
+          run.stderr,
+          parsed,
+          req.cwd,
+          reloc,
+          reloc && pinOf(reloc.cwd, req.argv),
+        );
         if (dirs) await this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
         await this.markSeen(seenKey);
       } else {
@@ -804,7 +873,7 @@ export class CompileService {
           trust.preprocessorSafe &&
           !parsed.dependModeOnly
         )
-          await this.storeByPreprocessor(program, common, parsed, req, startedMs, listed, run);
+          await this.storeByPreprocessor(program, common, parsed, req, startedMs, listed, run, reloc);
       }
       return run.success;
     } finally {
@@ -826,6 +895,7 @@ export class CompileService {
     startedMs: number,
     listed: readonly string[],
     run: { stdout: Buffer; stderr: Buffer },
+    reloc: BaseDir | undefined,
   ): Promise<void> {
     const cpp = await this.preprocess(program, parsed, false, req);
     if (!cpp || hasAsmInclude(cpp.stdout)) return;
@@ -834,8 +904,16 @@ export class CompileService {
       const d = this.digests.get(atCwd(req.cwd, file));
       if (d && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) return;
     }
-    const resultKey = this.preprocessorKey(common, 'cpp', cpp, req.cwd, new Map());
-    await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd);
+    const resultKey = this.preprocessorKey(common, 'cpp', cpp, req.cwd, new Map(), parsed, reloc);
+    await this.store(
+      resultKey,
+      run.stdout,
+      run.stderr,
+      parsed,
+      req.cwd,
+      reloc,
+      reloc && pinOf(reloc.cwd, req.argv),
+    );
   }
 
   private outputFiles(parsed: CacheableCompile): [string, string][] {
@@ -874,16 +952,33 @@ export class CompileService {
     stderr: Buffer,
     parsed: CacheableCompile,
     cwd: string,
+    reloc?: BaseDir,
+    pin?: Buffer,
   ): Promise<void> {
     const files: [string, Buffer][] = [];
+    let namesDir = reloc !== undefined && (reloc.mentions(stdout) || reloc.mentions(stderr));
     for (const [kind, file] of this.outputFiles(parsed)) {
       const data = readOutputFile(cwd, file);
-      if (data) files.push([kind, data]);
-      else if (kind === 'object' || kind === 'dep') {
+      if (data) {
+        if (kind === 'dep' && reloc) {
+          // Kept with `\0<ups>\0` for the directory: written back for the directory of each hit.
+          const stored = reloc.toStored(data);
+          namesDir ||= reloc.mentions(stored);
+          files.push(['dep-rel', stored]);
+        } else {
+          namesDir ||= reloc?.mentions(data) ?? false;
+          files.push([kind, data]);
+        }
+      } else if (kind === 'object' || kind === 'dep') {
         this.stats.error('missing output');
         this.log.warn(`not storing: ${kind} ${file} was not produced`);
         return;
       }
+    }
+    if (namesDir && pin) {
+      // An output holds the directory's path: this entry is for this directory and command only.
+      if (!reloc?.counted) this.stats.baseDir('the output names its directory');
+      files.push(['pin', pin]);
     }
     await this.entries.putResult(key, stdout, stderr, files);
   }
@@ -893,13 +988,22 @@ export class CompileService {
     result: CachedResult,
     parsed: CacheableCompile,
     req: CompileRequest,
+    reloc?: BaseDir,
+    pin?: Buffer,
     countFailure = true,
   ): Response | undefined {
     const wanted = this.outputFiles(parsed);
-    if (!result.files.has('object') || (parsed.depFile && !result.files.has('dep'))) return undefined;
+    const pinned = result.files.get('pin');
+    if (pinned && !(pin && pinned.equals(pin))) {
+      this.log.debug('base_dir: the entry names another directory');
+      return undefined;
+    }
+    const relDep = result.files.get('dep-rel');
+    const dep = relDep ? reloc?.fromStored(relDep) : result.files.get('dep');
+    if (!result.files.has('object') || (parsed.depFile && !dep)) return undefined;
     try {
       for (const [kind, file] of wanted) {
-        const data = result.files.get(kind);
+        const data = kind === 'dep' ? dep : result.files.get(kind);
         if (data) this.writeOutput(req, parsed, kind, file, data);
       }
     } catch (err) {

@@ -296,6 +296,12 @@ export class RemoteCompiler {
     const startedMs = performance.now();
     let uploaded = false;
     let workerId: string | undefined;
+    let workerUrl = '';
+    /** A failure of the worker's own (not of the user's code, not a limit): said once per worker. */
+    const workerFailed = (reason: string, detail: string): Attempt => {
+      if (workerId) this.notices.workerTrouble(workerId, workerUrl, false, `${reason}: ${detail}`);
+      return { kind: 'failed', reason, detail };
+    };
     const failed = (reason: string, detail: string): Attempt => ({ kind: 'failed', reason, detail });
     try {
       const alloc = await this.allocate(spec, exclude);
@@ -308,11 +314,13 @@ export class RemoteCompiler {
             ClusterProblem.NO_WORKERS,
             `the scheduler has no worker for ${spec.hostTriples.join(' or ')} (${alloc.reason}): start \`kiln-dist worker\` with [scheduler] url and token pointing at ${this.config.scheduler_url}`,
           );
+        if (!alloc.noWorker && exclude.length === 0) this.notices.full(alloc.reason);
         return { kind: 'local', reason, noWorker: true };
       }
       this.notices.working();
       const { worker, jobId, jobToken } = alloc;
       workerId = worker.id;
+      workerUrl = worker.url;
       if (!alloc.hasToolchain && toolchain.archive && !this.sent.has(sentKey(worker.id, spec.digest)))
         uploaded = true;
       if (!alloc.hasToolchain) await this.upload(worker, jobToken, toolchain);
@@ -354,9 +362,12 @@ export class RemoteCompiler {
       // The worker's limit, not the user's code: compiled locally, where it may well fit.
       if (limitExceeded)
         return failed('remote limit', `job ${jobId} on ${worker.id} exceeded its ${limitExceeded} limit`);
-      if (exitCode === null || signal) return failed('remote crash', `killed by ${signal}`);
+      if (exitCode === null || signal) return workerFailed('remote crash', `killed by ${signal}`);
       if (exitCode !== 0 && (exitCode >= 126 || INFRA_FAILURE.test(result.stderr.toString()))) {
-        return failed('toolchain broken on worker', result.stderr.toString().trim().split('\n')[0] ?? '');
+        return workerFailed(
+          'toolchain broken on worker',
+          result.stderr.toString().trim().split('\n')[0] ?? '',
+        );
       }
       if (exitCode !== 0 || !plan.acceptStderr(result.stderr)) {
         this.log.debug(
@@ -367,7 +378,7 @@ export class RemoteCompiler {
       const outputs = new Map<string, Buffer>();
       for (const name of remoteJob.outputs) {
         const data = result.outputs.get(name);
-        if (!data) return failed('missing output', `worker ${worker.id} returned no ${name}`);
+        if (!data) return workerFailed('missing output', `worker ${worker.id} returned no ${name}`);
         outputs.set(name, data);
       }
       return {
@@ -378,6 +389,16 @@ export class RemoteCompiler {
       if (!(err instanceof DistError)) return failed('internal', (err as Error).stack ?? String(err));
       const problem = schedulerProblem(err, this.config.scheduler_url);
       if (problem) this.notices.problem(problem.kind, problem.text);
+      else if (workerId !== undefined && !err.toolchainMissing) {
+        const unreachable = err.reason === 'worker unreachable';
+        const detail = err.message.slice(err.reason.length + 2);
+        this.notices.workerTrouble(
+          workerId,
+          workerUrl,
+          unreachable,
+          unreachable ? detail.replace(`${workerUrl}: `, '') : `${err.reason}: ${detail}`,
+        );
+      }
       const lost = err.workerLost && workerId !== undefined ? { lostWorker: workerId } : {};
       return { kind: 'failed', reason: err.reason, detail: err.message, ...lost };
     }

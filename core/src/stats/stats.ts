@@ -25,6 +25,11 @@ export interface StatsData {
    * `succeeded` there or `compiled locally`.
    */
   distRetries: Record<string, number>;
+  /**
+   * Calls under `base_dir` whose entry is kept to its own directory, by reason (the output names
+   * the directory, -g without prefix maps, sanitizers…). They are cached all the same.
+   */
+  baseDir: Record<string, number>;
   /** Per language group (C, C++, Rust, CUDA…): hits, misses, failed compiles, calls not cached. */
   languages: Record<string, LanguageCounts>;
   /** Per remote cache tier, by its label (`redis://host:6379/0`, with the namespace). */
@@ -92,6 +97,7 @@ export const emptyStats = (): StatsData => ({
   distErrors: {},
   distLocal: {},
   distRetries: {},
+  baseDir: {},
   languages: {},
   tiers: {},
   since: new Date().toISOString(),
@@ -106,7 +112,7 @@ function addInto(target: StatsData, delta: StatsData): StatsData {
   for (const [k, v] of Object.entries(delta.nonCacheable))
     target.nonCacheable[k] = (target.nonCacheable[k] ?? 0) + v;
   for (const [k, v] of Object.entries(delta.errors)) target.errors[k] = (target.errors[k] ?? 0) + v;
-  for (const field of ['distCompiles', 'distErrors', 'distLocal', 'distRetries'] as const) {
+  for (const field of ['distCompiles', 'distErrors', 'distLocal', 'distRetries', 'baseDir'] as const) {
     target[field] ??= {};
     const into = target[field];
     for (const [k, v] of Object.entries(delta[field] ?? {})) into[k] = (into[k] ?? 0) + v;
@@ -175,6 +181,11 @@ export class Stats {
   tier(label: string, outcome: TierOutcome, n = 1): void {
     this.delta.tiers[label] ??= emptyTierCounts();
     this.delta.tiers[label][outcome] += n;
+  }
+
+  /** A call under base_dir whose entry is not shared with other directories, and why. */
+  baseDir(reason: string): void {
+    this.delta.baseDir[reason] = (this.delta.baseDir[reason] ?? 0) + 1;
   }
 
   dist(field: 'distCompiles' | 'distErrors' | 'distLocal' | 'distRetries', key: string): void {

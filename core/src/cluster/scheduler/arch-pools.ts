@@ -23,6 +23,8 @@ export interface WorkerEntry {
   finished: number;
   failed: number;
   lastFailure?: { jobId: string; reason: string; endedMs: number };
+  /** The worker signed off: out of its pool, kept only until its running jobs are reported finished. */
+  leaving?: boolean;
 }
 
 /** What is remembered of a job that ended: assigned jobs live only in their worker's `jobs`. */
@@ -95,6 +97,12 @@ export class ArchPoolScheduler {
   heartbeat(info: WorkerHeartbeat): void {
     const now = this.now();
     let entry = this.workers.get(info.id);
+    // A heartbeat that was on its way when the worker signed off does not bring it back; the same
+    // id started again (a new job key) does.
+    if (entry?.leaving) {
+      if (entry.info.jobKey === info.jobKey) return;
+      entry.leaving = false;
+    }
     if (entry && entry.info.hostTriple !== info.hostTriple) {
       this.pools.get(entry.info.hostTriple)?.delete(info.id);
     }
@@ -162,8 +170,25 @@ export class ArchPoolScheduler {
     }
     this.workers.delete(id);
     const pool = this.pools.get(entry.info.hostTriple);
-    pool?.delete(id);
+    if (pool?.get(id) === entry) pool.delete(id);
     if (pool?.size === 0) this.pools.delete(entry.info.hostTriple);
+  }
+
+  /**
+   * A worker signing off (it was told to stop): out of its pool at once, so nothing new goes to it.
+   * Its running jobs stay its own until it reports them finished, then it is forgotten; if it goes
+   * silent first, `expire` ends them as for any lost worker. False for a worker not known here.
+   */
+  leave(id: string): boolean {
+    const entry = this.workers.get(id);
+    if (!entry) return false;
+    entry.leaving = true;
+    entry.lastSeenMs = this.now();
+    const pool = this.pools.get(entry.info.hostTriple);
+    if (pool?.get(id) === entry) pool.delete(id);
+    if (pool?.size === 0) this.pools.delete(entry.info.hostTriple);
+    if (entry.jobs.size === 0) this.workers.delete(id);
+    return true;
   }
 
   worker(id: string): WorkerEntry | undefined {
@@ -253,6 +278,7 @@ export class ArchPoolScheduler {
     this.end(jobId, { workerId, state, endedMs: now, ...(reason ? { reason } : {}) });
     this.remember(entry, jobId, state, failed ? (reason ?? REPORTED_FAILED) : undefined, now - since, now);
     this.opts.onJobEnded?.(entry.info.hostTriple, state, now - since);
+    if (entry.leaving && entry.jobs.size === 0) this.workers.delete(workerId);
     return true;
   }
 

@@ -2,6 +2,7 @@
  * The scheduler's HTTP server. `createScheduler` builds it; `kiln-dist scheduler` only listens and
  * shuts down. Workers heartbeat in, clients ask for a worker per job and get a job token for it.
  */
+
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { hostTriple } from '@kiln/plugins';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -19,6 +20,7 @@ import {
   finishedSchema,
   heartbeatSchema,
   jobIdParams,
+  leaveSchema,
   type WorkerHeartbeat,
   workerIdParams,
 } from '../api.js';
@@ -33,6 +35,7 @@ import {
 import { errorReplies } from '../http-errors.js';
 import { serverOptions } from '../http-server.js';
 import { METRICS_CONTENT_TYPE } from '../metrics.js';
+import type { LogStream } from '../server-log.js';
 import { ArchPoolScheduler } from './arch-pools.js';
 import type { SchedulerConfig } from './scheduler-config.js';
 import { schedulerMetrics } from './scheduler-metrics.js';
@@ -62,6 +65,8 @@ export interface SchedulerOptions {
   /** How often workers are told to heartbeat. */
   readonly heartbeatIntervalMs?: number;
   readonly logger?: boolean;
+  /** Where log lines go (server-log.ts: log_file reopened on SIGHUP, or the journal); else config.log_file or stdout. */
+  readonly logStream?: LogStream;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: string; readonly key: string };
 }
@@ -95,7 +100,10 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger
-      ? { level: config.log_level, ...(config.log_file ? { file: config.log_file } : {}) }
+      ? {
+          level: config.log_level,
+          ...(opts.logStream ? { stream: opts.logStream } : config.log_file ? { file: config.log_file } : {}),
+        }
       : false,
     bodyLimit: 1024 * 1024,
     // Allocation is the hot path: keep-alive clients, no per-request trust of proxies.
@@ -145,6 +153,24 @@ export function createScheduler(opts: SchedulerOptions): SchedulerApp {
       }
       pools.heartbeat(info);
       return { heartbeatIntervalMs, workerTimeoutMs };
+    },
+  );
+
+  // A worker told to stop signs off: out of its pool now, not a worker_timeout later.
+  app.post<{ Body: { id: string } }>(
+    `${API}/workers/leave`,
+    { schema: { body: leaveSchema }, onRequest: requireWorker },
+    async (request, reply) => {
+      const workerId = workerOf.get(request)!;
+      if (request.body.id !== workerId)
+        throw KILN_ERR_AUTH_FORBIDDEN(`this token belongs to worker "${workerId}", not "${request.body.id}"`);
+      const running = pools.worker(workerId)?.jobs.size ?? 0;
+      if (!pools.leave(workerId)) throw KILN_ERR_DIST_NOT_FOUND(`worker ${workerId}`);
+      jobKeys.delete(workerId);
+      app.log.info(
+        `worker ${workerId} signed off; removed from its pool (${running} running jobs finish there)`,
+      );
+      return reply.code(204).send();
     },
   );
 

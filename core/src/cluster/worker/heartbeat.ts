@@ -155,9 +155,40 @@ export class Heartbeat {
     }
   }
 
-  stop(): void {
+  /** No more heartbeats; the connection stays for `leave` and `finished`. */
+  pause(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * Signs off: the scheduler takes this worker out of its pool at once (no waiting for
+   * worker_timeout). Resolves with whether it answered; a failure is logged, and the scheduler
+   * then drops the worker when its heartbeats stop, as for any lost worker.
+   */
+  async leave(id: string): Promise<boolean> {
+    this.pause();
+    try {
+      this.token = this.opts.token();
+      const res = await this.post('/workers/leave', { id });
+      if (res.status === 204) return true;
+      let message: string | undefined;
+      try {
+        message = (JSON.parse(res.body.toString()) as { message?: string }).message;
+      } catch {}
+      this.opts.log.warn(
+        `signing off: ${refusal(res.status, message)}; it drops this worker after worker_timeout`,
+      );
+    } catch (err) {
+      this.opts.log.warn(
+        `signing off: ${this.opts.schedulerUrl}: ${why(err)}; it drops this worker after worker_timeout`,
+      );
+    }
+    return false;
+  }
+
+  stop(): void {
+    this.pause();
     this.http.close();
   }
 }

@@ -3,6 +3,7 @@
  * they upload a toolchain once, then run jobs in the sandbox. Everything they send is hostile
  * until checked.
  */
+
 import { createSecretKey, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -23,6 +24,7 @@ import { bearerOf, type JobGrant, verifyJobToken } from '../auth.js';
 import { errorReplies } from '../http-errors.js';
 import { serverOptions } from '../http-server.js';
 import { METRICS_CONTENT_TYPE, sameToken } from '../metrics.js';
+import type { LogStream } from '../server-log.js';
 import {
   decodeFrame,
   frameStream,
@@ -59,6 +61,8 @@ export interface WorkerAppOptions {
   readonly logLevel?: string;
   /** Append the JSON log to this file instead of stdout. */
   readonly logFile?: string;
+  /** Where log lines go instead (server-log.ts: a file reopened on SIGHUP, or the journal); wins over logFile. */
+  readonly logStream?: LogStream;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP without. */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** The bearer token /metrics wants (worker.toml metrics_token_file); without one it is off. */
@@ -109,7 +113,10 @@ export function createWorkerApp(opts: WorkerAppOptions): WorkerApp {
     // Unknown fields are an error, not silently dropped (fastify's default).
     ajv: { customOptions: { removeAdditional: false } },
     logger: opts.logger
-      ? { level: opts.logLevel ?? 'warn', ...(opts.logFile ? { file: opts.logFile } : {}) }
+      ? {
+          level: opts.logLevel ?? 'warn',
+          ...(opts.logStream ? { stream: opts.logStream } : opts.logFile ? { file: opts.logFile } : {}),
+        }
       : false,
     bodyLimit: 64 * 1024,
     ...serverOptions(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, opts.tls),

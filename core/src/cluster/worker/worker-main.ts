@@ -27,6 +27,7 @@ import { ArchiveResolver } from '../../toolchain/archive-resolver.js';
 import { claimedExpiry } from '../auth.js';
 import { checkLogFile, parseAddr } from '../config-file.js';
 import { listenOn } from '../http-server.js';
+import type { LogStream } from '../server-log.js';
 import { certificateHosts, loadServerTls, type ServerTls } from '../tls/server-tls.js';
 import { Heartbeat, machineInfo } from './heartbeat.js';
 import { ToolchainStore } from './toolchain-store.js';
@@ -93,6 +94,8 @@ export async function startWorker(
   configDir: string,
   version: string,
   log: Logger,
+  /** Where the HTTP server's log lines go (server-log.ts); undefined: log_file or stdout. */
+  logStream?: LogStream,
 ): Promise<RunningWorker> {
   const scope = container.createChildContainer();
   // The context plugins may inject (see @kiln/plugins tokens.ts).
@@ -168,6 +171,7 @@ export async function startWorker(
     logger: true,
     logLevel: config.log_level,
     ...(config.log_file ? { logFile: config.log_file } : {}),
+    ...(logStream ? { logStream } : {}),
     ...(tls ? { tls } : {}),
     ...(config.metrics_token ? { metricsToken: () => config.metrics_token! } : {}),
     onJobDone: (jobId, failed) => void heartbeat?.finished(jobId, config.id, failed),
@@ -209,9 +213,27 @@ export async function startWorker(
     url,
     address,
     tls,
+    /**
+     * Signs off at the scheduler (out of its pool at once), refuses new requests (fastify answers
+     * 503 while closing) and waits for running jobs, at most job_timeout: a job cannot run longer.
+     */
     async close() {
+      const running = worker.heldJobs().length;
+      if (heartbeat) await heartbeat.leave(config.id);
+      if (running > 0)
+        log.info(`signed off; finishing ${running} running job(s), for at most ${config.job_timeout} s`);
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        worker.app.close(),
+        new Promise<void>((resolve) => {
+          bound = setTimeout(() => {
+            log.warn(`jobs still running after ${config.job_timeout} s; stopping anyway`);
+            resolve();
+          }, config.job_timeout * 1000);
+        }),
+      ]);
+      clearTimeout(bound);
       heartbeat?.stop();
-      await worker.app.close();
     },
   };
 }
