@@ -23,7 +23,9 @@ const opt = (name, fallback) => {
 };
 const RUNS = Number(opt('--runs', '5'));
 const JOBS = Number(opt('--jobs', String(os.cpus().length)));
-const ONLY = opt('--only', 'zlib,yaml-cpp,latency,cargo,cuda,scheduler,cluster,sandbox,remote').split(',');
+const ONLY = opt('--only', 'zlib,yaml-cpp,latency,hotpath,cargo,cuda,scheduler,cluster,sandbox,remote').split(
+  ',',
+);
 /** The tools to compare (default: every one installed). */
 const TOOLS = opt('--tools', undefined)?.split(',');
 
@@ -111,41 +113,46 @@ function kilnCounts(tool) {
   return { hits: s.hitsDirect + s.hitsPreprocessed, compiles: s.misses + s.compileFailed };
 }
 
+/**
+ * Cold and warm builds of one project, the tools taking turns within each run (so a slow spell of
+ * the machine falls on all of them alike).
+ */
 function benchProject(name, list) {
   const project = projects[name];
   const rows = { cold: {}, warm: {}, warmHits: {} };
-  for (const tool of list) {
-    const dir = project.prepare(tool);
-    const cold = [];
-    const warm = [];
-    const isKiln = tool.name.startsWith('kiln');
-    let warmHits = 0;
-    let warmCompiles = 0;
-    for (let i = 0; i < RUNS; i++) {
+  const dirs = new Map(list.map((tool) => [tool.name, project.prepare(tool)]));
+  const cold = new Map(list.map((t) => [t.name, []]));
+  const warm = new Map(list.map((t) => [t.name, []]));
+  const counts = new Map(list.map((t) => [t.name, { hits: 0, compiles: 0 }]));
+  for (let i = 0; i < RUNS; i++) {
+    for (const tool of list) {
+      const dir = dirs.get(tool.name);
+      const isKiln = tool.name.startsWith('kiln');
       tool.clear();
-      cold.push(project.build(tool, dir));
+      cold.get(tool.name).push(project.build(tool, dir));
       notePeakRss(tool);
+      // plain has no cache: its warm build is another cold one.
+      if (tool.name === 'plain') continue;
       const before = isKiln ? kilnCounts(tool) : undefined;
-      warm.push(project.build(tool, dir));
+      warm.get(tool.name).push(project.build(tool, dir));
       if (before) {
         const after = kilnCounts(tool);
-        warmHits += after.hits - before.hits;
-        warmCompiles += after.compiles - before.compiles;
+        counts.get(tool.name).hits += after.hits - before.hits;
+        counts.get(tool.name).compiles += after.compiles - before.compiles;
       }
       notePeakRss(tool);
-      if (tool.name === 'plain') break; // plain has no cache: one cold/warm pair per run suffices below
     }
-    if (tool.name === 'plain') {
-      for (let i = 1; i < RUNS; i++) cold.push(project.build(tool, dir));
-      warm.splice(0, warm.length, ...cold);
-    }
-    rows.cold[tool.name] = median(cold);
-    rows.warm[tool.name] = median(warm);
+  }
+  for (const tool of list) {
+    const n = tool.name;
+    rows.cold[n] = median(cold.get(n));
+    rows.warm[n] = n === 'plain' ? rows.cold[n] : median(warm.get(n));
     // The share of a warm build's compiles that were hits: anything under 100% is a lost hit.
-    if (isKiln) rows.warmHits[tool.name] = (warmHits / (warmHits + warmCompiles)) * 100;
-    const rate = isKiln ? `, warm hit rate ${rows.warmHits[tool.name].toFixed(1)}%` : '';
+    const c = counts.get(n);
+    if (n.startsWith('kiln')) rows.warmHits[n] = (c.hits / (c.hits + c.compiles)) * 100;
+    const rate = n.startsWith('kiln') ? `, warm hit rate ${rows.warmHits[n].toFixed(1)}%` : '';
     process.stderr.write(
-      `  ${name} ${tool.name}: cold ${rows.cold[tool.name].toFixed(2)} s, warm ${rows.warm[tool.name].toFixed(2)} s${rate}\n`,
+      `  ${name} ${n}: cold ${rows.cold[n].toFixed(2)} s, warm ${rows.warm[n].toFixed(2)} s${rate}\n`,
     );
   }
   return rows;
@@ -216,6 +223,10 @@ async function main() {
   const results = {};
   for (const p of ['zlib', 'yaml-cpp']) if (ONLY.includes(p)) results[p] = benchProject(p, list);
   const lat = ONLY.includes('latency') ? benchLatency(list) : undefined;
+  // CPU per hit, hits/s with 1/2/4 clients, 1 vs 2 cores, RSS with 100k entries (bench/hotpath.mjs).
+  const hot = ONLY.includes('hotpath')
+    ? await (await import('./hotpath.mjs')).benchHotPath({ runs: RUNS, work, tools: list })
+    : undefined;
   // Rust (cargo, offline from Debian's crate sources) and CUDA (one nvcc file): bench/rust-cuda.mjs.
   const { benchCargo, benchCuda, cargoPrerequisites } = await import('./rust-cuda.mjs');
   const extraRows = {};
@@ -309,6 +320,26 @@ async function main() {
   lines.push(
     `${'daemon peak RSS (MB)'.padEnd(30)}${names.map((n) => col(peakRss.has(n) ? peakRss.get(n).toFixed(0) : '-')).join('')}`,
   );
+  if (hot) {
+    const cell = (v, digits) => col(v === undefined ? '-' : v.toFixed(digits));
+    const row = (label, byTool, digits) =>
+      lines.push(`${label.padEnd(30)}${names.map((n) => cell(byTool?.[n], digits)).join('')}`);
+    row('CPU/hit small.c, server (ms)', hot.cpu['small.c server'], 2);
+    row('CPU/hit small.c, all (ms)', hot.cpu['small.c total'], 2);
+    row('CPU/hit C++ 490 hdrs, srv (ms)', hot.cpu['big.cpp server'], 2);
+    row('CPU/hit C++ 490 hdrs, all (ms)', hot.cpu['big.cpp total'], 2);
+    for (const c of ['1', '2', '4']) row(`C++ hits/s, ${c} client${c === '1' ? '' : 's'}`, hot.rate[c], 0);
+    if (hot.cores['0']) {
+      row('C++ hits/s, 4 clients, 1 core', hot.cores['0'], 0);
+      row('C++ hits/s, 4 clients, 2 cores', hot.cores['0,1'], 0);
+    }
+    if (hot.rss) {
+      const total = hot.rss.daemon + hot.rss.workers.reduce((a, b) => a + b, 0);
+      lines.push(
+        `${'RSS, 100k-entry cache (MB)'.padEnd(30)}${col(`${total.toFixed(0)}`)}  (daemon ${hot.rss.daemon.toFixed(0)} + ${hot.rss.workers.length} worker(s) ${hot.rss.workers.map((w) => w.toFixed(0)).join('+') || '-'}; cache ${(hot.rss.cacheBytes / 1e6).toFixed(0)} MB counted)`,
+      );
+    }
+  }
   if (sched.length) {
     lines.push(
       `${'scheduler allocs/s, 1000 wkrs'.padEnd(30)}${col(median(sched.map((r) => r.allocsPerSec)).toFixed(0))}`,

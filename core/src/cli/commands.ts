@@ -61,6 +61,47 @@ export function clientExecutable(): string {
   return fs.existsSync(native) ? native : path.join(here, 'kiln.js');
 }
 
+/**
+ * Stops the daemon and waits until it has exited (its hit workers first, then its last writes to
+ * remote tiers and its stats): after this, the cache dir can be removed or moved.
+ */
+async function stopServer(env: NodeJS.ProcessEnv): Promise<number> {
+  const ping = await control('ping', env, false);
+  const pid = ping?.action === Action.RESULT ? Number(ping.stdout.toString().trim()) : Number.NaN;
+  const res = await control('stop', env, false);
+  if (!res) {
+    process.stdout.write('kiln: no daemon was running\n');
+    return 0;
+  }
+  // A zombie has exited: whether its parent (init, or a container's PID 1 that never reaps) has
+  // collected it does not matter here.
+  const running = () => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && fs.existsSync('/proc/self/stat')) return false;
+    }
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const end = Date.now() + STOP_WAIT_MS;
+  while (Number.isSafeInteger(pid) && pid > 0 && running() && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 20));
+  if (Number.isSafeInteger(pid) && pid > 0 && running()) {
+    process.stdout.write(`kiln: daemon ${pid} is stopping (still finishing its writes)\n`);
+    return 0;
+  }
+  process.stdout.write('kiln: daemon stopped\n');
+  return 0;
+}
+
+/** A stopping daemon waits up to 5 s for its hit workers and 10 s for remote tiers. */
+const STOP_WAIT_MS = 20_000;
+
 async function startServer(env: NodeJS.ProcessEnv): Promise<number> {
   if (await control('ping', env, false)) {
     process.stdout.write('kiln: the daemon is already running\n');
@@ -364,11 +405,8 @@ export async function runCommand(argv: readonly string[], self: string): Promise
         return setMaxSize(rest[0], env);
       case '--start-server':
         return await startServer(env);
-      case '--stop-server': {
-        const res = await control('stop', env, false);
-        process.stdout.write(res ? 'kiln: daemon stopped\n' : 'kiln: no daemon was running\n');
-        return 0;
-      }
+      case '--stop-server':
+        return await stopServer(env);
       case '-s':
       case '--show-stats':
         return await showStats(rest, env);
