@@ -119,14 +119,17 @@ export class Daemon {
     this.socketIno = fs.statSync(socket).ino;
     fs.writeFileSync(`${socket.replace(/\.sock$/, '')}.pid`, `${process.pid}\n`);
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
-    this.startWorkers(this.server);
     this.rescan(this.parts);
     this.parts.log.info(`daemon ${process.pid} listening on ${socket}`);
     return true;
   }
 
+  /**
+   * Hit workers start with the first direct hit the daemon answers: a warm build is under way.
+   * A cold build (all misses, which only the daemon compiles) never pays for starting them.
+   */
   private startWorkers(server: net.Server): void {
-    if (this.parts.config.daemonWorkers === 0) return;
+    if (this.workers || this.parts.config.daemonWorkers === 0) return;
     this.workers = new HitWorkers({
       workers: () => this.parts.config.daemonWorkers,
       server,
@@ -188,8 +191,7 @@ export class Daemon {
         if (old.tiers) void old.tiers.flush(TIER_FLUSH_MS).then(() => old.tiers?.close());
         this.rescan(next);
         // Workers read the config when they start: new ones for the new settings.
-        if (this.workers) this.workers.restart();
-        else if (this.server) this.startWorkers(this.server);
+        this.workers?.restart();
         next.log.info(`config file ${file} changed: reloaded`);
       })
       .catch((err: Error) => {
@@ -279,7 +281,10 @@ export class Daemon {
       this.parts.stats.nonCacheable('non-UTF-8 arguments or environment');
       return { action: Action.FALLBACK };
     }
-    return this.parts.service.handle(call);
+    const res = await this.parts.service.handle(call);
+    if (!this.workers && this.server && this.parts.stats.pending.hitsDirect > 0)
+      this.startWorkers(this.server);
+    return res;
   }
 
   private async control([command, ...args]: readonly string[]): Promise<Response> {

@@ -182,7 +182,7 @@ export class HitWorkers {
     return [...this.workers].filter((w) => !w.retired).map((w) => ({ pid: w.child.pid ?? 0, hits: w.hits }));
   }
 
-  /** New workers for new settings: the old ones finish the calls they hold and exit. */
+  /** New workers for new settings (none when the setting is 0): the old ones finish their calls and exit. */
   restart(): void {
     // Retiring workers stay in the set until they exit: a sync still collects their counts.
     for (const w of [...this.workers]) void this.retire(w);
