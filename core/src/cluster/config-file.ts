@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { ConfigSchemaError, type ObjectSchema, validateConfig } from '@kiln/plugins';
+import { ConfigSchemaError, type ObjectSchema, validateConfig } from '@kiln/plugins/config-schema';
 import { parse as parseToml } from 'smol-toml';
 import {
   KILN_ERR_CONFIG_INVALID,

@@ -3,7 +3,7 @@
  * here; the backend's own keys, checked by its module. Runs when the config is read, without
  * loading any client library.
  */
-import { didYouMean } from '@kiln/plugins';
+import { didYouMean } from '@kiln/plugins/config-schema';
 import {
   KILN_ERR_CONFIG_INVALID,
   KILN_ERR_CONFIG_MISSING,
