@@ -140,6 +140,9 @@ function isElf(file: string): boolean {
   }
 }
 
+/** The pin an entry stored from this call carries when base_dir applies (see `store`). */
+const pinFor = (reloc: BaseDir | undefined, req: CompileRequest) => reloc && pinOf(reloc.cwd, req.argv);
+
 /** A compile's headers with what the preprocessor said about them. */
 interface Headers {
   readonly files: readonly string[];
@@ -511,7 +514,7 @@ export class CompileService {
     if (refusal) return { refusal };
     const cwd = logicalCwd(req);
     const reloc = this.baseDirFor(parsed, cwd, countBaseDir);
-    const pin = reloc && pinOf(cwd, req.argv);
+    const pin = pinFor(reloc, req);
     const common = this.commonKey(program, identity, tools, parsed, req, cwd, reloc);
     const useDirect = this.config.directMode && parsed.needsPreprocessor && !source.flags.timestamp;
     // This source with these arguments, wherever it lives: known elsewhere, preprocessor mode can
@@ -852,15 +855,7 @@ export class CompileService {
         const h = new KeyHasher().add('version', KEY_VERSION).add('mode', 'depend').add('direct', directKey);
         for (const [file, digest] of files) h.add(file, digest);
         const resultKey = h.digest();
-        await this.store(
-          resultKey,
-          run.stdout,
-          run.stderr,
-          parsed,
-          req.cwd,
-          reloc,
-          reloc && pinOf(reloc.cwd, req.argv),
-        );
+        await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd, reloc, pinFor(reloc, req));
         if (dirs) await this.entries.addManifestEntry(directKey, { files, dirs, result: resultKey });
         await this.markSeen(seenKey);
       } else {
@@ -905,15 +900,7 @@ export class CompileService {
       if (d && d.changedMs >= startedMs - TOO_NEW_MARGIN_MS) return;
     }
     const resultKey = this.preprocessorKey(common, 'cpp', cpp, req.cwd, new Map(), parsed, reloc);
-    await this.store(
-      resultKey,
-      run.stdout,
-      run.stderr,
-      parsed,
-      req.cwd,
-      reloc,
-      reloc && pinOf(reloc.cwd, req.argv),
-    );
+    await this.store(resultKey, run.stdout, run.stderr, parsed, req.cwd, reloc, pinFor(reloc, req));
   }
 
   private outputFiles(parsed: CacheableCompile): [string, string][] {
