@@ -4,6 +4,7 @@
  * `--stats-format json` alone; KILN_DIST_* overrides and KILN_NO_DIST for one build.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ClientKind, KilnSandbox } from './helpers/kiln.js';
@@ -50,7 +51,7 @@ describe.each(['native', 'node'] as ClientKind[])('%s client', (kind) => {
     const local = sb.kiln(['gcc', '-c', 'a.c']);
     expect(local.status).toBe(0);
     expect(local.stderr).toBe(
-      `kiln: the daemon could not start: unknown config key "cache_dri" in ${configFile(sb)}:2 (did you mean "cache_dir"?) (known keys: cache_dir, cache_size, log_level, idle_timeout, direct_mode, depend_mode, umask, cache, dist)\n`,
+      `kiln: the daemon could not start: unknown config key "cache_dri" in ${configFile(sb)}:2 (did you mean "cache_dir"?) (known keys: cache_dir, cache_size, log_level, idle_timeout, direct_mode, depend_mode, daemon_workers, umask, cache, dist)\n`,
     );
     expect(fs.existsSync(path.join(sb.work, 'a.o'))).toBe(true);
     for (const cmd of [['-s'], ['-z'], ['-C'], ['-p'], ['--start-server']]) {
@@ -148,6 +149,9 @@ describe('commands', () => {
     expect(r.stdout).toContain(`config file: ${file}\n`);
     expect(r.stdout).toContain('(environment variable KILN_CACHE_DIR) cache_dir = ');
     expect(r.stdout).toContain('(default) cache_size = 10.0 GiB\n');
+    // One hit worker per CPU this process may use beyond the first, at most 15.
+    const workers = Math.max(0, Math.min(os.availableParallelism() - 1, 15));
+    expect(r.stdout).toContain(`(default) daemon_workers = ${workers}\n`);
     expect(r.stdout).toContain(`(${file}:1) idle_timeout = 60\n`);
     expect(r.stdout).toContain(`(${file}:4) dist.scheduler_url = https://sched:10600\n`);
     expect(r.stdout).toContain('(environment variable KILN_DIST_JOB_TIMEOUT) dist.job_timeout = 30\n');

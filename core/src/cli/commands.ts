@@ -283,6 +283,7 @@ function showConfig(config: ClientConfig): number {
     idle_timeout: config.idleTimeout,
     direct_mode: config.directMode,
     depend_mode: config.dependMode,
+    daemon_workers: config.daemonWorkers,
     umask: config.umask === undefined ? undefined : config.umask.toString(8).padStart(3, '0'),
   };
   const rows: [string, string, string][] = CONFIG_KEYS.map((k) => [
