@@ -33,7 +33,6 @@ class HitWorker {
   private readonly pending = new Map<number, (answer: Buffer) => void>();
   private nextId = 0;
   private inflight = 0;
-  private busySince = 0;
   private stopping = false;
   private server: net.Server | undefined;
   private readonly stats: Stats | undefined;
@@ -77,7 +76,7 @@ class HitWorker {
     server.on('connection', (conn) =>
       serveConnection(conn, this.log, (body) => this.answer(body), FAILED, {
         begin: () => {
-          if (this.inflight++ === 0) this.busySince = Date.now();
+          this.inflight++;
         },
         end: () => {
           this.inflight--;
@@ -117,7 +116,7 @@ class HitWorker {
   private report(): void {
     const delta = this.stats?.take();
     if (delta && delta.requests === 0 && this.inflight === 0) return;
-    send({ type: 'stats', delta: delta ?? null, busy: this.inflight > 0, since: this.busySince });
+    send({ type: 'stats', delta: delta ?? null, busy: this.inflight > 0 });
   }
 
   onMessage(msg: ToWorker): void {

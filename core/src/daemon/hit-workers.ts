@@ -35,12 +35,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { readonly type: 'call'; readonly id: number; readonly body: Uint8Array }
-  | {
-      readonly type: 'stats';
-      readonly delta: StatsData | null;
-      readonly busy: boolean;
-      readonly since: number;
-    }
+  /** Counts since the last message, and whether it is answering a call now. */
+  | { readonly type: 'stats'; readonly delta: StatsData | null; readonly busy: boolean }
   | { readonly type: 'synced'; readonly seq: number; readonly delta: StatsData | null };
 
 export interface HitWorkersOptions {
@@ -159,12 +155,12 @@ export class HitWorkers {
       [...this.workers].map(
         (w) =>
           new Promise<void>((resolve) => {
+            if (!w.child.connected) return resolve();
             const timer = setTimeout(resolve, SYNC_TIMEOUT_MS);
             w.syncs.set(seq, () => {
               clearTimeout(timer);
               resolve();
             });
-            if (!w.child.connected) return resolve();
             w.child.send({ type: 'sync', seq } satisfies ToWorker);
           }),
       ),
