@@ -94,6 +94,10 @@ describe('daemon hit workers', () => {
     const workerHits = daemonInfo(s).workers.reduce((sum, w) => sum + w.hits, 0);
     expect(workerHits).toBeGreaterThan(0);
     expect(workerHits).toBeLessThanOrEqual(after.hitsDirect);
+    // `kiln -s` says so too.
+    const text = s.kiln(['-s']).stdout;
+    expect(text).toMatch(/^Hit workers \(running\) +2$/m);
+    expect(text).toMatch(new RegExp(`^  direct hits they answered +${workerHits}$`, 'm'));
   });
 
   it('hand misses, control commands and calls they do not cache to the daemon, which counts them once', async () => {

@@ -134,6 +134,8 @@ export function formatStats(data: {
   tiers?: readonly { label: string; readOnly: boolean; size?: number | undefined }[];
   /** Present when [dist] is configured: why the cluster is not used, or null. */
   cluster?: string | null;
+  /** The daemon's pid and its hit workers' (from a daemon that has them). */
+  daemon?: { pid: number; workers: readonly { pid: number; hits: number }[] };
 }): string {
   const s = data.stats;
   const hits = s.hitsDirect + s.hitsPreprocessed;
@@ -201,6 +203,12 @@ export function formatStats(data: {
     out += row('  skipped (backing off)', c.skipped);
     out += row('  writes dropped (queue full)', c.dropped);
     if (tier?.size !== undefined) out += row('  size', formatSize(tier.size));
+  }
+  if (data.daemon?.workers.length) {
+    // Since the workers started: hits answered beside the daemon, the rest the daemon answered.
+    const answered = data.daemon.workers.reduce((a, w) => a + w.hits, 0);
+    out += row('Hit workers (running)', data.daemon.workers.length);
+    out += row('  direct hits they answered', answered);
   }
   out += row('Cache location', data.cacheDir);
   out += row('Cache size', formatSize(data.cacheSize));
