@@ -21,7 +21,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { optEnvName, optString, withoutCredentials } from './options.js';
+import { bucketUrl, optEnvName, optString, withoutCredentials } from './options.js';
 
 export interface AzureOptions {
   readonly container: string;
@@ -65,16 +65,7 @@ type Auth =
 
 function parseOptions(url: string, table: Readonly<Record<string, unknown>>, where: string): AzureOptions {
   const expectedUrl = 'azure://CONTAINER or azure://CONTAINER/PREFIX, without credentials, port or query';
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw KILN_ERR_CONFIG_INVALID('url', where, expectedUrl);
-  }
-  if (u.protocol !== 'azure:' || u.username || u.password || u.port || u.search || u.hash) {
-    throw KILN_ERR_CONFIG_INVALID('url', where, expectedUrl);
-  }
-  const container = u.hostname;
+  const { name: container, prefix } = bucketUrl(url, 'azure:', where, expectedUrl);
   if (!/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(container)) {
     throw KILN_ERR_CONFIG_INVALID(
       'url',
@@ -82,7 +73,6 @@ function parseOptions(url: string, table: Readonly<Record<string, unknown>>, whe
       `${expectedUrl} (a container name: 3 to 63 lowercase letters, digits and single hyphens)`,
     );
   }
-  const prefix = decodeURIComponent(u.pathname).split('/').filter(Boolean).join('/');
 
   const accountUrl = optString(table, 'account_url', where, 'an http:// or https:// URL');
   if (accountUrl !== undefined) {

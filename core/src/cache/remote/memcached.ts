@@ -19,7 +19,7 @@ import net from 'node:net';
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { withoutCredentials } from './options.js';
+import { abortable, withoutCredentials } from './options.js';
 
 export interface MemcachedOptions {
   readonly url: string;
@@ -363,23 +363,9 @@ class MemcachedBackend implements RemoteBackend {
       this.#connection = new Connection(this.#options, this.#context.connectTimeoutMs, this.#what);
     }
     const connection = this.#connection;
-    return new Promise<T>((resolve, reject) => {
-      const aborted = () => {
-        reject(signal.reason);
-        connection.fail(new Error(`${this.#what}: a request on this connection was aborted`));
-      };
-      signal.addEventListener('abort', aborted, { once: true });
-      work(connection).then(
-        (v) => {
-          signal.removeEventListener('abort', aborted);
-          resolve(v);
-        },
-        (err) => {
-          signal.removeEventListener('abort', aborted);
-          reject(err);
-        },
-      );
-    });
+    return abortable(work(connection), signal, () =>
+      connection.fail(new Error(`${this.#what}: a request on this connection was aborted`)),
+    );
   }
 
   async #get(c: Connection, key: string): Promise<Item> {

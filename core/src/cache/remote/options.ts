@@ -1,4 +1,7 @@
-/** Reading a backend's own keys from a `[[cache.remote]]` table: what several backends share. */
+/**
+ * What several remote backends share: reading their keys from a `[[cache.remote]]` table, a
+ * bucket-style URL, naming a tier without credentials, a request cut short by its signal.
+ */
 import { KILN_ERR_CONFIG_INVALID } from '../../errors.js';
 
 type Table = Readonly<Record<string, unknown>>;
@@ -30,6 +33,29 @@ export function optEnvName(table: Table, key: string, where: string): string | u
   return v;
 }
 
+/**
+ * A bucket-style URL (`s3://BUCKET/PREFIX`, `azure://CONTAINER/PREFIX`): its host as the name and
+ * its path as a prefix without empty parts. Refuses any other scheme, credentials, a port, a
+ * query or a fragment (`expected` says what to write instead).
+ */
+export function bucketUrl(
+  url: string,
+  scheme: string,
+  where: string,
+  expected: string,
+): { readonly name: string; readonly prefix: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw KILN_ERR_CONFIG_INVALID('url', where, expected);
+  }
+  if (u.protocol !== scheme || u.username || u.password || u.port || u.search || u.hash) {
+    throw KILN_ERR_CONFIG_INVALID('url', where, expected);
+  }
+  return { name: u.hostname, prefix: decodeURIComponent(u.pathname).split('/').filter(Boolean).join('/') };
+}
+
 /** The URL without its user and password: how logs and `--show-stats` name a tier. */
 export function withoutCredentials(raw: string, invalid: string): string {
   try {
@@ -40,4 +66,27 @@ export function withoutCredentials(raw: string, invalid: string): string {
   } catch {
     return invalid;
   }
+}
+
+/** `work`, or the signal's reason when it aborts first (then `onAbort` runs): for backends whose
+ * client takes no signal of its own. */
+export function abortable<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => {
+      onAbort();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return aborted();
+    signal.addEventListener('abort', aborted, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', aborted);
+        resolve(v);
+      },
+      (err) => {
+        signal.removeEventListener('abort', aborted);
+        reject(err);
+      },
+    );
+  });
 }

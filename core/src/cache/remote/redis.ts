@@ -14,7 +14,7 @@ import type { RedisClientType } from '@redis/client';
 import { KILN_ERR_CONFIG_INVALID, KILN_ERR_STORAGE_DENIED, KILN_ERR_TLS_CERT } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { withoutCredentials } from './options.js';
+import { abortable, withoutCredentials } from './options.js';
 
 export interface RedisOptions {
   /** The URL as configured, for messages (describe() strips its credentials). */
@@ -288,28 +288,6 @@ class RedisBackend implements RemoteBackend {
 }
 
 const key = (name: EntryName) => `kiln:${entryPath(name)}`;
-
-/** `work`, or the signal's reason when it aborts first (then `onAbort` runs). */
-function abortable<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const aborted = () => {
-      onAbort();
-      reject(signal.reason);
-    };
-    if (signal.aborted) return aborted();
-    signal.addEventListener('abort', aborted, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener('abort', aborted);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener('abort', aborted);
-        reject(err);
-      },
-    );
-  });
-}
 
 export const redisBackend: BackendModule<RedisOptions> = {
   type: 'redis',

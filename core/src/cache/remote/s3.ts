@@ -23,7 +23,7 @@ import {
 } from '../../errors.js';
 import type { BackendContext, BackendModule, EntryName, RemoteBackend } from './backend.js';
 import { entryPath } from './backend.js';
-import { optBool, optEnvName, optString, withoutCredentials } from './options.js';
+import { bucketUrl, optBool, optEnvName, optString, withoutCredentials } from './options.js';
 
 export interface S3Options {
   readonly bucket: string;
@@ -68,20 +68,10 @@ interface SdkError {
 
 function parseOptions(url: string, table: Readonly<Record<string, unknown>>, where: string): S3Options {
   const expectedUrl = 's3://BUCKET or s3://BUCKET/PREFIX, without credentials, port or query';
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw KILN_ERR_CONFIG_INVALID('url', where, expectedUrl);
-  }
-  if (u.protocol !== 's3:' || u.username || u.password || u.port || u.search || u.hash) {
-    throw KILN_ERR_CONFIG_INVALID('url', where, expectedUrl);
-  }
-  const bucket = u.hostname;
+  const { name: bucket, prefix } = bucketUrl(url, 's3:', where, expectedUrl);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(bucket)) {
     throw KILN_ERR_CONFIG_INVALID('url', where, `${expectedUrl} (a bucket name: letters, digits, ".", "-")`);
   }
-  const prefix = decodeURIComponent(u.pathname).split('/').filter(Boolean).join('/');
 
   const endpoint = optString(table, 'endpoint', where, 'an http:// or https:// URL');
   if (endpoint !== undefined) {
