@@ -111,3 +111,28 @@ export async function fillTier(
   expect(tier).toMatchObject({ writes: entries, errors: 0, timeouts: 0, dropped: 0, hits: 0 });
   return entries;
 }
+
+/**
+ * Daemon `a` builds the project in `proj` from cold while its tier's server is killed before the
+ * third compile: every object is still as the plain compiler makes it (`want`), every compile was
+ * a miss, and tier `match` counted errors.
+ */
+export async function buildKillingTier(
+  a: KilnSandbox,
+  proj: string,
+  want: Map<string, Buffer>,
+  match: string,
+  kill: () => unknown,
+): Promise<void> {
+  const got = new Map<string, Buffer>();
+  for (const [i, name] of SOURCES.entries()) {
+    if (i === 2) await kill();
+    const r = a.kiln(args(name), { cwd: proj });
+    expect(r.status, r.stderr).toBe(0);
+    got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
+  }
+  expectSameObjects(got, want);
+  const c = await waitForTier(a, match, (x) => x.errors > 0);
+  expect(c.errors).toBeGreaterThan(0);
+  expect(a.stats().stats.misses).toBe(SOURCES.length);
+}

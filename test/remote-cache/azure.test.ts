@@ -7,7 +7,6 @@
  * and by a read-only SAS), azurite killed mid-build.
  */
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -29,6 +28,7 @@ import {
   startAzurite,
 } from '../helpers/servers/azurite.js';
 import {
+  buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
   fillTier,
@@ -541,17 +541,7 @@ describe.runIf(haveAzurite() && have('gcc'))('daemons share results through azur
     const a = sandbox(spec('killed'), { AZURE_STORAGE_CONNECTION_STRING: own.connectionString });
     try {
       const { proj, want } = project('killed');
-      const got = new Map<string, Buffer>();
-      for (const [i, name] of SOURCES.entries()) {
-        if (i === 2) await own.kill();
-        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
-        expect(r.status, r.stderr).toBe(0);
-        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
-      }
-      expectSameObjects(got, want);
-      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
-      expect(c.errors).toBeGreaterThan(0);
-      expect(a.stats().stats.misses).toBe(SOURCES.length);
+      await buildKillingTier(a, proj, want, 'killed', () => own.kill());
     } finally {
       await own.stop();
     }

@@ -16,6 +16,7 @@ import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import { type Nginx, startNginx } from '../helpers/servers/nginx.js';
 import {
+  buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
   fillTier,
@@ -227,17 +228,7 @@ describe.runIf(available)('nginx killed in the middle of a build', () => {
       const proj = path.join(dir, 'proj-killed');
       writeProject(proj, 'killed');
       const want = plainObjects(proj);
-      const got = new Map<string, Buffer>();
-      for (const [i, name] of SOURCES.entries()) {
-        if (i === 2) own.kill();
-        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
-        expect(r.status, r.stderr).toBe(0);
-        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
-      }
-      expectSameObjects(got, want);
-      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
-      expect(c.errors).toBeGreaterThan(0);
-      expect(a.stats().stats.misses).toBe(SOURCES.length);
+      await buildKillingTier(a, proj, want, 'killed', () => own.kill());
     } finally {
       a.dispose();
       await own.stop();

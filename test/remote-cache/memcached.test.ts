@@ -5,7 +5,6 @@
  * full memcached that evicted chunks.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import { haveMemcached, type MemcachedServer, startMemcached } from '../helpers/servers/memcached.js';
 import {
+  buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
   fillTier,
@@ -523,18 +523,8 @@ describe.runIf(available && have('gcc'))('two daemons share results through memc
     const proj = path.join(dir, 'proj-killed');
     writeProject(proj, 'killed');
     const want = plainObjects(proj);
-    const got = new Map<string, Buffer>();
     try {
-      for (const [i, name] of SOURCES.entries()) {
-        if (i === 2) await own.kill();
-        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
-        expect(r.status, r.stderr).toBe(0);
-        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
-      }
-      expectSameObjects(got, want);
-      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
-      expect(c.errors).toBeGreaterThan(0);
-      expect(a.stats().stats.misses).toBe(SOURCES.length);
+      await buildKillingTier(a, proj, want, 'killed', () => own.kill());
     } finally {
       await own.stop();
     }

@@ -17,6 +17,7 @@ import { have } from '../helpers/prereq.js';
 import { backendConformance } from '../helpers/remote-backend-kit.js';
 import { haveRedis, type RedisServer, startRedis } from '../helpers/servers/redis.js';
 import {
+  buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
   fillTier,
@@ -512,18 +513,8 @@ describe.runIf(available && have('gcc'))('two daemons share results through redi
     const proj = path.join(dir, 'proj-killed');
     writeProject(proj, 'killed');
     const want = plainObjects(proj);
-    const got = new Map<string, Buffer>();
     try {
-      for (const [i, name] of SOURCES.entries()) {
-        if (i === 2) await own.kill();
-        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
-        expect(r.status, r.stderr).toBe(0);
-        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
-      }
-      expectSameObjects(got, want);
-      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
-      expect(c.errors).toBeGreaterThan(0);
-      expect(a.stats().stats.misses).toBe(SOURCES.length);
+      await buildKillingTier(a, proj, want, 'killed', () => own.kill());
     } finally {
       await own.stop();
     }

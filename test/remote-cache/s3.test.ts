@@ -28,6 +28,7 @@ import {
   startS3rver,
 } from '../helpers/servers/s3.js';
 import {
+  buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
   fillTier,
@@ -529,17 +530,7 @@ describe.runIf(haveS3rver() && have('gcc'))('daemons share results through s3rve
     const a = sandbox(spec('killed', '', SHARED, own.endpoint));
     try {
       const { proj, want } = project('killed');
-      const got = new Map<string, Buffer>();
-      for (const [i, name] of SOURCES.entries()) {
-        if (i === 2) await own.kill();
-        const r = a.kiln(['gcc', '-O2', '-c', `${name}.c`, '-o', `${name}.o`], { cwd: proj });
-        expect(r.status, r.stderr).toBe(0);
-        got.set(name, fs.readFileSync(path.join(proj, `${name}.o`)));
-      }
-      expectSameObjects(got, want);
-      const c = await waitForTier(a, 'killed', (x) => x.errors > 0);
-      expect(c.errors).toBeGreaterThan(0);
-      expect(a.stats().stats.misses).toBe(SOURCES.length);
+      await buildKillingTier(a, proj, want, 'killed', () => own.kill());
     } finally {
       await own.stop();
     }
