@@ -136,3 +136,24 @@ export async function buildKillingTier(
   expect(c.errors).toBeGreaterThan(0);
   expect(a.stats().stats.misses).toBe(SOURCES.length);
 }
+
+/**
+ * Daemon `b`, with an empty local cache, builds the project in `proj` from tier `match` alone:
+ * every object as the plain compiler makes it (`want`), every compile a hit, two tier hits per
+ * object (its manifest and its result) and nothing written there. Returns the tier's counts.
+ */
+export function buildFromTier(
+  b: KilnSandbox,
+  proj: string,
+  want: Map<string, Buffer>,
+  match: string,
+): TierCounts {
+  expectSameObjects(buildThroughKiln(b, proj), want);
+  const stats = b.stats().stats;
+  expect(stats.hitsDirect + stats.hitsPreprocessed).toBe(SOURCES.length);
+  expect(stats.misses).toBe(0);
+  const tier = tierCounts(b, match);
+  expect(tier.hits).toBe(2 * SOURCES.length);
+  expect(tier.writes).toBe(0);
+  return tier;
+}

@@ -28,6 +28,7 @@ import {
   startS3rver,
 } from '../helpers/servers/s3.js';
 import {
+  buildFromTier,
   buildKillingTier,
   buildThroughKiln,
   expectSameObjects,
@@ -441,17 +442,8 @@ describe.runIf(haveS3rver() && have('gcc'))('daemons share results through s3rve
     const entries = await fillTier(a, proj, want, 'share');
     expect(storedObjects(server, SHARED, 'share')).toHaveLength(entries);
 
-    expectSameObjects(buildThroughKiln(b, proj), want);
-    const bStats = b.stats().stats;
-    expect(bStats.hitsDirect + bStats.hitsPreprocessed).toBe(SOURCES.length);
-    expect(bStats.misses).toBe(0);
-    // A manifest and a result for each object, all from the bucket.
-    expect(tierCounts(b, 'share')).toMatchObject({
-      hits: 2 * SOURCES.length,
-      misses: 0,
-      errors: 0,
-      writes: 0,
-    });
+    // All from the bucket.
+    expect(buildFromTier(b, proj, want, 'share')).toMatchObject({ misses: 0, errors: 0 });
   });
 
   it('a bucket that does not exist: every object is compiled, the errors are counted and logged', async () => {
